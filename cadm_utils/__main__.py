@@ -1,0 +1,90 @@
+"""Command line: `python -m cadm_utils COMMAND ...`; input errors print one line, exit 2."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .errors import CadmError
+
+
+def data_summary(args) -> None:
+    from .data import load_dataset, summary_lines
+
+    data = load_dataset(args.dataset, args.data_root, args.resolution, progress=not args.quiet)
+    print("\n".join(summary_lines(data)))
+
+
+def domain_gap(args) -> None:
+    from .gap import measure_domain_gap
+
+    measure_domain_gap(args.dataset, args.data_root, args.resolution, args.width, args.epochs,
+                       args.seeds, args.out, args.targets.split(",") if args.targets else None)
+
+
+def run_profile(args) -> None:
+    from .pipeline import run_pipeline
+
+    run_pipeline(args.profile, data_root=args.data_root, datasets=args.datasets,
+                 targets=args.targets, methods=args.methods, ipcs=args.ipc,
+                 stages=args.stages, results_dir=args.results_dir)
+
+
+def tables(args) -> None:
+    from .pipeline import write_tables
+
+    write_tables(args.profile, results_dir=args.results_dir, figures_dir=args.figures_dir)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m cadm_utils", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    summary = commands.add_parser("data-summary", help="images per domain and class, split sizes")
+    summary.add_argument("--dataset", required=True)
+    summary.add_argument("--data-root", default=None)
+    summary.add_argument("--resolution", type=int, default=None)
+    summary.add_argument("--quiet", action="store_true", help="no progress bar")
+    summary.set_defaults(func=data_summary)
+
+    gap = commands.add_parser("domain-gap", help="source-held-out vs unseen-domain accuracy")
+    gap.add_argument("--dataset", default="embedded")
+    gap.add_argument("--data-root", default=None)
+    gap.add_argument("--resolution", type=int, default=None)
+    gap.add_argument("--width", type=int, default=16)
+    gap.add_argument("--epochs", type=int, default=15)
+    gap.add_argument("--seeds", type=int, default=1)
+    gap.add_argument("--out", default=None, help="JSON-lines file for the records")
+    gap.add_argument("--targets", default=None, help="comma-separated, default: every domain")
+    gap.set_defaults(func=domain_gap)
+
+    run = commands.add_parser("run", help="pretrain, distill and evaluate every cell of a profile")
+    run.add_argument("--profile", default="smoke", help="name in profiles/ or a YAML path")
+    run.add_argument("--data-root", default=None)
+    run.add_argument("--datasets", default=None, help="comma-separated, default: the profile's")
+    run.add_argument("--targets", default=None, help="comma-separated domain letters or names")
+    run.add_argument("--methods", default=None, help="comma-separated method names")
+    run.add_argument("--ipc", default=None, help="comma-separated images per class")
+    run.add_argument("--stages", default=None, help="comma-separated: table1, ablation, ...")
+    run.add_argument("--results-dir", default=None)
+    run.set_defaults(func=run_profile)
+
+    table = commands.add_parser("tables", help="render the profile's tables from its records")
+    table.add_argument("--profile", default="smoke")
+    table.add_argument("--results-dir", default=None)
+    table.add_argument("--figures-dir", default=None)
+    table.set_defaults(func=tables)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except CadmError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,89 @@
+"""Differentiable siamese augmentation (DSA, Zhao & Bilen 2021) and crop+flip for pretraining.
+
+As in the reference DSA code (mode 'S'), each call picks one operation group at random
+and applies it; `shared=True` draws one set of parameters for the whole batch (used with
+the same `DsaParams` for the real and the synthetic batch), `shared=False` one per image.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+OPS = ("color", "crop", "cutout", "flip", "scale", "rotate")
+FLIP, SCALE, ROTATE_DEG, CROP, CUTOUT = 0.5, 1.2, 15.0, 0.125, 0.5
+BRIGHTNESS, SATURATION, CONTRAST = 1.0, 2.0, 0.5
+
+
+@dataclass
+class DsaParams:
+    op: str
+    values: dict  # tensors of shape (n,) or (1,) for shared parameters
+
+
+def sample_dsa(n: int, generator: torch.Generator, shared: bool = True) -> DsaParams:
+    op = OPS[int(torch.randint(len(OPS), (1,), generator=generator))]
+    size = 1 if shared else n
+    rand = {name: torch.rand(size, generator=generator) for name in ("a", "b", "c", "d")}
+    return DsaParams(op, rand)
+
+
+def apply_dsa(x: torch.Tensor, params: DsaParams) -> torch.Tensor:
+    v = {k: t.to(x.device) for k, t in params.values.items()}
+    if params.op == "color":
+        x = x + (v["a"] - 0.5).view(-1, 1, 1, 1) * BRIGHTNESS
+        mean = x.mean(dim=1, keepdim=True)
+        x = (x - mean) * (v["b"] * SATURATION).view(-1, 1, 1, 1) + mean
+        mean = x.mean(dim=(1, 2, 3), keepdim=True)
+        return (x - mean) * (v["c"] + CONTRAST).view(-1, 1, 1, 1) + mean
+    if params.op == "cutout":
+        return x * cutout_mask(x, v["a"], v["b"])
+    theta = torch.zeros(len(v["a"]), 2, 3, device=x.device)
+    if params.op == "flip":
+        sign = torch.where(v["a"] < FLIP, -1.0, 1.0)
+        theta[:, 0, 0], theta[:, 1, 1] = sign, 1.0
+    elif params.op == "scale":
+        theta[:, 0, 0] = v["a"] * (SCALE - 1 / SCALE) + 1 / SCALE
+        theta[:, 1, 1] = v["b"] * (SCALE - 1 / SCALE) + 1 / SCALE
+    elif params.op == "rotate":
+        angle = (v["a"] - 0.5) * 2 * ROTATE_DEG / 180 * math.pi
+        theta[:, 0, 0], theta[:, 0, 1] = angle.cos(), -angle.sin()
+        theta[:, 1, 0], theta[:, 1, 1] = angle.sin(), angle.cos()
+    else:  # crop: translate by up to CROP of the size, zero padding
+        theta[:, 0, 0] = theta[:, 1, 1] = 1.0
+        theta[:, 0, 2] = (v["a"] - 0.5) * 4 * CROP
+        theta[:, 1, 2] = (v["b"] - 0.5) * 4 * CROP
+    theta = theta.expand(len(x), 2, 3) if len(theta) == 1 else theta
+    grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, align_corners=False)
+
+
+def cutout_mask(x: torch.Tensor, cx: torch.Tensor, cy: torch.Tensor) -> torch.Tensor:
+    size = x.shape[-1]
+    half = int(size * CUTOUT / 2)
+    coords = torch.arange(size, device=x.device)
+    centre_x, centre_y = (cx * size).long().view(-1, 1), (cy * size).long().view(-1, 1)
+    keep_x = (coords.view(1, -1) - centre_x).abs() >= half
+    keep_y = (coords.view(1, -1) - centre_y).abs() >= half
+    keep = keep_y[:, :, None] | keep_x[:, None, :]
+    return keep[:, None].to(x.dtype)
+
+
+def dsa(x: torch.Tensor, generator: torch.Generator, shared: bool = False) -> torch.Tensor:
+    return apply_dsa(x, sample_dsa(len(x), generator, shared))
+
+
+def crop_flip(x: torch.Tensor, generator: torch.Generator, pad: int = 4) -> torch.Tensor:
+    """Random crop with zero padding and horizontal flip, one draw per image."""
+    n, _, h, w = x.shape
+    padded = F.pad(x, (pad, pad, pad, pad))
+    dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator).to(x.device)
+    dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator).to(x.device)
+    rows = (dy.view(n, 1) + torch.arange(h, device=x.device)).view(n, 1, h, 1).expand(n, 3, h, w + 2 * pad)
+    cropped = padded.gather(2, rows)
+    cols = (dx.view(n, 1) + torch.arange(w, device=x.device)).view(n, 1, 1, w).expand(n, 3, h, w)
+    cropped = cropped.gather(3, cols)
+    flip = (torch.rand(n, generator=generator) < 0.5).to(x.device).view(n, 1, 1, 1)
+    return torch.where(flip, cropped.flip(3), cropped)

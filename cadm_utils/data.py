@@ -1,0 +1,369 @@
+"""Multi-domain image data: registry, DomainBed-layout folder loader, splits, cache.
+
+Every data set, real or embedded, becomes a `MultiDomainData`: uint8 images of one
+resolution with class labels, domain labels and a split code per image. Tasks
+(leave-one-domain-out or in-domain) are views of it.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import DataError
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
+TRAIN, VAL, UNLISTED = 0, 1, 2
+
+# DomainNet-Sub: the paper names no classes, so we fix the first 100 DomainNet classes in
+# case-insensitive alphabetical order (README, "Data"). Folder names as DomainBed ships them.
+DOMAINNET_SUB_CLASSES = (
+    "aircraft_carrier", "airplane", "alarm_clock", "ambulance", "angel", "animal_migration",
+    "ant", "anvil", "apple", "arm", "asparagus", "axe", "backpack", "banana", "bandage",
+    "barn", "baseball", "baseball_bat", "basket", "basketball", "bat", "bathtub", "beach",
+    "bear", "beard", "bed", "bee", "belt", "bench", "bicycle", "binoculars", "bird",
+    "birthday_cake", "blackberry", "blueberry", "book", "boomerang", "bottlecap", "bowtie",
+    "bracelet", "brain", "bread", "bridge", "broccoli", "broom", "bucket", "bulldozer", "bus",
+    "bush", "butterfly", "cactus", "cake", "calculator", "calendar", "camel", "camera",
+    "camouflage", "campfire", "candle", "cannon", "canoe", "car", "carrot", "castle", "cat",
+    "ceiling_fan", "cell_phone", "cello", "chair", "chandelier", "church", "circle",
+    "clarinet", "clock", "cloud", "coffee_cup", "compass", "computer", "cookie", "cooler",
+    "couch", "cow", "crab", "crayon", "crocodile", "crown", "cruise_ship", "cup", "diamond",
+    "dishwasher", "diving_board", "dog", "dolphin", "donut", "door", "dragon", "dresser",
+    "drill", "drums", "duck",
+)
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    name: str
+    folder: str  # DomainBed folder under the data root
+    domains: tuple[str, ...]
+    letters: tuple[str, ...]  # paper abbreviations, e.g. "ACS→P"
+    val_fraction: float  # used when no official split lists exist
+    classes: tuple[str, ...] | None = None  # None: read from the folders
+    other_classes_allowed: bool = False  # DomainNet-Sub keeps 100 of 345 folders
+    split_lists: bool = False  # PACS: official *_kfold.txt lists when present
+
+
+REAL_DATASETS = {
+    "pacs": DatasetSpec(
+        "pacs", "PACS", ("art_painting", "cartoon", "photo", "sketch"), ("A", "C", "P", "S"),
+        0.1, ("dog", "elephant", "giraffe", "guitar", "horse", "house", "person"),
+        split_lists=True),
+    "vlcs": DatasetSpec(
+        "vlcs", "VLCS", ("Caltech101", "LabelMe", "SUN09", "VOC2007"), ("C", "L", "S", "V"),
+        0.3, ("bird", "car", "chair", "dog", "person")),
+    "officehome": DatasetSpec(
+        "officehome", "office_home", ("Art", "Clipart", "Product", "Real World"),
+        ("A", "C", "P", "R"), 0.1),
+    "domainnet_sub": DatasetSpec(
+        "domainnet_sub", "domain_net",
+        ("clipart", "infograph", "painting", "quickdraw", "real", "sketch"),
+        ("C", "I", "P", "Q", "R", "S"), 0.2, DOMAINNET_SUB_CLASSES, other_classes_allowed=True),
+}
+EMBEDDED = "embedded"
+DATASET_NAMES = (*REAL_DATASETS, EMBEDDED)
+
+
+@dataclass
+class MultiDomainData:
+    name: str
+    images: torch.Tensor  # (N, 3, H, W) uint8
+    labels: torch.Tensor  # (N,) int64 class index
+    domains: torch.Tensor  # (N,) int64 index into domain_names
+    split: torch.Tensor  # (N,) int8: TRAIN, VAL or UNLISTED
+    class_names: list[str]
+    domain_names: list[str]
+    domain_letters: list[str]
+    paths: list[str] = field(default_factory=list)  # relative file paths, empty if generated
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def resolution(self) -> int:
+        return self.images.shape[-1]
+
+    def subset(self, keep: torch.Tensor) -> "MultiDomainData":
+        index = keep.nonzero().flatten()
+        paths = [self.paths[i] for i in index.tolist()] if self.paths else []
+        return MultiDomainData(
+            self.name, self.images[index], self.labels[index], self.domains[index],
+            self.split[index], self.class_names, self.domain_names, self.domain_letters, paths)
+
+    def counts(self) -> torch.Tensor:
+        """(n_domains, n_classes) image counts."""
+        flat = self.domains * len(self.class_names) + self.labels
+        total = len(self.domain_names) * len(self.class_names)
+        return torch.bincount(flat, minlength=total).view(len(self.domain_names), -1)
+
+
+@dataclass
+class Task:
+    """One experimental setting: what distillation sees and what evaluation tests on."""
+
+    name: str  # e.g. "ACS→P" or "in-domain"
+    train: MultiDomainData  # source domains, train parts
+    val: MultiDomainData  # source domains, validation parts (model selection only)
+    test: MultiDomainData  # the whole target domain (or all val parts in-domain)
+    source_domains: list[int]
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.train.class_names)
+
+    @property
+    def n_domains(self) -> int:
+        return len(self.train.domain_names)
+
+
+def domain_index(data: MultiDomainData, target: str) -> int:
+    """Accept a domain name ('photo') or the paper's letter ('P')."""
+    if target in data.domain_names:
+        return data.domain_names.index(target)
+    if target in data.domain_letters:
+        return data.domain_letters.index(target)
+    raise DataError(f"unknown domain '{target}' for {data.name}: "
+                    f"expected one of {', '.join(data.domain_names)}")
+
+
+def split_name(dataset: str, target: str) -> str:
+    """'ACS→P' for target 'P' or 'photo' without loading any image; 'in-domain' as is."""
+    if target == "in-domain":
+        return target
+    if dataset == EMBEDDED:
+        from .embedded import DOMAINS, LETTERS
+    elif dataset in REAL_DATASETS:
+        DOMAINS, LETTERS = REAL_DATASETS[dataset].domains, REAL_DATASETS[dataset].letters
+    else:
+        raise DataError(f"unknown data set '{dataset}': expected one of {', '.join(DATASET_NAMES)}")
+    if target not in LETTERS and target not in DOMAINS:
+        raise DataError(f"unknown domain '{target}' for {dataset}: expected one of "
+                        f"{', '.join(DOMAINS)}")
+    index = LETTERS.index(target) if target in LETTERS else DOMAINS.index(target)
+    return "".join(l for i, l in enumerate(LETTERS) if i != index) + "→" + LETTERS[index]
+
+
+def leave_one_domain_out(data: MultiDomainData, target: str) -> Task:
+    target_index = domain_index(data, target)
+    sources = [d for d in range(len(data.domain_names)) if d != target_index]
+    is_source = data.domains != target_index
+    letters = "".join(data.domain_letters[d] for d in sources)
+    return Task(
+        name=f"{letters}→{data.domain_letters[target_index]}",
+        train=data.subset(is_source & (data.split == TRAIN)),
+        val=data.subset(is_source & (data.split == VAL)),
+        test=data.subset(~is_source),
+        source_domains=sources,
+    )
+
+
+def in_domain(data: MultiDomainData) -> Task:
+    """Paper Table 4: all domains are sources and targets; tested on the held-out parts."""
+    return Task(
+        name="in-domain",
+        train=data.subset(data.split == TRAIN),
+        val=data.subset(data.split == VAL),
+        test=data.subset(data.split == VAL),
+        source_domains=list(range(len(data.domain_names))),
+    )
+
+
+def make_task(data: MultiDomainData, target: str) -> Task:
+    return in_domain(data) if target == "in-domain" else leave_one_domain_out(data, target)
+
+
+# ----------------------------------------------------------------------------- loading
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("CADM_CACHE_DIR", Path.home() / ".cache" / "cadm_utils"))
+
+
+def load_dataset(name: str, data_root: str | Path | None = None, resolution: int | None = None,
+                 seed: int = 0, cache_dir: str | Path | None = None,
+                 progress: bool = True) -> MultiDomainData:
+    """Load a registered data set by name; `embedded` needs no data root."""
+    if name == EMBEDDED:
+        from .embedded import make_embedded_benchmark
+        return make_embedded_benchmark(seed=seed, resolution=resolution or 32)
+    if name not in REAL_DATASETS:
+        raise DataError(f"unknown data set '{name}': expected one of {', '.join(DATASET_NAMES)}")
+    if data_root is None:
+        raise DataError(f"data set '{name}' needs a data root (--data-root DIR)")
+    spec = REAL_DATASETS[name]
+    files = scan_folder(spec, Path(data_root))
+    resolution = resolution or 64
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    images = cached_decode(spec, Path(data_root) / spec.folder, files, resolution, cache, progress)
+    class_names = sorted({f[1] for f in files})
+    labels = torch.tensor([class_names.index(f[1]) for f in files])
+    domains = torch.tensor([spec.domains.index(f[0]) for f in files])
+    rel_paths = [f"{d}/{c}/{n}" for d, c, n, _ in files]
+    split = assign_splits(spec, Path(data_root), rel_paths, labels, domains, seed)
+    return MultiDomainData(name, images, labels, domains, split, class_names,
+                           list(spec.domains), list(spec.letters), rel_paths)
+
+
+def scan_folder(spec: DatasetSpec, root: Path) -> list[tuple[str, str, str, int]]:
+    """List (domain, class, file name, size) for every image; raise DataError on a bad layout."""
+    if not root.is_dir():
+        raise DataError(f"data root not found: {root}")
+    base = root / spec.folder
+    if not base.is_dir():
+        raise DataError(f"wrong layout: {base} does not exist (expected "
+                        f"<root>/{spec.folder}/<domain>/<class>/<image>)")
+    present = sorted(p.name for p in base.iterdir() if p.is_dir() and not p.name.startswith("."))
+    for name in present:
+        if name not in spec.domains and name != "splits":
+            raise DataError(f"unknown domain folder: {base / name} "
+                            f"(expected {', '.join(spec.domains)})")
+    files = []
+    classes_by_domain = {}
+    for domain in spec.domains:
+        domain_dir = base / domain
+        if not domain_dir.is_dir():
+            raise DataError(f"missing domain folder: {domain_dir}")
+        class_dirs = sorted(p.name for p in domain_dir.iterdir() if p.is_dir())
+        wanted = _wanted_classes(spec, domain_dir, class_dirs)
+        classes_by_domain[domain] = set(wanted)
+        for class_name in wanted:
+            class_files = _image_files(domain_dir / class_name)
+            if not class_files:
+                raise DataError(f"empty class folder: {domain_dir / class_name}")
+            files += [(domain, class_name, entry.name, entry.stat().st_size)
+                      for entry in class_files]
+    reference = classes_by_domain[spec.domains[0]]
+    for domain, classes in classes_by_domain.items():
+        if classes != reference:
+            odd = sorted(classes ^ reference)[0]
+            raise DataError(f"class '{odd}' is not in every domain: check {base / domain}")
+    return files
+
+
+def _wanted_classes(spec: DatasetSpec, domain_dir: Path, class_dirs: list[str]) -> list[str]:
+    if spec.classes is None:
+        return class_dirs
+    for class_name in spec.classes:
+        if class_name not in class_dirs:
+            raise DataError(f"missing class folder: {domain_dir / class_name}")
+    if not spec.other_classes_allowed:
+        for class_name in class_dirs:
+            if class_name not in spec.classes:
+                raise DataError(f"unknown class folder: {domain_dir / class_name} "
+                                f"(expected {', '.join(spec.classes)})")
+    return sorted(spec.classes)
+
+
+def _image_files(folder: Path) -> list[os.DirEntry]:
+    with os.scandir(folder) as entries:
+        return sorted((e for e in entries if e.is_file() and not e.name.startswith(".")
+                       and Path(e.name).suffix.lower() in IMAGE_SUFFIXES), key=lambda e: e.name)
+
+
+def cache_key(spec: DatasetSpec, files: list, resolution: int) -> str:
+    digest = hashlib.sha1(json.dumps([spec.name, resolution, files]).encode()).hexdigest()
+    return f"{spec.name}-{resolution}px-{digest[:16]}"
+
+
+def cached_decode(spec: DatasetSpec, base: Path, files: list, resolution: int,
+                  cache_dir: Path, progress: bool) -> torch.Tensor:
+    path = cache_dir / f"{cache_key(spec, files, resolution)}.pt"
+    if path.exists():
+        return torch.load(path, weights_only=True)
+    images = decode_images([base / d / c / n for d, c, n, _ in files], resolution, progress)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save(images, tmp)
+    tmp.replace(path)  # atomic: an interrupted run leaves no half-written cache entry
+    return images
+
+
+def decode_images(paths: list[Path], resolution: int, progress: bool = True) -> torch.Tensor:
+    from PIL import Image
+    from tqdm.auto import tqdm
+
+    out = np.empty((len(paths), resolution, resolution, 3), dtype=np.uint8)
+    for i, path in enumerate(tqdm(paths, desc="decoding images", disable=not progress,
+                                  mininterval=1.0)):
+        try:
+            with Image.open(path) as image:
+                image = image.convert("RGB")
+                if image.size != (resolution, resolution):
+                    image = image.resize((resolution, resolution), Image.BICUBIC)
+                out[i] = np.asarray(image)
+        except Exception as exc:  # PIL raises several types for broken files
+            raise DataError(f"unreadable image: {path} ({type(exc).__name__})") from None
+    return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
+
+
+# ----------------------------------------------------------------------------- splits
+
+def assign_splits(spec: DatasetSpec, root: Path, rel_paths: list[str], labels: torch.Tensor,
+                  domains: torch.Tensor, seed: int) -> torch.Tensor:
+    lists = find_split_lists(root, spec) if spec.split_lists else None
+    if lists is not None:
+        return split_from_lists(rel_paths, *lists)
+    return random_split(labels, domains, spec.val_fraction, seed)
+
+
+def find_split_lists(root: Path, spec: DatasetSpec) -> tuple[list[Path], list[Path]] | None:
+    for folder in (root / "splits", root / spec.folder / "splits", root / spec.folder):
+        train = sorted(folder.glob("*_train_kfold.txt"))
+        val = sorted(folder.glob("*_crossval_kfold.txt"))
+        if train and val:
+            return train, val
+    return None
+
+
+def read_split_list(path: Path) -> set[str]:
+    """Relative paths named in an official list; labels are ignored (folder names rule)."""
+    names = set()
+    for line in path.read_text().splitlines():
+        if line.strip():
+            names.add(line.split()[0])
+    return names
+
+
+def split_from_lists(rel_paths: list[str], train_lists: list[Path],
+                     val_lists: list[Path]) -> torch.Tensor:
+    train = set().union(*(read_split_list(p) for p in train_lists))
+    val = set().union(*(read_split_list(p) for p in val_lists)) - train
+    codes = [TRAIN if p in train else VAL if p in val else UNLISTED for p in rel_paths]
+    return torch.tensor(codes, dtype=torch.int8)
+
+
+def random_split(labels: torch.Tensor, domains: torch.Tensor, val_fraction: float,
+                 seed: int) -> torch.Tensor:
+    """Seeded split stratified by (domain, class): round(val_fraction·n) to validation."""
+    generator = torch.Generator().manual_seed(seed)
+    split = torch.full((len(labels),), TRAIN, dtype=torch.int8)
+    groups = domains * (int(labels.max()) + 1) + labels
+    for group in torch.unique(groups):
+        members = (groups == group).nonzero().flatten()
+        order = members[torch.randperm(len(members), generator=generator)]
+        split[order[: round(val_fraction * len(members))]] = VAL
+    return split
+
+
+def summary_lines(data: MultiDomainData) -> list[str]:
+    """Images per domain and class, and split sizes, as text lines."""
+    counts = data.counts()
+    width = max(len(c) for c in data.class_names) + 2
+    header = "domain".ljust(16) + "".join(c[:width - 1].rjust(width) for c in data.class_names)
+    lines = [f"{data.name}: {len(data)} images, {len(data.domain_names)} domains, "
+             f"{len(data.class_names)} classes, {data.resolution}x{data.resolution} px",
+             header + "total".rjust(8) + "train".rjust(8) + "val".rjust(7) + "unlisted".rjust(10)]
+    for d, domain in enumerate(data.domain_names):
+        in_domain_split = data.split[data.domains == d]
+        row = domain[:15].ljust(16) + "".join(str(int(n)).rjust(width) for n in counts[d])
+        row += str(int(counts[d].sum())).rjust(8)
+        row += "".join(str(int((in_domain_split == code).sum())).rjust(w)
+                       for code, w in ((TRAIN, 8), (VAL, 7), (UNLISTED, 10)))
+        lines.append(row)
+    return lines

@@ -1,0 +1,64 @@
+"""Domain-sensitive channel masking: activation scores (Eq. 5) and weighted random masks (Eq. 6)."""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .errors import ConfigError
+
+
+def activation_scores(features: torch.Tensor, head_weight: torch.Tensor, domains: torch.Tensor,
+                      normalize: bool = True) -> torch.Tensor:
+    """Eq. 5: s_j = W^{ŷ}_j · GAP(F(x))_j for every sample and channel.
+
+    features (B, C, H, W); head_weight (n_domains, C), the domain head after this block;
+    domains (B,) the true domain of each sample. With `normalize`, each row is min-max
+    scaled to [0, 1] across channels as in the DomainDrop code (min-max of the weighted
+    map before GAP is affine per sample, so one scaling after GAP gives the same scores);
+    scores must be non-negative for the keys of Eq. 6.
+    """
+    pooled = features.float().mean(dim=(2, 3))
+    raw = head_weight.float()[domains] * pooled
+    if not normalize:
+        return raw
+    low = raw.amin(dim=1, keepdim=True)
+    high = raw.amax(dim=1, keepdim=True)
+    return (raw - low) / (high - low).clamp_min(1e-12)
+
+
+def masked_count(p_mask: float, channels: int) -> int:
+    """M = ⌊P_mask · C⌋ (with a tolerance so that e.g. 0.5·64 is not floored to 31)."""
+    if not 0.0 <= p_mask < 1.0:
+        raise ConfigError(f"p_mask must be in [0, 1), got {p_mask}")
+    return int(math.floor(p_mask * channels + 1e-9))
+
+
+def channel_mask(scores: torch.Tensor, p_mask: float,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+    """Eq. 6: a (B, C) 0/1 mask with exactly ⌊p_mask·C⌋ zeros per row.
+
+    Weighted random selection without replacement (Efraimidis & Spirakis 2006): key
+    k_j = r_j^(1/s_j) with r_j ~ U(0, 1); the M largest keys are masked, so channel j is
+    drawn with probability proportional to s_j. Keys are compared as log k_j = log r_j / s_j;
+    a zero score gives key 0 and is masked only when fewer than M scores are positive.
+    """
+    batch, channels = scores.shape
+    count = masked_count(p_mask, channels)
+    mask = torch.ones_like(scores)
+    if count == 0:
+        return mask
+    device = generator.device if generator is not None else scores.device
+    r = torch.rand(batch, channels, generator=generator, device=device).to(scores.device)
+    log_keys = torch.log(r.clamp_min(1e-30)) / scores.clamp_min(0)  # score 0 → -inf
+    masked = log_keys.topk(count, dim=1).indices
+    return mask.scatter_(1, masked, 0.0)
+
+
+def sensitive_channel_mask(features: torch.Tensor, head_weight: torch.Tensor,
+                           domains: torch.Tensor, p_mask: float,
+                           generator: torch.Generator | None = None) -> torch.Tensor:
+    """(B, C, 1, 1) mask of the domain-sensitive channels of one block's features."""
+    with torch.no_grad():
+        scores = activation_scores(features, head_weight, domains)
+        return channel_mask(scores, p_mask, generator)[:, :, None, None].to(features.dtype)

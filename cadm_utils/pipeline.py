@@ -1,0 +1,305 @@
+"""Runs the cells of a profile: pretrain experts, distill, evaluate, and write records.
+
+Every product is cached under runs/<profile>/ (experts, synthetic sets, distillation
+checkpoints) and every evaluation is a record in results/<profile>/records.jsonl, so a
+second run skips finished cells and an interrupted run resumes where it stopped.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from .data import Task, load_dataset, make_task, split_name
+from .distill import DistillConfig, distill
+from .errors import ConfigError
+from .methods import MaskingConfig, Method, ablation_variant, get_method
+from .models import DomainAwareResNet
+from .paper_numbers import paper_values
+from .profiles import REPO_ROOT, load_profile, pretrain_epochs
+from .results import (Table, append_record, base_record, latest_per_seed, load_records,
+                      method_table)
+from .runtime import pick_device
+from .synthetic import SyntheticSet, check_ipc
+from .train import TrainConfig, accuracy, train_classifier
+
+# Table 2 rows after the all-off row: (L_adm, L_reg masked, L_cons)
+ABLATION_ROWS = ((False, False, False), (True, False, False), (False, True, False),
+                 (False, True, True), (True, True, True))
+
+
+def short_hash(obj) -> str:
+    return hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:10]
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One table entry: a method at one IPC on one split, evaluated over several seeds."""
+
+    stage: str
+    dataset: str
+    target: str
+    method: Method
+    ipc: int  # 0 for the full-data reference
+
+    @property
+    def label(self) -> str:
+        return f"{self.stage}: {self.dataset} {self.target} {self.method.name} ipc{self.ipc}"
+
+
+class Runner:
+    def __init__(self, profile: dict, data_root=None, results_dir=None, run_dir=None,
+                 device=None, progress: bool = True):
+        self.profile = profile
+        self.data_root = data_root
+        self.device = pick_device(device or profile.get("device"))
+        self.progress = progress
+        name = profile["name"]
+        self.results_dir = Path(results_dir or REPO_ROOT / "results" / name)
+        self.run_dir = Path(run_dir or REPO_ROOT / "runs" / name)
+        self.records_path = self.results_dir / "records.jsonl"
+        self._data = {}
+        self.masking = MaskingConfig(**profile["masking"])
+
+    # ------------------------------------------------------------------ inputs
+    def data(self, dataset: str):
+        if dataset not in self._data:
+            resolution = self.profile["datasets"][dataset].get("resolution")
+            self._data[dataset] = load_dataset(dataset, self.data_root, resolution,
+                                               progress=self.progress)
+        return self._data[dataset]
+
+    def task(self, dataset: str, target: str) -> Task:
+        return make_task(self.data(dataset), target)
+
+    def distill_config(self, ipc: int, method: Method) -> DistillConfig:
+        settings = dict(self.profile["distill"])
+        if not method.distill:
+            settings["factor"] = 1  # random baseline: whole real images
+        return DistillConfig(ipc=ipc, **settings)
+
+    def config_hash(self, dataset: str, ipc: int) -> str:
+        """Everything that determines a cell's numbers; records of another hash are stale."""
+        p = self.profile
+        return short_hash([p["datasets"][dataset], p["model"], p["pretrain"],
+                           p["distill"] if ipc else None, p["masking"], p["evaluate"],
+                           p.get("seed", 0)])
+
+    def current_records(self) -> list[dict]:
+        """Records made with the profile's present settings, newest per seed."""
+        fresh = [r for r in load_records(self.records_path)
+                 if r.get("dataset") in self.profile["datasets"]
+                 and r.get("config") == self.config_hash(r["dataset"], r.get("ipc", 0))]
+        return latest_per_seed(fresh)
+
+    # ------------------------------------------------------------------ products
+    def expert(self, dataset: str, task: Task, kind: str) -> tuple[DomainAwareResNet, float]:
+        """Pretrained model (Eq. 1 for 'plain', Eq. 10 for 'domain'), cached on disk."""
+        settings = dict(self.profile["pretrain"], epochs=pretrain_epochs(self.profile, dataset))
+        key = short_hash([dataset, task.name, kind, self.profile["model"], settings,
+                          self.profile["datasets"][dataset], self.profile.get("seed", 0)])
+        path = self.run_dir / "experts" / f"{dataset}-{_safe(task.name)}-{kind}-{key}.pt"
+        model = self.new_model(task)
+        if path.exists():
+            state = torch.load(path, weights_only=False)
+            model.load_state_dict(state["model"])
+            return model.to(self.device).eval(), state["wall_s"]
+        start = time.time()
+        config = TrainConfig(augment="crop_flip", **settings)
+        domains = task.train.domains if kind == "domain" else None
+        model = train_classifier(model, task.train.images, task.train.labels, config,
+                                 self.profile.get("seed", 0), self.device, domains=domains,
+                                 progress=self.progress, desc=f"pretrain {task.name} {kind}")
+        wall = time.time() - start
+        _save_atomic({"model": model.state_dict(), "wall_s": wall,
+                      "source_val_acc": accuracy(model, task.val.images, task.val.labels,
+                                                 self.device)}, path)
+        return model, wall
+
+    def new_model(self, task: Task) -> DomainAwareResNet:
+        return DomainAwareResNet(task.n_classes, task.n_domains, self.profile["model"]["width"],
+                                 task.train.resolution,
+                                 self.profile["model"].get("grl_weight", 0.25))
+
+    def synthetic_set(self, cell: Cell, task: Task) -> tuple[SyntheticSet, dict]:
+        """Distilled set of a cell (cached), with wall times and the loss history."""
+        config = self.distill_config(cell.ipc, cell.method)
+        key = short_hash([cell.dataset, task.name, cell.method, asdict(config), self.masking,
+                          self.config_hash(cell.dataset, cell.ipc)])
+        stem = f"{cell.dataset}-{_safe(task.name)}-{_safe(cell.method.name)}-ipc{cell.ipc}-{key}"
+        final = self.run_dir / "synthetic" / f"{stem}.pt"
+        if final.exists():
+            state = torch.load(final, weights_only=False)
+            return SyntheticSet.from_state(state["set"]), state["info"]
+        info = {"pretrain_s": 0.0}
+        model = None
+        if cell.method.distill:
+            model, info["pretrain_s"] = self.expert(cell.dataset, task, cell.method.pretrain)
+        start = time.time()
+        synthetic, history = distill(model, task, cell.method, config, self.masking,
+                                     self.profile.get("seed", 0), self.device,
+                                     checkpoint=self.run_dir / "checkpoints" / f"{stem}.pt",
+                                     progress=self.progress)
+        info.update(distill_s=time.time() - start, steps=config.steps,
+                    history=history[:: max(1, len(history) // 50)])
+        _save_atomic({"set": synthetic.state(), "info": info}, final)
+        return synthetic, info
+
+    # ------------------------------------------------------------------ cells
+    def finished_seeds(self, cell: Cell, task_name: str) -> set[int]:
+        config = self.config_hash(cell.dataset, cell.ipc)
+        return {r["seed"] for r in load_records(self.records_path)
+                if r.get("config") == config and r.get("method") == cell.method.name
+                and r.get("dataset") == cell.dataset and r.get("split") == task_name
+                and r.get("ipc") == cell.ipc and r.get("stage") == cell.stage}
+
+    def run_cell(self, cell: Cell) -> list[dict]:
+        task = self.task(cell.dataset, cell.target)
+        seeds = range(self.profile["evaluate"].get("seeds", 3))
+        todo = [s for s in seeds if s not in self.finished_seeds(cell, task.name)]
+        if not todo:
+            return []
+        if cell.ipc == 0:  # full-data reference: every source training image
+            images, labels, info = task.train.images, task.train.labels, {}
+            settings = dict(self.profile["pretrain"],
+                            epochs=pretrain_epochs(self.profile, cell.dataset))
+            config = TrainConfig(augment="crop_flip", **settings)
+        else:
+            synthetic, info = self.synthetic_set(cell, task)
+            images, labels, _ = synthetic.decoded()
+            settings = {k: v for k, v in self.profile["evaluate"].items() if k != "seeds"}
+            config = TrainConfig(augment="dsa", **settings)
+        records = []
+        for seed in todo:
+            start = time.time()
+            net = train_classifier(self.new_model(task), images, labels, config, seed,
+                                   self.device, progress=self.progress,
+                                   desc=f"evaluate {cell.method.name} seed {seed}")
+            record = base_record(
+                kind="eval", dataset=cell.dataset, split=task.name, seed=seed,
+                device=self.device, stage=cell.stage, method=cell.method.name, ipc=cell.ipc,
+                net="resnet18", config=self.config_hash(cell.dataset, cell.ipc),
+                acc=accuracy(net, task.test.images, task.test.labels, self.device),
+                source_val_acc=accuracy(net, task.val.images, task.val.labels, self.device)
+                if len(task.val) else None,
+                eval_s=round(time.time() - start, 2),
+                pretrain_s=round(info.get("pretrain_s", 0.0), 2),
+                distill_s=round(info.get("distill_s", 0.0), 2),
+                n_train_images=len(labels))
+            append_record(self.records_path, record)
+            records.append(record)
+        return records
+
+
+def _safe(name: str) -> str:
+    return name.replace("→", "-to-").replace("[", "_").replace("]", "").replace(",", "+")
+
+
+def _save_atomic(state: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)
+
+
+def _split_arg(value, default):
+    if value is None:
+        return list(default)
+    if isinstance(value, str):
+        return [v for v in value.split(",") if v]
+    return list(value)
+
+
+def plan_cells(profile: dict, datasets=None, targets=None, methods=None, ipcs=None,
+               stages=None) -> list[Cell]:
+    """All cells of the chosen stages, filtered; raises ConfigError on unknown names."""
+    cells = []
+    stage_settings = profile["stages"]
+    for stage in _split_arg(stages, stage_settings):
+        if stage not in stage_settings:
+            raise ConfigError(f"unknown stage '{stage}': profile has {', '.join(stage_settings)}")
+        settings = stage_settings[stage]
+        for dataset in _split_arg(datasets, settings["datasets"]):
+            if dataset not in profile["datasets"]:
+                raise ConfigError(f"data set '{dataset}' is not in the profile "
+                                  f"(has {', '.join(profile['datasets'])})")
+            if dataset not in settings["datasets"]:
+                continue
+            stage_targets = settings.get("targets") or profile["datasets"][dataset]["targets"]
+            for target in _split_arg(targets, stage_targets):
+                if target not in stage_targets:
+                    continue
+                for method in _stage_methods(settings, methods):
+                    for ipc in _split_arg(ipcs, settings["ipcs"]):
+                        cells.append(Cell(stage, dataset, target, method, int(ipc)))
+                if settings.get("full_data") and (methods is None or "full" in str(methods)):
+                    cells.append(Cell(stage, dataset, target, Method("full", distill=False), 0))
+    return cells
+
+
+def _stage_methods(settings: dict, chosen) -> list[Method]:
+    if settings.get("ablation"):
+        return [ablation_variant(*row) for row in ABLATION_ROWS]
+    names = [m for m in _split_arg(chosen, settings["methods"]) if m != "full"]
+    return [get_method(m) for m in names if m in settings["methods"]]
+
+
+def validate_cells(runner: Runner, cells: list[Cell]) -> None:
+    """Everything that can fail before long work: data, targets, IPC, settings."""
+    for cell in cells:
+        task = runner.task(cell.dataset, cell.target)
+        if cell.ipc:
+            config = runner.distill_config(cell.ipc, cell.method)
+            check_ipc(task.train, task.source_domains, cell.ipc, config.factor)
+
+
+def run_pipeline(profile_name: str, data_root=None, datasets=None, targets=None, methods=None,
+                 ipcs=None, stages=None, results_dir=None, progress: bool = True) -> list[dict]:
+    profile = load_profile(profile_name)
+    runner = Runner(profile, data_root, results_dir, progress=progress)
+    cells = plan_cells(profile, datasets, targets, methods, ipcs, stages)
+    if not cells:
+        raise ConfigError("no cell matches the chosen data sets, targets, methods and IPCs")
+    validate_cells(runner, cells)
+    records = []
+    for number, cell in enumerate(cells, 1):
+        print(f"[{number}/{len(cells)}] {cell.label}", flush=True)
+        records += runner.run_cell(cell)
+    return records
+
+
+def stage_tables(runner: Runner) -> dict[str, Table]:
+    """Tables of every stage of the profile from the current records, keyed by file stem."""
+    records = runner.current_records()
+    tables = {}
+    for stage, settings in runner.profile["stages"].items():
+        for dataset in settings["datasets"]:
+            targets = settings.get("targets") or runner.profile["datasets"][dataset]["targets"]
+            splits = [split_name(dataset, t) for t in targets]
+            methods = [m.name for m in _stage_methods(settings, None)]
+            title = f"{STAGE_TITLES.get(stage, stage)}: {dataset} ({runner.profile['name']} profile)"
+            tables[f"{stage}_{dataset}"] = method_table(
+                records, title, stage, dataset, splits, methods, settings["ipcs"],
+                full_data=settings.get("full_data", False), paper=paper_values(stage, dataset)
+                if runner.profile.get("compare_with_paper") else None)
+    return tables
+
+
+STAGE_TITLES = {"table1": "Table 1, leave-one-domain-out accuracy %",
+                "table2": "Table 2, loss ablation, accuracy %",
+                "table4": "Table 4, in-domain accuracy %"}
+
+
+def write_tables(profile_name: str, results_dir=None, figures_dir=None) -> list[Path]:
+    profile = load_profile(profile_name)
+    runner = Runner(profile, results_dir=results_dir, progress=False, device="cpu")
+    folder = Path(figures_dir or REPO_ROOT / "figures" / profile["name"])
+    paths = []
+    for stem, table in stage_tables(runner).items():
+        paths += table.write(folder, stem)
+        print(table.markdown())
+    return paths

@@ -1,0 +1,143 @@
+"""Result records (one JSON object per line) and the tables built from them."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import statistics
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+
+from .runtime import device_name, git_commit
+
+
+def base_record(kind: str, dataset: str, split: str, seed: int, device: torch.device,
+                **fields) -> dict:
+    return {"kind": kind, "dataset": dataset, "split": split, "seed": seed,
+            "device": device_name(device), "torch": torch.__version__, "commit": git_commit(),
+            "time": datetime.now(timezone.utc).isoformat(timespec="seconds"), **fields}
+
+
+def append_record(path: str | Path, record: dict) -> None:
+    """One line per record in a single write, flushed, so an interruption loses at most
+    the record being written (and `load_records` skips a torn last line)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        handle.write(json.dumps(record, sort_keys=True) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def load_records(path: str | Path) -> list[dict]:
+    path = Path(path)
+    if not path.exists():
+        return []
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue  # a line torn by an interruption
+    return records
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    if not values:
+        return float("nan"), float("nan")
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def format_cell(values: list[float]) -> str:
+    """'mean ± std (n)', one decimal."""
+    if not values:
+        return "–"
+    mean, std = mean_std(values)
+    return f"{mean:.1f} ± {std:.1f} ({len(values)})"
+
+
+# ----------------------------------------------------------------------------- tables
+
+def latest_per_seed(records: list[dict]) -> list[dict]:
+    """The newest record of each (stage, dataset, split, method, ipc, net, seed)."""
+    latest = {}
+    for record in records:
+        key = tuple(record.get(k) for k in ("stage", "dataset", "split", "method", "ipc", "net",
+                                            "seed"))
+        latest[key] = record
+    return list(latest.values())
+
+
+def collect(records: list[dict], **match) -> list[float]:
+    return [r["acc"] for r in records if all(r.get(k) == v for k, v in match.items())]
+
+
+@dataclass
+class Table:
+    title: str
+    header: list[str]
+    rows: list[list[str]]
+
+    def markdown(self) -> str:
+        lines = [f"**{self.title}**", "", "| " + " | ".join(self.header) + " |",
+                 "|" + "---|" * len(self.header)]
+        lines += ["| " + " | ".join(row) + " |" for row in self.rows]
+        return "\n".join(lines) + "\n"
+
+    def csv(self) -> str:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(self.header)
+        writer.writerows(self.rows)
+        return buffer.getvalue()
+
+    def latex(self) -> str:
+        escape = lambda s: s.replace("±", r"$\pm$").replace("→", r"$\to$").replace("_", r"\_")
+        lines = [r"\begin{tabular}{l" + "c" * (len(self.header) - 1) + "}", r"\toprule",
+                 " & ".join(escape(h) for h in self.header) + r" \\", r"\midrule"]
+        lines += [" & ".join(escape(c) for c in row) + r" \\" for row in self.rows]
+        lines += [r"\bottomrule", r"\end{tabular}"]
+        return "\n".join(lines) + "\n"
+
+    def write(self, folder: Path, stem: str) -> list[Path]:
+        folder.mkdir(parents=True, exist_ok=True)
+        paths = []
+        for suffix, text in ((".md", self.markdown()), (".csv", self.csv()),
+                             (".tex", self.latex())):
+            path = folder / f"{stem}{suffix}"
+            path.write_text(text)
+            paths.append(path)
+        return paths
+
+
+def method_table(records: list[dict], title: str, stage: str, dataset: str, splits: list[str],
+                 methods: list[str], ipcs: list[int], full_data: bool = True,
+                 paper: dict | None = None) -> Table:
+    """Rows: methods (and Full Dataset); columns: split × IPC. Cells: mean ± std (seeds),
+    with the paper's value beside ours where `paper[(method, split, ipc)]` has one."""
+    header = ["Method"] + [f"{s} IPC {i}" for s in splits for i in ipcs]
+    rows = []
+    for method in methods:
+        row = [method]
+        for split in splits:
+            for ipc in ipcs:
+                cell = format_cell(collect(records, stage=stage, dataset=dataset, split=split,
+                                           method=method, ipc=ipc))
+                if paper and (method, split, ipc) in paper:
+                    cell += f" [paper {paper[(method, split, ipc)]:.1f}]"
+                row.append(cell)
+        rows.append(row)
+    if full_data:
+        row = ["Full dataset"]
+        for split in splits:
+            cell = format_cell(collect(records, stage=stage, dataset=dataset, split=split,
+                                       method="full", ipc=0))
+            if paper and ("full", split, 0) in paper:
+                cell += f" [paper {paper[('full', split, 0)]:.1f}]"
+            row += [cell] + [""] * (len(ipcs) - 1)
+        rows.append(row)
+    return Table(title, header, rows)
