@@ -36,7 +36,10 @@ def measure_domain_gap(dataset: str = "embedded", data_root=None, resolution=Non
                 wall_s=round(time.time() - start, 1))
             records.append(record)
             print(f"{task.name:<8}{seed:>5}{record['source_val_acc']:>19.1f}"
-                  f"{record['target_acc']:>17.1f}{record['chance']:>10.1f}")
+                  f"{record['target_acc']:>17.1f}{record['chance']:>10.1f}", flush=True)
             if out:
                 append_record(out, record)
+    mean = lambda key: sum(r[key] for r in records) / len(records)
+    print(f"{'mean':<13}{mean('source_val_acc'):>19.1f}{mean('target_acc'):>17.1f}"
+          f"{100.0 / task.n_classes:>10.1f}")
     return records

@@ -49,8 +49,10 @@ def ablation_variant(adm: bool, masked_reg: bool, cons: bool) -> Method:
     """A row of Table 2: CADM's expert with the chosen terms (cons needs the masked reg)."""
     if cons and not masked_reg:
         raise ConfigError("L_cons compares two masked predictions: it needs L_reg masked")
-    name = "cadm[" + ",".join(t for t, on in (("adm", adm), ("reg", masked_reg),
-                                              ("cons", cons)) if on) + "]"
+    if adm and masked_reg and cons:
+        return METHODS["cadm"]  # the full method: shares its cells with Table 1
+    terms = [t for t, on in (("adm", adm), ("reg", masked_reg), ("cons", cons)) if on]
+    name = "cadm[" + (",".join(terms) or "none") + "]"
     return replace(METHODS["cadm"], name=name, adm=adm, masked_reg=masked_reg, cons=cons)
 
 

@@ -155,7 +155,7 @@ class Runner:
         return {r["seed"] for r in load_records(self.records_path)
                 if r.get("config") == config and r.get("method") == cell.method.name
                 and r.get("dataset") == cell.dataset and r.get("split") == task_name
-                and r.get("ipc") == cell.ipc and r.get("stage") == cell.stage}
+                and r.get("ipc") == cell.ipc and r.get("net") == "resnet18"}
 
     def run_cell(self, cell: Cell) -> list[dict]:
         task = self.task(cell.dataset, cell.target)
@@ -242,10 +242,14 @@ def plan_cells(profile: dict, datasets=None, targets=None, methods=None, ipcs=No
 
 
 def _stage_methods(settings: dict, chosen) -> list[Method]:
+    """The stage's methods in profile order, restricted to `chosen` (names checked)."""
     if settings.get("ablation"):
         return [ablation_variant(*row) for row in ABLATION_ROWS]
-    names = [m for m in _split_arg(chosen, settings["methods"]) if m != "full"]
-    return [get_method(m) for m in names if m in settings["methods"]]
+    wanted = _split_arg(chosen, settings["methods"])
+    for name in wanted:
+        if name != "full":
+            get_method(name)  # raises on an unknown name
+    return [get_method(m) for m in settings["methods"] if m in wanted]
 
 
 def validate_cells(runner: Runner, cells: list[Cell]) -> None:
@@ -257,19 +261,60 @@ def validate_cells(runner: Runner, cells: list[Cell]) -> None:
             check_ipc(task.train, task.source_domains, cell.ipc, config.factor)
 
 
-def run_pipeline(profile_name: str, data_root=None, datasets=None, targets=None, methods=None,
-                 ipcs=None, stages=None, results_dir=None, progress: bool = True) -> list[dict]:
+def open_run(profile_name, data_root=None, datasets=None, targets=None, methods=None, ipcs=None,
+             stages=None, results_dir=None, run_dir=None, progress: bool = True):
+    """Load the profile, plan the chosen cells and check them all before any long work."""
     profile = load_profile(profile_name)
-    runner = Runner(profile, data_root, results_dir, progress=progress)
+    runner = Runner(profile, data_root, results_dir, run_dir, progress=progress)
     cells = plan_cells(profile, datasets, targets, methods, ipcs, stages)
     if not cells:
         raise ConfigError("no cell matches the chosen data sets, targets, methods and IPCs")
     validate_cells(runner, cells)
+    return runner, cells
+
+
+def pretrain_experts(runner: Runner, cells: list[Cell]) -> list[dict]:
+    """Every expert the cells need (one per split and pretraining kind)."""
+    needed = sorted({(c.dataset, c.target, c.method.pretrain) for c in cells if c.method.distill})
+    rows = []
+    for dataset, target, kind in needed:
+        task = runner.task(dataset, target)
+        model, _ = runner.expert(dataset, task, kind)
+        rows.append({"dataset": dataset, "split": task.name, "kind": kind,
+                     "source_val_acc": accuracy(model, task.val.images, task.val.labels,
+                                                runner.device)})
+    return rows
+
+
+def distill_cells(runner: Runner, cells: list[Cell]) -> list[dict]:
+    """Distil every cell that needs it; rows with the first and last loss terms."""
+    rows = []
+    for cell in cells:
+        if not cell.ipc or not cell.method.distill:
+            continue
+        task = runner.task(cell.dataset, cell.target)
+        synthetic, info = runner.synthetic_set(cell, task)
+        history = info["history"]
+        rows.append({"split": task.name, "method": cell.method.name, "ipc": cell.ipc,
+                     "images": tuple(synthetic.images.shape), "first": history[0],
+                     "last": history[-1]})
+    return rows
+
+
+def evaluate_cells(runner: Runner, cells: list[Cell]) -> list[dict]:
     records = []
     for number, cell in enumerate(cells, 1):
         print(f"[{number}/{len(cells)}] {cell.label}", flush=True)
         records += runner.run_cell(cell)
     return records
+
+
+def run_pipeline(profile_name: str, data_root=None, datasets=None, targets=None, methods=None,
+                 ipcs=None, stages=None, results_dir=None, run_dir=None,
+                 progress: bool = True) -> list[dict]:
+    runner, cells = open_run(profile_name, data_root, datasets, targets, methods, ipcs, stages,
+                             results_dir, run_dir, progress)
+    return evaluate_cells(runner, cells)
 
 
 def stage_tables(runner: Runner) -> dict[str, Table]:
@@ -283,7 +328,7 @@ def stage_tables(runner: Runner) -> dict[str, Table]:
             methods = [m.name for m in _stage_methods(settings, None)]
             title = f"{STAGE_TITLES.get(stage, stage)}: {dataset} ({runner.profile['name']} profile)"
             tables[f"{stage}_{dataset}"] = method_table(
-                records, title, stage, dataset, splits, methods, settings["ipcs"],
+                records, title, dataset, splits, methods, settings["ipcs"],
                 full_data=settings.get("full_data", False), paper=paper_values(stage, dataset)
                 if runner.profile.get("compare_with_paper") else None)
     return tables

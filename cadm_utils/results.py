@@ -63,11 +63,11 @@ def format_cell(values: list[float]) -> str:
 # ----------------------------------------------------------------------------- tables
 
 def latest_per_seed(records: list[dict]) -> list[dict]:
-    """The newest record of each (stage, dataset, split, method, ipc, net, seed)."""
+    """The newest record of each (dataset, split, method, ipc, net, seed): a cell shared by
+    two tables (e.g. CADM in Tables 1 and 2) is computed once."""
     latest = {}
     for record in records:
-        key = tuple(record.get(k) for k in ("stage", "dataset", "split", "method", "ipc", "net",
-                                            "seed"))
+        key = tuple(record.get(k) for k in ("dataset", "split", "method", "ipc", "net", "seed"))
         latest[key] = record
     return list(latest.values())
 
@@ -114,7 +114,7 @@ class Table:
         return paths
 
 
-def method_table(records: list[dict], title: str, stage: str, dataset: str, splits: list[str],
+def method_table(records: list[dict], title: str, dataset: str, splits: list[str],
                  methods: list[str], ipcs: list[int], full_data: bool = True,
                  paper: dict | None = None) -> Table:
     """Rows: methods (and Full Dataset); columns: split × IPC. Cells: mean ± std (seeds),
@@ -125,7 +125,7 @@ def method_table(records: list[dict], title: str, stage: str, dataset: str, spli
         row = [method]
         for split in splits:
             for ipc in ipcs:
-                cell = format_cell(collect(records, stage=stage, dataset=dataset, split=split,
+                cell = format_cell(collect(records, dataset=dataset, split=split,
                                            method=method, ipc=ipc))
                 if paper and (method, split, ipc) in paper:
                     cell += f" [paper {paper[(method, split, ipc)]:.1f}]"
@@ -134,7 +134,7 @@ def method_table(records: list[dict], title: str, stage: str, dataset: str, spli
     if full_data:
         row = ["Full dataset"]
         for split in splits:
-            cell = format_cell(collect(records, stage=stage, dataset=dataset, split=split,
+            cell = format_cell(collect(records, dataset=dataset, split=split,
                                        method="full", ipc=0))
             if paper and ("full", split, 0) in paper:
                 cell += f" [paper {paper[('full', split, 0)]:.1f}]"

@@ -1,0 +1,45 @@
+import re
+import subprocess
+import tomllib
+
+import yaml
+
+from .conftest import REPO_ROOT
+
+
+def _pins(lines):
+    return dict(re.match(r"^([A-Za-z0-9_.-]+)==(\S+)$", line.strip()).groups()
+                for line in lines if "==" in line)
+
+
+def test_environment_yml_has_the_pyproject_pins():
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
+    pyproject = _pins(project["dependencies"] + project["optional-dependencies"]["dev"])
+    conda = yaml.safe_load((REPO_ROOT / "environment.yml").read_text())
+    pip_section = next(d["pip"] for d in conda["dependencies"] if isinstance(d, dict))
+    assert _pins(pip_section) == pyproject
+    assert "python=3.11" in conda["dependencies"]
+    assert pyproject["torch"] == "2.14.1" and pyproject["torchvision"] == "0.29.1"
+
+
+def test_lock_file_agrees_with_direct_pins():
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
+    pyproject = _pins(project["dependencies"] + project["optional-dependencies"]["dev"])
+    lock = {name.lower(): v for name, v in
+            _pins((REPO_ROOT / "requirements-lock.txt").read_text().splitlines()).items()}
+    for name, version in pyproject.items():
+        assert lock.get(name.lower()) == version, name
+
+
+def _run_all(*args, cwd="/"):
+    return subprocess.run(["bash", str(REPO_ROOT / "run_all.sh"), *args], capture_output=True,
+                          text=True, cwd=cwd, timeout=120)
+
+
+def test_run_all_help_and_bad_options_from_any_directory(tmp_path):
+    help_text = _run_all("--help", cwd=tmp_path)
+    assert help_text.returncode == 0 and "--profile" in help_text.stdout
+    bad = _run_all("--frobnicate", cwd=tmp_path)
+    assert bad.returncode == 2 and "unknown option '--frobnicate'" in bad.stderr
+    missing = _run_all("--profile", "paper", "--data-root", str(tmp_path / "none"), cwd=tmp_path)
+    assert missing.returncode == 2 and "data root not found" in missing.stderr

@@ -1,0 +1,72 @@
+import time
+
+import pytest
+import yaml
+
+from cadm_utils.errors import ConfigError
+from cadm_utils.pipeline import Runner, plan_cells, run_pipeline, stage_tables
+from cadm_utils.profiles import load_profile
+from cadm_utils.results import load_records
+
+TINY = {
+    "name": "tiny", "seed": 0, "device": "cpu",
+    "datasets": {"embedded": {"resolution": 32, "targets": ["P"]}},
+    "model": {"width": 8},
+    "pretrain": {"epochs": 2, "batch_size": 64, "lr": 0.05},
+    "distill": {"steps": 4, "real_per_class": 8, "lr": 0.01, "factor": 2, "checkpoint_every": 2},
+    "masking": {"p_mask": 0.33, "p_active": 0.8, "lam": 100.0},
+    "evaluate": {"epochs": 3, "batch_size": 64, "lr": 0.01, "seeds": 3},
+    "stages": {"table1": {"datasets": ["embedded"], "methods": ["random", "mmd", "cadm"],
+                          "ipcs": [1], "full_data": True}},
+}
+
+
+@pytest.fixture
+def tiny_profile(tmp_path):
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(TINY, allow_unicode=True))
+    return path
+
+
+@pytest.mark.slow
+def test_end_to_end_mmd_and_cadm_on_embedded(tiny_profile, tmp_path):
+    start = time.perf_counter()
+    dirs = {"results_dir": tmp_path / "results", "run_dir": tmp_path / "runs"}
+    records = run_pipeline(tiny_profile, progress=False, **dirs)
+    assert time.perf_counter() - start < 180
+    methods = sorted({r["method"] for r in records})
+    assert methods == ["cadm", "full", "mmd", "random"]
+    assert len(records) == 4 * 3  # three seeds per cell
+    for record in records:
+        assert 0.0 <= record["acc"] <= 100.0
+        assert {"dataset", "split", "ipc", "seed", "config", "commit", "device", "eval_s"} <= set(record)
+        assert record["split"] == "ACS→P"
+    assert all(r["distill_s"] > 0 and r["pretrain_s"] > 0 for r in records
+               if r["method"] in ("mmd", "cadm"))
+    # a second run reuses everything
+    again = run_pipeline(tiny_profile, progress=False, **dirs)
+    assert again == []
+    assert len(load_records(dirs["results_dir"] / "records.jsonl")) == 12
+    runner = Runner(load_profile(tiny_profile), **dirs, progress=False)
+    table = stage_tables(runner)["table1_embedded"]
+    assert [row[0] for row in table.rows] == ["random", "mmd", "cadm", "Full dataset"]
+    assert all("(3)" in row[1] for row in table.rows)
+
+
+def test_plan_filters_and_rejects_unknown_names(tiny_profile):
+    profile = load_profile(tiny_profile)
+    cells = plan_cells(profile, methods="cadm,mmd")
+    assert [c.method.name for c in cells] == ["mmd", "cadm"]
+    with pytest.raises(ConfigError, match="unknown stage 'table9'"):
+        plan_cells(profile, stages="table9")
+    with pytest.raises(ConfigError, match="data set 'vlcs' is not in the profile"):
+        plan_cells(profile, datasets="vlcs")
+
+
+def test_impossible_ipc_fails_before_training(tiny_profile, tmp_path):
+    start = time.perf_counter()
+    with pytest.raises(ConfigError, match="impossible IPC 999"):
+        run_pipeline(tiny_profile, ipcs="999", progress=False, results_dir=tmp_path / "r",
+                     run_dir=tmp_path / "runs")
+    assert time.perf_counter() - start < 20
+    assert not (tmp_path / "r").exists() and not (tmp_path / "runs").exists()
