@@ -29,10 +29,28 @@ def run_profile(args) -> None:
                  stages=args.stages, results_dir=args.results_dir)
 
 
+def check(args) -> None:
+    from .pipeline import open_run
+
+    _, cells = open_run(args.profile, args.data_root, args.datasets, args.targets, args.methods,
+                        args.ipc, args.stages, progress=False)
+    print(f"profile {args.profile}: {len(cells)} cells to run or reuse")
+
+
 def tables(args) -> None:
     from .pipeline import write_tables
 
     write_tables(args.profile, results_dir=args.results_dir, figures_dir=args.figures_dir)
+
+
+def add_cell_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--profile", default="smoke", help="name in profiles/ or a YAML path")
+    parser.add_argument("--data-root", default=None)
+    parser.add_argument("--datasets", default=None, help="comma-separated, default: the profile's")
+    parser.add_argument("--targets", default=None, help="comma-separated domain letters or names")
+    parser.add_argument("--methods", default=None, help="comma-separated method names")
+    parser.add_argument("--ipc", default=None, help="comma-separated images per class")
+    parser.add_argument("--stages", default=None, help="comma-separated: table1, table2, table4")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,15 +76,13 @@ def build_parser() -> argparse.ArgumentParser:
     gap.set_defaults(func=domain_gap)
 
     run = commands.add_parser("run", help="pretrain, distill and evaluate every cell of a profile")
-    run.add_argument("--profile", default="smoke", help="name in profiles/ or a YAML path")
-    run.add_argument("--data-root", default=None)
-    run.add_argument("--datasets", default=None, help="comma-separated, default: the profile's")
-    run.add_argument("--targets", default=None, help="comma-separated domain letters or names")
-    run.add_argument("--methods", default=None, help="comma-separated method names")
-    run.add_argument("--ipc", default=None, help="comma-separated images per class")
-    run.add_argument("--stages", default=None, help="comma-separated: table1, ablation, ...")
+    add_cell_options(run)
     run.add_argument("--results-dir", default=None)
     run.set_defaults(func=run_profile)
+
+    checker = commands.add_parser("check", help="validate a profile and its cells, run nothing")
+    add_cell_options(checker)
+    checker.set_defaults(func=check)
 
     table = commands.add_parser("tables", help="render the profile's tables from its records")
     table.add_argument("--profile", default="smoke")

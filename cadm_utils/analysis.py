@@ -1,6 +1,7 @@
 """Channel activation statistics (paper Fig. 1(b), 3(b)) and feature embeddings (Fig. 3(a))."""
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -59,8 +60,102 @@ def embeddings(model, images: torch.Tensor, batch_size: int = 256) -> np.ndarray
 
 def umap_2d(features: np.ndarray, seed: int = 0, n_neighbors: int = 15) -> np.ndarray:
     """Seeded 2-D UMAP (umap-learn); single-threaded so that the layout is reproducible."""
-    import umap
+    with warnings.catch_warnings():  # umap pulls in tqdm.auto, which warns without ipywidgets
+        warnings.simplefilter("ignore")
+        import umap
 
     reducer = umap.UMAP(n_components=2, n_neighbors=min(n_neighbors, len(features) - 1),
                         random_state=seed, n_jobs=1)
     return reducer.fit_transform(features)
+
+
+# ----------------------------------------------------------------------------- profile level
+
+def analysis_sets(runner, methods=("mmd", "cadm")) -> tuple:
+    """(task, {method: SyntheticSet}) for the profile's analysis split and IPC."""
+    from .methods import get_method
+    from .pipeline import Cell
+
+    settings = runner.profile["analysis"]
+    task = runner.task(settings["dataset"], settings["target"])
+    sets = {}
+    for name in methods:
+        cell = Cell("analysis", settings["dataset"], settings["target"], get_method(name),
+                    settings["ipc"])
+        sets[name], _ = runner.synthetic_set(cell, task)
+    return task, sets
+
+
+def activation_by_method(runner, methods=("mmd", "cadm")) -> dict[str, ChannelActivation]:
+    """Fig. 1(b)/3(b): last-block scores of each method's decoded synthetic images, per
+    source domain, all probed by the same domain heads (CADM's expert), as in the paper's
+    "same synthetic data initialization" comparison."""
+    task, sets = analysis_sets(runner, methods)
+    probe, _ = runner.expert(runner.profile["analysis"]["dataset"], task, "domain")
+    out = {}
+    for name, synthetic in sets.items():
+        images, _, domains = synthetic.decoded()
+        out[name] = channel_activation(probe, images, domains)
+    return out
+
+
+def umap_by_method(runner, methods=("mmd", "cadm")) -> dict[str, dict]:
+    """Fig. 3(a): one class, real source images (a seeded sample per domain) and the
+    decoded synthetic images, embedded by each method's own expert, then a joint UMAP.
+    Cached under runs/<profile>/analysis/ (the layout is slow to compute)."""
+    from .pipeline import short_hash
+
+    settings = runner.profile["analysis"]
+    key = short_hash([settings, methods, runner.config_hash(settings["dataset"], settings["ipc"])])
+    path = runner.run_dir / "analysis" / f"umap-{key}.npz"
+    if path.exists():
+        stored = np.load(path)
+        return {m: {k: stored[f"{m}/{k}"] for k in ("xy", "domains", "is_synthetic")}
+                for m in methods}
+    panels = _umap_panels(runner, methods)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.stem + ".tmp.npz")
+    np.savez(tmp, **{f"{m}/{k}": v for m, panel in panels.items() for k, v in panel.items()})
+    tmp.replace(path)
+    return panels
+
+
+def _umap_panels(runner, methods) -> dict[str, dict]:
+    from .methods import get_method
+
+    settings = runner.profile["analysis"]
+    task, sets = analysis_sets(runner, methods)
+    target_class = settings.get("umap_class", 0)
+    generator = torch.Generator().manual_seed(0)
+    real_index = []
+    for d in task.source_domains:
+        pool = ((task.train.labels == target_class) & (task.train.domains == d)).nonzero().flatten()
+        keep = pool[torch.randperm(len(pool), generator=generator)]
+        real_index.append(keep[: settings.get("umap_real_per_domain", 100)])
+    real_index = torch.cat(real_index)
+    panels = {}
+    for name, synthetic in sets.items():
+        expert, _ = runner.expert(settings["dataset"], task, get_method(name).pretrain)
+        images, labels, domains = synthetic.decoded()
+        chosen = labels == target_class
+        real = embeddings(expert, task.train.images[real_index])
+        fake = embeddings(expert, images[chosen])
+        xy = umap_2d(np.concatenate([real, fake]), seed=0)
+        panels[name] = {
+            "xy": xy,
+            "domains": np.concatenate([task.train.domains[real_index].numpy(),
+                                       domains[chosen].numpy()]),
+            "is_synthetic": np.arange(len(xy)) >= len(real),
+        }
+    return panels
+
+
+def grid_images(sets: dict, per_class: int = 2) -> dict[str, np.ndarray]:
+    """Stored synthetic images as (K, per_class, H, W, 3) arrays for plots.synthetic_grid."""
+    out = {}
+    for name, synthetic in sets.items():
+        images, labels = synthetic.images, synthetic.labels
+        classes = int(labels.max()) + 1
+        rows = [images[labels == c][:per_class].permute(0, 2, 3, 1).numpy() for c in range(classes)]
+        out[name] = np.stack(rows)
+    return out

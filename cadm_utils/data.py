@@ -286,7 +286,7 @@ def cached_decode(spec: DatasetSpec, base: Path, files: list, resolution: int,
 
 def decode_images(paths: list[Path], resolution: int, progress: bool = True) -> torch.Tensor:
     from PIL import Image
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     out = np.empty((len(paths), resolution, resolution, 3), dtype=np.uint8)
     for i, path in enumerate(tqdm(paths, desc="decoding images", disable=not progress,

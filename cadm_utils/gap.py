@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+import torch
+
 from .data import leave_one_domain_out, load_dataset
 from .models import DomainAwareResNet
 from .results import append_record, base_record
@@ -24,6 +26,7 @@ def measure_domain_gap(dataset: str = "embedded", data_root=None, resolution=Non
         task = leave_one_domain_out(data, target)
         for seed in range(seeds):
             start = time.time()
+            torch.manual_seed(seed)  # torch's own start seed differs per process
             model = DomainAwareResNet(task.n_classes, task.n_domains, width, data.resolution)
             model = train_classifier(model, task.train.images, task.train.labels, config, seed,
                                      device, desc=task.name)

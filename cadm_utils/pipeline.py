@@ -19,10 +19,10 @@ from .distill import DistillConfig, distill
 from .errors import ConfigError
 from .methods import MaskingConfig, Method, ablation_variant, get_method
 from .models import DomainAwareResNet
-from .paper_numbers import paper_values
+from .paper_numbers import TABLE2, paper_values
 from .profiles import REPO_ROOT, load_profile, pretrain_epochs
-from .results import (Table, append_record, base_record, latest_per_seed, load_records,
-                      method_table)
+from .results import (Table, ablation_table, append_record, base_record, latest_per_seed,
+                      load_records, method_table)
 from .runtime import pick_device
 from .synthetic import SyntheticSet, check_ipc
 from .train import TrainConfig, accuracy, train_classifier
@@ -62,6 +62,7 @@ class Runner:
         self.results_dir = Path(results_dir or REPO_ROOT / "results" / name)
         self.run_dir = Path(run_dir or REPO_ROOT / "runs" / name)
         self.records_path = self.results_dir / "records.jsonl"
+        self.figures_dir = REPO_ROOT / "figures" / name
         self._data = {}
         self.masking = MaskingConfig(**profile["masking"])
 
@@ -103,7 +104,7 @@ class Runner:
         key = short_hash([dataset, task.name, kind, self.profile["model"], settings,
                           self.profile["datasets"][dataset], self.profile.get("seed", 0)])
         path = self.run_dir / "experts" / f"{dataset}-{_safe(task.name)}-{kind}-{key}.pt"
-        model = self.new_model(task)
+        model = self.new_model(task, self.profile.get("seed", 0))
         if path.exists():
             state = torch.load(path, weights_only=False)
             model.load_state_dict(state["model"])
@@ -120,7 +121,8 @@ class Runner:
                                                  self.device)}, path)
         return model, wall
 
-    def new_model(self, task: Task) -> DomainAwareResNet:
+    def new_model(self, task: Task, seed: int) -> DomainAwareResNet:
+        torch.manual_seed(seed)  # torch's own start seed differs per process
         return DomainAwareResNet(task.n_classes, task.n_domains, self.profile["model"]["width"],
                                  task.train.resolution,
                                  self.profile["model"].get("grl_weight", 0.25))
@@ -176,7 +178,7 @@ class Runner:
         records = []
         for seed in todo:
             start = time.time()
-            net = train_classifier(self.new_model(task), images, labels, config, seed,
+            net = train_classifier(self.new_model(task, seed), images, labels, config, seed,
                                    self.device, progress=self.progress,
                                    desc=f"evaluate {cell.method.name} seed {seed}")
             record = base_record(
@@ -209,6 +211,8 @@ def _save_atomic(state: dict, path: Path) -> None:
 def _split_arg(value, default):
     if value is None:
         return list(default)
+    if isinstance(value, (int, float)):  # papermill turns "-p ipcs 10" into an int
+        return [value]
     if isinstance(value, str):
         return [v for v in value.split(",") if v]
     return list(value)
@@ -229,8 +233,13 @@ def plan_cells(profile: dict, datasets=None, targets=None, methods=None, ipcs=No
                                   f"(has {', '.join(profile['datasets'])})")
             if dataset not in settings["datasets"]:
                 continue
+            for target in _split_arg(targets, []):
+                split_name(dataset, target)  # raises on an unknown domain
             stage_targets = settings.get("targets") or profile["datasets"][dataset]["targets"]
-            for target in _split_arg(targets, stage_targets):
+            chosen = _split_arg(targets, stage_targets)
+            if stage_targets == ["in-domain"]:
+                chosen = stage_targets  # Table 4 has no target to choose
+            for target in chosen:
                 if target not in stage_targets:
                     continue
                 for method in _stage_methods(settings, methods):
@@ -288,10 +297,12 @@ def pretrain_experts(runner: Runner, cells: list[Cell]) -> list[dict]:
 
 def distill_cells(runner: Runner, cells: list[Cell]) -> list[dict]:
     """Distil every cell that needs it; rows with the first and last loss terms."""
-    rows = []
+    rows, done = [], set()
     for cell in cells:
-        if not cell.ipc or not cell.method.distill:
-            continue
+        key = (cell.dataset, cell.target, cell.method, cell.ipc)
+        if not cell.ipc or not cell.method.distill or key in done:
+            continue  # a cell shared by two tables is distilled (and listed) once
+        done.add(key)
         task = runner.task(cell.dataset, cell.target)
         synthetic, info = runner.synthetic_set(cell, task)
         history = info["history"]
@@ -320,17 +331,24 @@ def run_pipeline(profile_name: str, data_root=None, datasets=None, targets=None,
 def stage_tables(runner: Runner) -> dict[str, Table]:
     """Tables of every stage of the profile from the current records, keyed by file stem."""
     records = runner.current_records()
+    compare = runner.profile.get("compare_with_paper", False)
     tables = {}
     for stage, settings in runner.profile["stages"].items():
         for dataset in settings["datasets"]:
             targets = settings.get("targets") or runner.profile["datasets"][dataset]["targets"]
             splits = [split_name(dataset, t) for t in targets]
-            methods = [m.name for m in _stage_methods(settings, None)]
             title = f"{STAGE_TITLES.get(stage, stage)}: {dataset} ({runner.profile['name']} profile)"
+            if settings.get("ablation"):
+                rows = [(ablation_variant(*row).name, *row) for row in ABLATION_ROWS]
+                paper = TABLE2 if compare and dataset == "pacs" else None
+                tables[f"{stage}_{dataset}"] = ablation_table(records, title, dataset, splits[0],
+                                                              settings["ipcs"], rows, paper)
+                continue
+            methods = [m.name for m in _stage_methods(settings, None)]
             tables[f"{stage}_{dataset}"] = method_table(
                 records, title, dataset, splits, methods, settings["ipcs"],
-                full_data=settings.get("full_data", False), paper=paper_values(stage, dataset)
-                if runner.profile.get("compare_with_paper") else None)
+                full_data=settings.get("full_data", False),
+                paper=paper_values(stage, dataset) if compare else None)
     return tables
 
 
@@ -342,7 +360,7 @@ STAGE_TITLES = {"table1": "Table 1, leave-one-domain-out accuracy %",
 def write_tables(profile_name: str, results_dir=None, figures_dir=None) -> list[Path]:
     profile = load_profile(profile_name)
     runner = Runner(profile, results_dir=results_dir, progress=False, device="cpu")
-    folder = Path(figures_dir or REPO_ROOT / "figures" / profile["name"])
+    folder = Path(figures_dir or runner.figures_dir)
     paths = []
     for stem, table in stage_tables(runner).items():
         paths += table.write(folder, stem)

@@ -3,13 +3,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
 
-matplotlib.use("Agg", force=False)  # headless by default; notebooks keep their inline backend
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
 
-from .results import mean_std  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+
+from .results import mean_std
 
 METHOD_LABELS = {"random": "Random", "mmd": "MMD", "mmd_irm": "MMD+IRM", "mmd_fact": "MMD+FACT",
                  "mmd_dam": "MMD+DAM", "cadm": "CADM", "full": "Full data"}

@@ -141,3 +141,20 @@ def method_table(records: list[dict], title: str, dataset: str, splits: list[str
             row += [cell] + [""] * (len(ipcs) - 1)
         rows.append(row)
     return Table(title, header, rows)
+
+
+def ablation_table(records: list[dict], title: str, dataset: str, split: str, ipcs: list[int],
+                   rows: list[tuple[str, bool, bool, bool]], paper: dict | None = None) -> Table:
+    """Paper Table 2: one row per loss combination (method name, L_adm, L_reg, L_cons)."""
+    header = ["L_adm", "L_reg (masked)", "L_cons"] + [f"{split} IPC {i}" for i in ipcs]
+    body = []
+    for name, *switches in rows:
+        row = ["✓" if on else "-" for on in switches]
+        for i, ipc in enumerate(ipcs):
+            cell = format_cell(collect(records, dataset=dataset, split=split, method=name, ipc=ipc))
+            key = tuple(switches)
+            if paper and key in paper and ipc in (1, 10):
+                cell += f" [paper {paper[key][(1, 10).index(ipc)]:.1f}]"
+            row.append(cell)
+        body.append(row)
+    return Table(title, header, body)

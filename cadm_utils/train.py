@@ -1,11 +1,12 @@
 """Training loops: supervised training (pretraining with domain heads, evaluation nets)."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from .augment import crop_flip, dsa
 from .errors import ConfigError
@@ -16,7 +17,8 @@ AUGMENTATIONS = ("crop_flip", "dsa", "none")
 
 @dataclass
 class TrainConfig:
-    epochs: int
+    epochs: int = 0  # 0: derived from `steps`
+    steps: int = 0  # optimiser steps, for tiny (synthetic) training sets
     batch_size: int = 128
     lr: float = 0.01
     momentum: float = 0.9
@@ -24,9 +26,15 @@ class TrainConfig:
     augment: str = "crop_flip"
 
     def __post_init__(self):
-        if self.epochs < 1 or self.batch_size < 2 or self.lr <= 0:
+        if (self.epochs < 1) == (self.steps < 1) or self.batch_size < 2 or self.lr <= 0:
             raise ConfigError(f"invalid training setting: epochs={self.epochs}, "
+                              f"steps={self.steps} (give exactly one), "
                               f"batch_size={self.batch_size}, lr={self.lr}")
+
+    def epochs_for(self, n_images: int) -> int:
+        if self.epochs:
+            return self.epochs
+        return max(1, math.ceil(self.steps / math.ceil(n_images / self.batch_size)))
         if self.augment not in AUGMENTATIONS:
             raise ConfigError(f"unknown augmentation '{self.augment}': "
                               f"expected one of {', '.join(AUGMENTATIONS)}")
@@ -61,9 +69,10 @@ def train_classifier(model: torch.nn.Module, images: torch.Tensor, labels: torch
     model = prepare_model(model, device).train()
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
                                 weight_decay=config.weight_decay)
-    schedule = torch.optim.lr_scheduler.MultiStepLR(optimizer, [config.epochs // 2], 0.1)
     n = len(labels)
-    for _ in tqdm(range(config.epochs), desc=desc, disable=not progress, leave=False):
+    epochs = config.epochs_for(n)
+    schedule = torch.optim.lr_scheduler.MultiStepLR(optimizer, [epochs // 2], 0.1)
+    for _ in tqdm(range(epochs), desc=desc, disable=not progress, leave=False):
         order = torch.randperm(n, generator=generator)
         for start in range(0, n, config.batch_size):
             index = order[start:start + config.batch_size]

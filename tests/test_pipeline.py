@@ -70,3 +70,18 @@ def test_impossible_ipc_fails_before_training(tiny_profile, tmp_path):
                      run_dir=tmp_path / "runs")
     assert time.perf_counter() - start < 20
     assert not (tmp_path / "r").exists() and not (tmp_path / "runs").exists()
+
+
+def test_expert_does_not_depend_on_global_rng(tiny_profile, tmp_path):
+    """torch's start seed differs per process; results must not."""
+    import torch
+
+    profile = load_profile(tiny_profile)
+    states = []
+    for i, global_seed in enumerate((1, 2)):
+        torch.manual_seed(global_seed)
+        runner = Runner(profile, results_dir=tmp_path / f"r{i}", run_dir=tmp_path / f"runs{i}",
+                        progress=False)
+        model, _ = runner.expert("embedded", runner.task("embedded", "P"), "domain")
+        states.append(model.state_dict())
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
