@@ -87,3 +87,21 @@ def crop_flip(x: torch.Tensor, generator: torch.Generator, pad: int = 4) -> torc
     cropped = cropped.gather(3, cols)
     flip = (torch.rand(n, generator=generator) < 0.5).to(x.device).view(n, 1, 1, 1)
     return torch.where(flip, cropped.flip(3), cropped)
+
+
+def amplitude_mix(x: torch.Tensor, lam: torch.Tensor, partner: torch.Tensor) -> torch.Tensor:
+    """FACT's Fourier amplitude mix (Xu et al. 2021) over the whole spectrum: each image
+    keeps its phase and takes (1 − λ)·A + λ·A_partner as amplitude. Differentiable.
+    lam: (B,) mixing weights; partner: (B,) index of the image whose amplitude is mixed in."""
+    spectrum = torch.fft.fft2(x.float())
+    amplitude, phase = spectrum.abs(), spectrum.angle()
+    lam = lam.to(x.device, torch.float32).view(-1, 1, 1, 1)
+    mixed = (1 - lam) * amplitude + lam * amplitude[partner.to(x.device)]
+    return torch.fft.ifft2(torch.polar(mixed, phase)).real.to(x.dtype)
+
+
+def random_amplitude_mix(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Amplitude mix with λ ~ U(0, 1) and a random partner from the same batch."""
+    n = len(x)
+    return amplitude_mix(x, torch.rand(n, generator=generator),
+                         torch.randperm(n, generator=generator))

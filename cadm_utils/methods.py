@@ -3,15 +3,20 @@
 A method says how its expert is pretrained and which loss terms distillation uses:
   random   real images, no distillation (the synthetic set's initialisation, decoded)
   mmd      L_mmd (Eq. 2) + L_reg (Eq. 3); expert pretrained with L_cls (Eq. 1)
+  mmd_irm  as mmd, expert pretrained with the IRMv1 penalty (DomainBed's form)
+  mmd_fact as mmd, Fourier amplitude mix (FACT) in pretraining and on the real and
+           synthetic batches during distillation
+  mmd_dam  as mmd, plus DAM's pseudo-domain views matched per pseudo-domain (dam.py)
   cadm     L_adm (Eq. 7) + L_reg masked (Eq. 8) + λ L_cons (Eq. 9); expert with Eq. 10
 The terms of cadm switch one by one for the ablation (paper Table 2).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 
 import torch
 
+from .dam import dam_matching_loss, domain_views
 from .errors import ConfigError
 from .losses import mmd_loss, regularization_loss, symmetric_kl
 from .masking import sensitive_channel_mask
@@ -22,7 +27,9 @@ from .models import N_BLOCKS
 class Method:
     name: str
     distill: bool = True
-    pretrain: str = "plain"  # "plain" (Eq. 1) or "domain" (Eq. 10)
+    pretrain: str = "plain"  # "plain" (Eq. 1), "domain" (Eq. 10), "irm", "fact"
+    fact: bool = False  # Fourier amplitude mix of real and synthetic batches
+    dam: bool = False  # pseudo-domain soft masks and view matching (dam.py)
     adm: bool = False  # mask real features for matching (Eq. 7)
     masked_reg: bool = False  # mask synthetic features for L_reg (Eq. 8)
     cons: bool = False  # dual consistency (Eq. 9)
@@ -31,10 +38,21 @@ class Method:
     def masks_anything(self) -> bool:
         return self.adm or self.masked_reg or self.cons
 
+    @property
+    def key(self) -> dict:
+        """The fields that differ from the defaults: a cache key that stays the same when
+        a new option (with a default) is added to Method."""
+        defaults = Method(self.name)
+        return {f.name: getattr(self, f.name) for f in fields(self)
+                if f.name == "name" or getattr(self, f.name) != getattr(defaults, f.name)}
+
 
 METHODS = {
     "random": Method("random", distill=False),
     "mmd": Method("mmd"),
+    "mmd_irm": Method("mmd_irm", pretrain="irm"),
+    "mmd_fact": Method("mmd_fact", pretrain="fact", fact=True),
+    "mmd_dam": Method("mmd_dam", dam=True),
     "cadm": Method("cadm", pretrain="domain", adm=True, masked_reg=True, cons=True),
 }
 
@@ -73,7 +91,8 @@ class MaskingConfig:
 
 def distillation_losses(model, method: Method, masking: MaskingConfig, n_classes: int,
                         real_x, real_y, real_d, syn_x, syn_y, syn_d,
-                        generator: torch.Generator) -> dict[str, torch.Tensor]:
+                        generator: torch.Generator, dam_state: dict | None = None
+                        ) -> dict[str, torch.Tensor]:
     """Loss terms for one step, all classes in one batch. The model is frozen (eval mode).
 
     CADM masks at one block drawn uniformly per step, with probability P_active; masked
@@ -85,9 +104,14 @@ def distillation_losses(model, method: Method, masking: MaskingConfig, n_classes
         with torch.no_grad():
             real_embedding = model.embed(real_x)
         syn_embedding = model.embed(syn_x)
-        return {"match": mmd_loss(real_embedding, real_y, syn_embedding, syn_y, n_classes),
-                "reg": regularization_loss(model.classifier(syn_embedding), syn_y),
-                "cons": syn_embedding.new_zeros(())}
+        terms = {"match": mmd_loss(real_embedding, real_y, syn_embedding, syn_y, n_classes),
+                 "reg": regularization_loss(model.classifier(syn_embedding), syn_y),
+                 "cons": syn_embedding.new_zeros(())}
+        if method.dam:
+            views = model.embed(domain_views(syn_x, dam_state["mask_logits"]))
+            terms["match"] = terms["match"] + dam_matching_loss(
+                real_embedding, real_y, dam_state["real_pseudo"], views, syn_y, n_classes)
+        return terms
     weight = model.head_weight(block)
     with torch.no_grad():
         real_h = model.run_blocks(real_x, 0, block + 1)

@@ -8,7 +8,9 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torchvision.models.resnet import BasicBlock, ResNet
+from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
+
+from .errors import ConfigError
 
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
@@ -116,3 +118,96 @@ class DomainAwareResNet(nn.Module):
     def head_weight(self, block: int) -> torch.Tensor:
         """(n_domains, C) weight of the domain head after `block` (W in Eq. 5)."""
         return self.domain_heads[block].weight
+
+
+# ----------------------------------------------------------------------------- evaluation nets
+# Paper Table 3: synthetic sets distilled with ResNet-18, evaluated on other architectures.
+# Channel counts follow the dataset-distillation reference codes (DC/DM) at scale 1 and are
+# multiplied by `scale` = model width / 64 so that CPU profiles keep the shapes.
+
+def _c(channels: int, scale: float) -> int:
+    return max(4, int(round(channels * scale)))
+
+
+class ConvNet(nn.Module):
+    """ConvNet-3: [conv 3×3 (128) → instance norm → ReLU → avg-pool 2] × 3 → linear."""
+
+    def __init__(self, n_classes: int, resolution: int, scale: float = 1.0, depth: int = 3):
+        super().__init__()
+        width = _c(128, scale)
+        layers, channels = [Normalize()], 3
+        for _ in range(depth):
+            layers += [nn.Conv2d(channels, width, 3, padding=1),
+                       nn.GroupNorm(width, width, affine=True), nn.ReLU(inplace=True),
+                       nn.AvgPool2d(2)]
+            channels = width
+        self.features = nn.Sequential(*layers)
+        self.classifier = nn.Linear(width * (resolution // 2 ** depth) ** 2, n_classes)
+
+    def forward(self, x):
+        return self.classifier(self.features(x).flatten(1))
+
+
+class AlexNet(nn.Module):
+    """AlexNet for small images (the DC code's variant), global pooling before the head."""
+
+    def __init__(self, n_classes: int, resolution: int, scale: float = 1.0):
+        super().__init__()
+        c1, c2, c3 = _c(128, scale), _c(192, scale), _c(256, scale)
+        self.features = nn.Sequential(
+            Normalize(),
+            nn.Conv2d(3, c1, 5, padding=2), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+            nn.Conv2d(c1, c2, 5, padding=2), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+            nn.Conv2d(c2, c3, 3, padding=1), nn.ReLU(inplace=True),
+            nn.Conv2d(c3, c2, 3, padding=1), nn.ReLU(inplace=True),
+            nn.Conv2d(c2, c2, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+            nn.AdaptiveAvgPool2d(4))
+        self.classifier = nn.Linear(c2 * 16, n_classes)
+
+    def forward(self, x):
+        return self.classifier(self.features(x).flatten(1))
+
+
+class VGG11(nn.Module):
+    """VGG-11 with instance norm (the DC code's small-image variant), global average pool."""
+
+    PLAN = (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M")
+
+    def __init__(self, n_classes: int, resolution: int, scale: float = 1.0):
+        super().__init__()
+        layers, channels = [Normalize()], 3
+        for item in self.PLAN:
+            if item == "M":
+                layers.append(nn.MaxPool2d(2))
+                continue
+            width = _c(item, scale)
+            layers += [nn.Conv2d(channels, width, 3, padding=1),
+                       nn.GroupNorm(width, width, affine=True), nn.ReLU(inplace=True)]
+            channels = width
+        layers.append(nn.AdaptiveAvgPool2d(1))
+        self.features = nn.Sequential(*layers)
+        self.classifier = nn.Linear(channels, n_classes)
+
+    def forward(self, x):
+        return self.classifier(self.features(x).flatten(1))
+
+
+EVAL_NETS = ("resnet18", "convnet", "alexnet", "vgg11", "resnet50")
+
+
+def build_eval_net(name: str, n_classes: int, n_domains: int, resolution: int,
+                   width: int) -> nn.Module:
+    """A fresh evaluation network; `width` is the profile's ResNet base width (64 = full)."""
+    scale = width / 64
+    if name == "resnet18":
+        return DomainAwareResNet(n_classes, n_domains, width, resolution)
+    if name == "resnet50":
+        return DomainAwareResNet(n_classes, n_domains, width, resolution, block=Bottleneck,
+                                 depths=(3, 4, 6, 3))
+    if name == "convnet":
+        return ConvNet(n_classes, resolution, scale)
+    if name == "alexnet":
+        return AlexNet(n_classes, resolution, scale)
+    if name == "vgg11":
+        return VGG11(n_classes, resolution, scale)
+    raise ConfigError(f"unknown evaluation network '{name}': expected one of {', '.join(EVAL_NETS)}")

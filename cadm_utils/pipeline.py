@@ -18,11 +18,11 @@ from .data import Task, load_dataset, make_task, split_name
 from .distill import DistillConfig, distill
 from .errors import ConfigError
 from .methods import MaskingConfig, Method, ablation_variant, get_method
-from .models import DomainAwareResNet
-from .paper_numbers import TABLE2, paper_values
+from .models import EVAL_NETS, DomainAwareResNet, build_eval_net
+from .paper_numbers import TABLE2, TABLE3, paper_values
 from .profiles import REPO_ROOT, load_profile, pretrain_epochs
-from .results import (Table, ablation_table, append_record, base_record, latest_per_seed,
-                      load_records, method_table)
+from .results import (Table, ablation_table, append_record, base_record,
+                      cross_architecture_table, latest_per_seed, load_records, method_table)
 from .runtime import pick_device
 from .synthetic import SyntheticSet, check_ipc
 from .train import TrainConfig, accuracy, train_classifier
@@ -45,10 +45,12 @@ class Cell:
     target: str
     method: Method
     ipc: int  # 0 for the full-data reference
+    net: str = "resnet18"  # evaluation network (Table 3 varies it)
 
     @property
     def label(self) -> str:
-        return f"{self.stage}: {self.dataset} {self.target} {self.method.name} ipc{self.ipc}"
+        net = "" if self.net == "resnet18" else f" on {self.net}"
+        return f"{self.stage}: {self.dataset} {self.target} {self.method.name} ipc{self.ipc}{net}"
 
 
 class Runner:
@@ -111,9 +113,9 @@ class Runner:
             return model.to(self.device).eval(), state["wall_s"]
         start = time.time()
         config = TrainConfig(augment="crop_flip", **settings)
-        domains = task.train.domains if kind == "domain" else None
         model = train_classifier(model, task.train.images, task.train.labels, config,
-                                 self.profile.get("seed", 0), self.device, domains=domains,
+                                 self.profile.get("seed", 0), self.device,
+                                 domains=task.train.domains, objective=kind,
                                  progress=self.progress, desc=f"pretrain {task.name} {kind}")
         wall = time.time() - start
         _save_atomic({"model": model.state_dict(), "wall_s": wall,
@@ -130,8 +132,8 @@ class Runner:
     def synthetic_set(self, cell: Cell, task: Task) -> tuple[SyntheticSet, dict]:
         """Distilled set of a cell (cached), with wall times and the loss history."""
         config = self.distill_config(cell.ipc, cell.method)
-        key = short_hash([cell.dataset, task.name, cell.method, asdict(config), self.masking,
-                          self.config_hash(cell.dataset, cell.ipc)])
+        key = short_hash([cell.dataset, task.name, cell.method.key, asdict(config),
+                          self.masking, self.config_hash(cell.dataset, cell.ipc)])
         stem = f"{cell.dataset}-{_safe(task.name)}-{_safe(cell.method.name)}-ipc{cell.ipc}-{key}"
         final = self.run_dir / "synthetic" / f"{stem}.pt"
         if final.exists():
@@ -157,7 +159,7 @@ class Runner:
         return {r["seed"] for r in load_records(self.records_path)
                 if r.get("config") == config and r.get("method") == cell.method.name
                 and r.get("dataset") == cell.dataset and r.get("split") == task_name
-                and r.get("ipc") == cell.ipc and r.get("net") == "resnet18"}
+                and r.get("ipc") == cell.ipc and r.get("net") == cell.net}
 
     def run_cell(self, cell: Cell) -> list[dict]:
         task = self.task(cell.dataset, cell.target)
@@ -178,13 +180,16 @@ class Runner:
         records = []
         for seed in todo:
             start = time.time()
-            net = train_classifier(self.new_model(task, seed), images, labels, config, seed,
-                                   self.device, progress=self.progress,
-                                   desc=f"evaluate {cell.method.name} seed {seed}")
+            torch.manual_seed(seed)
+            fresh = build_eval_net(cell.net, task.n_classes, task.n_domains,
+                                   task.train.resolution, self.profile["model"]["width"])
+            net = train_classifier(fresh, images, labels, config, seed, self.device,
+                                   progress=self.progress,
+                                   desc=f"evaluate {cell.method.name} {cell.net} seed {seed}")
             record = base_record(
                 kind="eval", dataset=cell.dataset, split=task.name, seed=seed,
                 device=self.device, stage=cell.stage, method=cell.method.name, ipc=cell.ipc,
-                net="resnet18", config=self.config_hash(cell.dataset, cell.ipc),
+                net=cell.net, config=self.config_hash(cell.dataset, cell.ipc),
                 acc=accuracy(net, task.test.images, task.test.labels, self.device),
                 source_val_acc=accuracy(net, task.val.images, task.val.labels, self.device)
                 if len(task.val) else None,
@@ -227,6 +232,7 @@ def plan_cells(profile: dict, datasets=None, targets=None, methods=None, ipcs=No
         if stage not in stage_settings:
             raise ConfigError(f"unknown stage '{stage}': profile has {', '.join(stage_settings)}")
         settings = stage_settings[stage]
+        _check_nets(settings)
         for dataset in _split_arg(datasets, settings["datasets"]):
             if dataset not in profile["datasets"]:
                 raise ConfigError(f"data set '{dataset}' is not in the profile "
@@ -244,10 +250,18 @@ def plan_cells(profile: dict, datasets=None, targets=None, methods=None, ipcs=No
                     continue
                 for method in _stage_methods(settings, methods):
                     for ipc in _split_arg(ipcs, settings["ipcs"]):
-                        cells.append(Cell(stage, dataset, target, method, int(ipc)))
+                        for net in settings.get("nets", ["resnet18"]):
+                            cells.append(Cell(stage, dataset, target, method, int(ipc), net))
                 if settings.get("full_data") and (methods is None or "full" in str(methods)):
                     cells.append(Cell(stage, dataset, target, Method("full", distill=False), 0))
     return cells
+
+
+def _check_nets(settings: dict) -> None:
+    for net in settings.get("nets", []):
+        if net not in EVAL_NETS:
+            raise ConfigError(f"unknown evaluation network '{net}': "
+                              f"expected one of {', '.join(EVAL_NETS)}")
 
 
 def _stage_methods(settings: dict, chosen) -> list[Method]:
@@ -338,6 +352,13 @@ def stage_tables(runner: Runner) -> dict[str, Table]:
             targets = settings.get("targets") or runner.profile["datasets"][dataset]["targets"]
             splits = [split_name(dataset, t) for t in targets]
             title = f"{STAGE_TITLES.get(stage, stage)}: {dataset} ({runner.profile['name']} profile)"
+            if settings.get("nets"):
+                paper = TABLE3 if compare and dataset == "pacs" else None
+                tables[f"{stage}_{dataset}"] = cross_architecture_table(
+                    records, title, dataset, splits[0],
+                    [m.name for m in _stage_methods(settings, None)], settings["ipcs"],
+                    settings["nets"], paper)
+                continue
             if settings.get("ablation"):
                 rows = [(ablation_variant(*row).name, *row) for row in ABLATION_ROWS]
                 paper = TABLE2 if compare and dataset == "pacs" else None
@@ -354,6 +375,7 @@ def stage_tables(runner: Runner) -> dict[str, Table]:
 
 STAGE_TITLES = {"table1": "Table 1, leave-one-domain-out accuracy %",
                 "table2": "Table 2, loss ablation, accuracy %",
+                "table3": "Table 3, cross-architecture accuracy %",
                 "table4": "Table 4, in-domain accuracy %"}
 
 

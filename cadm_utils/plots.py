@@ -42,7 +42,8 @@ def fig1a_in_vs_unseen(records: list[dict], split: str, methods: list[str], ipc:
     """Fig. 1(a): accuracy on held-out source-domain images vs on the unseen domain."""
     fig, ax = plt.subplots(figsize=(5, 3))
     pick = lambda m, key: [r[key] for r in records if r["method"] == m and r["split"] == split
-                           and r["ipc"] == ipc and r.get(key) is not None]
+                           and r["ipc"] == ipc and r.get(key) is not None
+                           and r.get("net", "resnet18") == "resnet18"]
     _bar_groups(ax, [METHOD_LABELS.get(m, m) for m in methods],
                 {"source domains (held out)": [pick(m, "source_val_acc") for m in methods],
                  "unseen domain": [pick(m, "acc") for m in methods]})
@@ -56,7 +57,8 @@ def fig1c_methods(records: list[dict], splits: list[str], methods: list[str], ip
     """Fig. 1(c): unseen-domain accuracy of every method on every split."""
     fig, ax = plt.subplots(figsize=(6, 3))
     series = {METHOD_LABELS.get(m, m): [[r["acc"] for r in records if r["method"] == m
-                                          and r["split"] == s and r["ipc"] == ipc]
+                                          and r["split"] == s and r["ipc"] == ipc
+                                          and r.get("net", "resnet18") == "resnet18"]
                                          for s in splits] for m in methods}
     colours = {METHOD_LABELS.get(m, m): COLOURS.get(m) for m in methods}
     _bar_groups(ax, splits, series, colours)

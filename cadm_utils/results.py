@@ -126,7 +126,7 @@ def method_table(records: list[dict], title: str, dataset: str, splits: list[str
         for split in splits:
             for ipc in ipcs:
                 cell = format_cell(collect(records, dataset=dataset, split=split,
-                                           method=method, ipc=ipc))
+                                           method=method, ipc=ipc, net="resnet18"))
                 if paper and (method, split, ipc) in paper:
                     cell += f" [paper {paper[(method, split, ipc)]:.1f}]"
                 row.append(cell)
@@ -135,7 +135,7 @@ def method_table(records: list[dict], title: str, dataset: str, splits: list[str
         row = ["Full dataset"]
         for split in splits:
             cell = format_cell(collect(records, dataset=dataset, split=split,
-                                       method="full", ipc=0))
+                                       method="full", ipc=0, net="resnet18"))
             if paper and ("full", split, 0) in paper:
                 cell += f" [paper {paper[('full', split, 0)]:.1f}]"
             row += [cell] + [""] * (len(ipcs) - 1)
@@ -151,10 +151,30 @@ def ablation_table(records: list[dict], title: str, dataset: str, split: str, ip
     for name, *switches in rows:
         row = ["✓" if on else "-" for on in switches]
         for i, ipc in enumerate(ipcs):
-            cell = format_cell(collect(records, dataset=dataset, split=split, method=name, ipc=ipc))
+            cell = format_cell(collect(records, dataset=dataset, split=split, method=name, ipc=ipc,
+                                       net="resnet18"))
             key = tuple(switches)
             if paper and key in paper and ipc in (1, 10):
                 cell += f" [paper {paper[key][(1, 10).index(ipc)]:.1f}]"
             row.append(cell)
         body.append(row)
+    return Table(title, header, body)
+
+
+def cross_architecture_table(records: list[dict], title: str, dataset: str, split: str,
+                             methods: list[str], ipcs: list[int], nets: list[str],
+                             paper: dict | None = None) -> Table:
+    """Paper Table 3: rows (IPC, method), columns evaluation networks."""
+    header = ["IPC", "Method"] + nets
+    body = []
+    for ipc in ipcs:
+        for method in methods:
+            row = [str(ipc), method]
+            for net in nets:
+                cell = format_cell(collect(records, dataset=dataset, split=split, method=method,
+                                           ipc=ipc, net=net))
+                if paper and net in paper.get((method, ipc), {}):
+                    cell += f" [paper {paper[(method, ipc)][net]:.1f}]"
+                row.append(cell)
+            body.append(row)
     return Table(title, header, body)

@@ -8,11 +8,14 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from .augment import crop_flip, dsa
+from .augment import crop_flip, dsa, random_amplitude_mix
 from .errors import ConfigError
+from .losses import irm_penalty
 from .runtime import autocast, prepare_model, to_float
 
 AUGMENTATIONS = ("crop_flip", "dsa", "none")
+OBJECTIVES = ("plain", "domain", "irm", "fact")  # pretraining losses, see batch_loss
+IRM_LAMBDA, IRM_ANNEAL_STEPS = 100.0, 500  # DomainBed's defaults
 
 
 @dataclass
@@ -58,12 +61,48 @@ def pretraining_loss(model, x, labels, domains) -> torch.Tensor:
     return class_loss + domain_loss
 
 
+def irm_loss(model, x, labels, domains, step: int) -> torch.Tensor:
+    """IRMv1 as in DomainBed: mean risk over domains + weight · mean penalty over domains;
+    the weight is 1 for the first IRM_ANNEAL_STEPS steps, then IRM_LAMBDA."""
+    logits = model(x)
+    present = [d for d in domains.unique() if int((domains == d).sum()) >= 2]
+    risks = torch.stack([F.cross_entropy(logits[domains == d].float(), labels[domains == d])
+                         for d in present])
+    penalties = torch.stack([irm_penalty(logits[domains == d], labels[domains == d])
+                             for d in present])
+    weight = IRM_LAMBDA if step >= IRM_ANNEAL_STEPS else 1.0
+    return risks.mean() + weight * penalties.mean()
+
+
+def fact_loss(model, x, labels, generator: torch.Generator) -> torch.Tensor:
+    """CE on the batch and on its Fourier amplitude-mixed copy (FACT's augmentation part)."""
+    both = torch.cat([x, random_amplitude_mix(x, generator)])
+    return F.cross_entropy(model(both), torch.cat([labels, labels]))
+
+
+def batch_loss(objective: str, model, x, labels, domains, step: int, generator) -> torch.Tensor:
+    if objective == "domain":
+        return pretraining_loss(model, x, labels, domains)
+    if objective == "irm":
+        return irm_loss(model, x, labels, domains, step)
+    if objective == "fact":
+        return fact_loss(model, x, labels, generator)
+    return F.cross_entropy(model(x), labels)
+
+
 def train_classifier(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor,
                      config: TrainConfig, seed: int, device: torch.device,
-                     domains: torch.Tensor | None = None, progress: bool = True,
-                     desc: str = "train") -> torch.nn.Module:
+                     domains: torch.Tensor | None = None, objective: str = "plain",
+                     progress: bool = True, desc: str = "train") -> torch.nn.Module:
     """SGD with momentum; lr ×0.1 at half the epochs (the DM evaluation schedule).
-    With `domains`, the loss is Eq. 10 (model must be a DomainAwareResNet)."""
+    `objective`: plain CE, 'domain' (Eq. 10, needs a DomainAwareResNet), 'irm' or 'fact'
+    (the pretraining of the MMD+IRM and MMD+FACT baselines); 'domain' and 'irm' need
+    `domains`."""
+    if objective not in OBJECTIVES:
+        raise ConfigError(f"unknown training objective '{objective}': "
+                          f"expected one of {', '.join(OBJECTIVES)}")
+    if objective in ("domain", "irm") and domains is None:
+        raise ConfigError(f"objective '{objective}' needs domain labels")
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     model = prepare_model(model, device).train()
@@ -72,6 +111,7 @@ def train_classifier(model: torch.nn.Module, images: torch.Tensor, labels: torch
     n = len(labels)
     epochs = config.epochs_for(n)
     schedule = torch.optim.lr_scheduler.MultiStepLR(optimizer, [epochs // 2], 0.1)
+    step = 0
     for _ in tqdm(range(epochs), desc=desc, disable=not progress, leave=False):
         order = torch.randperm(n, generator=generator)
         for start in range(0, n, config.batch_size):
@@ -80,14 +120,13 @@ def train_classifier(model: torch.nn.Module, images: torch.Tensor, labels: torch
                 continue
             x = augment_batch(to_float(images[index], device), config.augment, generator)
             y = labels[index].to(device)
+            d = domains[index].to(device) if domains is not None else None
             with autocast(device):
-                if domains is None:
-                    loss = F.cross_entropy(model(x), y)
-                else:
-                    loss = pretraining_loss(model, x, y, domains[index].to(device))
+                loss = batch_loss(objective, model, x, y, d, step, generator)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            step += 1
         schedule.step()
     return model.eval()
 

@@ -40,3 +40,13 @@ def test_domains_differ_in_style_not_class_statistics():
 def test_other_resolution():
     data = load_dataset("embedded", resolution=16)
     assert data.images.shape[-1] == 16
+
+
+def test_domain_gap_command_writes_records(tmp_path):
+    from cadm_utils.gap import measure_domain_gap
+
+    out = tmp_path / "gap.jsonl"
+    records = measure_domain_gap(width=4, epochs=1, out=out, targets=["S"])
+    assert len(records) == 1 and records[0]["split"] == "ACP→S"
+    assert 0 <= records[0]["target_acc"] <= 100 and records[0]["chance"] == 20.0
+    assert out.read_text().count("\n") == 1

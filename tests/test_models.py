@@ -53,3 +53,23 @@ def test_domain_heads_receive_reversed_gradient_in_backbone():
     (model.domain_logits(features, reverse=True)[3].sum()).backward()
     reversed_grad = model.blocks[3][1].conv2.weight.grad
     assert torch.allclose(reversed_grad, -0.25 * plain, atol=1e-6)
+
+
+def test_evaluation_nets_shapes_and_sizes():
+    import pytest
+    import torchvision
+
+    from cadm_utils.errors import ConfigError
+    from cadm_utils.models import EVAL_NETS, build_eval_net
+
+    for resolution in (32, 64):
+        for name in EVAL_NETS:
+            net = build_eval_net(name, 7, 3, resolution, width=8).eval()
+            assert net(torch.rand(2, 3, resolution, resolution)).shape == (2, 7), name
+    full = build_eval_net("resnet50", 1000, 4, 224, width=64)
+    backbone = sum(p.numel() for n, p in full.named_parameters() if not n.startswith("domain"))
+    assert backbone == sum(p.numel() for p in torchvision.models.resnet50().parameters())
+    convnet = build_eval_net("convnet", 10, 3, 32, width=64)
+    assert convnet.classifier.in_features == 128 * 4 * 4  # ConvNet-3, width 128, 32 px
+    with pytest.raises(ConfigError, match="unknown evaluation network 'lenet'"):
+        build_eval_net("lenet", 7, 3, 32, 8)

@@ -85,3 +85,34 @@ def test_expert_does_not_depend_on_global_rng(tiny_profile, tmp_path):
         model, _ = runner.expert("embedded", runner.task("embedded", "P"), "domain")
         states.append(model.state_dict())
     assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--profile", "nonexistent"], "profile not found"),
+    (["--profile", "smoke", "--targets", "Q"], "unknown domain 'Q'"),
+    (["--profile", "smoke", "--methods", "dm"], "unknown method 'dm'"),
+    (["--profile", "smoke", "--ipc", "1000"], "impossible IPC 1000"),
+    (["--profile", "smoke", "--stages", "table9"], "unknown stage 'table9'"),
+    (["--profile", "paper", "--datasets", "pacs"], "needs a data root"),
+])
+def test_check_command_one_line_errors(args, message):
+    import subprocess
+    import sys
+
+    from cadm_utils.profiles import REPO_ROOT
+
+    result = subprocess.run([sys.executable, "-m", "cadm_utils", "check", *args],
+                            capture_output=True, text=True, cwd="/", timeout=120)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], result.stderr
+    assert not (REPO_ROOT / "results" / "nonexistent").exists()
+
+
+def test_invalid_hyper_parameter_in_profile(tmp_path):
+    bad = dict(TINY, masking={"p_mask": 1.5, "p_active": 0.8, "lam": 100.0})
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(bad, allow_unicode=True))
+    with pytest.raises(ConfigError, match="p_mask must be in"):
+        run_pipeline(path, progress=False, results_dir=tmp_path / "r", run_dir=tmp_path / "runs")
+    assert not (tmp_path / "r").exists()
