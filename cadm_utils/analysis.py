@@ -9,7 +9,7 @@ import torch
 
 from .masking import activation_scores
 from .models import N_BLOCKS
-from .runtime import to_float
+from .runtime import to_float, write_atomic
 
 
 @dataclass
@@ -113,10 +113,8 @@ def umap_by_method(runner, methods=("mmd", "cadm")) -> dict[str, dict]:
         return {m: {k: stored[f"{m}/{k}"] for k in ("xy", "domains", "is_synthetic")}
                 for m in methods}
     panels = _umap_panels(runner, methods)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp.npz")
-    np.savez(tmp, **{f"{m}/{k}": v for m, panel in panels.items() for k, v in panel.items()})
-    tmp.replace(path)
+    arrays = {f"{m}/{k}": v for m, panel in panels.items() for k, v in panel.items()}
+    write_atomic(path, lambda tmp: np.savez(tmp, **arrays))
     return panels
 
 

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from .errors import DataError
+from .runtime import save_atomic
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
 TRAIN, VAL, UNLISTED = 0, 1, 2
@@ -277,10 +278,7 @@ def cached_decode(spec: DatasetSpec, base: Path, files: list, resolution: int,
     if path.exists():
         return torch.load(path, weights_only=True)
     images = decode_images([base / d / c / n for d, c, n, _ in files], resolution, progress)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save(images, tmp)
-    tmp.replace(path)  # atomic: an interrupted run leaves no half-written cache entry
+    save_atomic(images, path)  # an interrupted run leaves no half-written cache entry
     return images
 
 

@@ -12,7 +12,7 @@ from .augment import apply_dsa, random_amplitude_mix, sample_dsa
 from .data import Task
 from .errors import ConfigError
 from .methods import MaskingConfig, Method, distillation_losses, total_loss
-from .runtime import autocast, to_float
+from .runtime import autocast, save_atomic, to_float
 from .dam import N_PSEUDO, pseudo_domains
 from .synthetic import SyntheticSet, init_from_real
 
@@ -50,13 +50,6 @@ class RealSampler:
                            for members in self.by_class]).to(self.images.device)
         return (to_float(self.images[index], self.images.device), self.labels[index],
                 self.domains[index], index)
-
-
-def _save_atomic(state: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)
 
 
 def distill(model: torch.nn.Module, task: Task, method: Method, config: DistillConfig,
@@ -122,7 +115,7 @@ def distill(model: torch.nn.Module, task: Task, method: Method, config: DistillC
         done = step + 1
         if checkpoint is not None and (done % config.checkpoint_every == 0 or done == config.steps):
             history = [{k: float(v) for k, v in h.items()} for h in history]  # one host sync
-            _save_atomic({"parameters": [p.detach().cpu() for p in parameters],
+            save_atomic({"parameters": [p.detach().cpu() for p in parameters],
                           "optimizer": optimizer.state_dict(),
                           "generator": generator.get_state(), "history": history,
                           "step": done}, checkpoint)

@@ -23,7 +23,7 @@ from .paper_numbers import TABLE2, TABLE3, paper_values
 from .profiles import REPO_ROOT, load_profile, pretrain_epochs
 from .results import (Table, ablation_table, append_record, base_record,
                       cross_architecture_table, latest_per_seed, load_records, method_table)
-from .runtime import pick_device
+from .runtime import pick_device, save_atomic
 from .synthetic import SyntheticSet, check_ipc
 from .train import TrainConfig, accuracy, train_classifier
 
@@ -118,7 +118,7 @@ class Runner:
                                  domains=task.train.domains, objective=kind,
                                  progress=self.progress, desc=f"pretrain {task.name} {kind}")
         wall = time.time() - start
-        _save_atomic({"model": model.state_dict(), "wall_s": wall,
+        save_atomic({"model": model.state_dict(), "wall_s": wall,
                       "source_val_acc": accuracy(model, task.val.images, task.val.labels,
                                                  self.device)}, path)
         return model, wall
@@ -150,7 +150,7 @@ class Runner:
                                      progress=self.progress)
         info.update(distill_s=time.time() - start, steps=config.steps,
                     history=history[:: max(1, len(history) // 50)])
-        _save_atomic({"set": synthetic.state(), "info": info}, final)
+        save_atomic({"set": synthetic.state(), "info": info}, final)
         return synthetic, info
 
     # ------------------------------------------------------------------ cells
@@ -204,13 +204,6 @@ class Runner:
 
 def _safe(name: str) -> str:
     return name.replace("→", "-to-").replace("[", "_").replace("]", "").replace(",", "+")
-
-
-def _save_atomic(state: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)
 
 
 def _split_arg(value, default):

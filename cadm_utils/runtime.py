@@ -40,6 +40,20 @@ def device_name(device: torch.device) -> str:
     return f"cpu ({os.cpu_count()} cores)"
 
 
+def write_atomic(path: Path, write) -> None:
+    """Call write(tmp) for a temporary file beside `path`, then rename it into place, so an
+    interruption never leaves a half-written file under the final name."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    write(tmp)
+    tmp.replace(path)
+
+
+def save_atomic(obj, path: Path) -> None:
+    write_atomic(path, lambda tmp: torch.save(obj, tmp))
+
+
 def git_commit() -> str:
     root = Path(__file__).resolve().parents[1]
     try:

@@ -1,0 +1,39 @@
+"""The paper profile's exact route on the real PACS copy, with tiny step counts (CPU)."""
+import copy
+
+import pytest
+import yaml
+
+from cadm_utils.pipeline import Runner, open_run, stage_tables
+from cadm_utils.profiles import load_profile
+
+
+def test_paper_profile_is_complete_and_plans_every_table():
+    profile = load_profile("paper")
+    assert profile["compare_with_paper"] is True
+    assert profile["datasets"]["pacs"]["resolution"] == 64
+    assert profile["pretrain"]["epochs"] == {"default": 60, "officehome": 120, "domainnet_sub": 120}
+    assert set(profile["stages"]) == {"table1", "table2", "table3", "table4"}
+    assert profile["stages"]["table1"]["methods"] == ["random", "mmd", "mmd_irm", "mmd_fact",
+                                                      "mmd_dam", "cadm"]
+
+
+@pytest.mark.slow
+def test_paper_route_on_pacs_with_tiny_steps(pacs_root, tmp_path):
+    profile = copy.deepcopy(load_profile("paper"))
+    profile.update(name="paper_tiny", device="cpu")
+    profile["model"]["width"] = 4
+    profile["pretrain"]["epochs"] = 1
+    profile["distill"].update(steps=2, real_per_class=8, checkpoint_every=1)
+    profile["evaluate"].update(epochs=1, seeds=3)
+    path = tmp_path / "paper_tiny.yaml"
+    path.write_text(yaml.safe_dump(profile, allow_unicode=True))
+    runner, cells = open_run(path, pacs_root, datasets="pacs", targets="P", methods="mmd,cadm",
+                             ipcs="10", stages="table1", results_dir=tmp_path / "r",
+                             run_dir=tmp_path / "runs", progress=False)
+    assert [(c.method.name, c.ipc) for c in cells] == [("mmd", 10), ("cadm", 10)]
+    records = [r for cell in cells for r in runner.run_cell(cell)]
+    assert len(records) == 6 and {r["split"] for r in records} == {"ACS→P"}
+    table = stage_tables(Runner(profile, results_dir=tmp_path / "r", progress=False))
+    row = next(r for r in table["table1_pacs"].rows if r[0] == "cadm")
+    assert "(3)" in row[2] and "[paper 48.7]" in row[2]  # column 2: ACS→P IPC 10
