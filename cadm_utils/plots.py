@@ -3,8 +3,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-
-
 import matplotlib.pyplot as plt
 import numpy as np
 
