@@ -76,6 +76,11 @@ def collect(records: list[dict], **match) -> list[float]:
     return [r["acc"] for r in records if all(r.get(k) == v for k, v in match.items())]
 
 
+def with_paper(cell: str, paper_value: float | None) -> str:
+    """Append the paper's reported value to one of our cells, where there is one."""
+    return cell if paper_value is None else f"{cell} [paper {paper_value:.1f}]"
+
+
 @dataclass
 class Table:
     title: str
@@ -127,18 +132,14 @@ def method_table(records: list[dict], title: str, dataset: str, splits: list[str
             for ipc in ipcs:
                 cell = format_cell(collect(records, dataset=dataset, split=split,
                                            method=method, ipc=ipc, net="resnet18"))
-                if paper and (method, split, ipc) in paper:
-                    cell += f" [paper {paper[(method, split, ipc)]:.1f}]"
-                row.append(cell)
+                row.append(with_paper(cell, (paper or {}).get((method, split, ipc))))
         rows.append(row)
     if full_data:
         row = ["Full dataset"]
         for split in splits:
             cell = format_cell(collect(records, dataset=dataset, split=split,
                                        method="full", ipc=0, net="resnet18"))
-            if paper and ("full", split, 0) in paper:
-                cell += f" [paper {paper[('full', split, 0)]:.1f}]"
-            row += [cell] + [""] * (len(ipcs) - 1)
+            row += [with_paper(cell, (paper or {}).get(("full", split, 0)))] + [""] * (len(ipcs) - 1)
         rows.append(row)
     return Table(title, header, rows)
 
@@ -153,10 +154,9 @@ def ablation_table(records: list[dict], title: str, dataset: str, split: str, ip
         for i, ipc in enumerate(ipcs):
             cell = format_cell(collect(records, dataset=dataset, split=split, method=name, ipc=ipc,
                                        net="resnet18"))
-            key = tuple(switches)
-            if paper and key in paper and ipc in (1, 10):
-                cell += f" [paper {paper[key][(1, 10).index(ipc)]:.1f}]"
-            row.append(cell)
+            reported = (paper or {}).get(tuple(switches))
+            row.append(with_paper(cell, reported[(1, 10).index(ipc)]
+                                  if reported and ipc in (1, 10) else None))
         body.append(row)
     return Table(title, header, body)
 
@@ -173,8 +173,6 @@ def cross_architecture_table(records: list[dict], title: str, dataset: str, spli
             for net in nets:
                 cell = format_cell(collect(records, dataset=dataset, split=split, method=method,
                                            ipc=ipc, net=net))
-                if paper and net in paper.get((method, ipc), {}):
-                    cell += f" [paper {paper[(method, ipc)][net]:.1f}]"
-                row.append(cell)
+                row.append(with_paper(cell, (paper or {}).get((method, ipc), {}).get(net)))
             body.append(row)
     return Table(title, header, body)

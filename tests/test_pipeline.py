@@ -116,3 +116,18 @@ def test_invalid_hyper_parameter_in_profile(tmp_path):
     with pytest.raises(ConfigError, match="p_mask must be in"):
         run_pipeline(path, progress=False, results_dir=tmp_path / "r", run_dir=tmp_path / "runs")
     assert not (tmp_path / "r").exists()
+
+
+def test_tables_show_the_paper_value_beside_ours():
+    from cadm_utils.paper_numbers import TABLE2, TABLE3, table1
+    from cadm_utils.results import ablation_table, cross_architecture_table, method_table
+
+    records = [{"dataset": "pacs", "split": "ACS→P", "method": m, "ipc": 10, "net": n,
+                "seed": s, "acc": 40.0 + s} for m in ("mmd", "cadm", "cadm[adm]")
+               for n in ("resnet18", "convnet") for s in range(3)]
+    t1 = method_table(records, "t", "pacs", ["ACS→P"], ["mmd", "cadm"], [10], False, table1("pacs"))
+    assert t1.rows == [["mmd", "41.0 ± 1.0 (3) [paper 40.8]"], ["cadm", "41.0 ± 1.0 (3) [paper 48.7]"]]
+    t2 = ablation_table(records, "t", "pacs", "ACS→P", [10], [("cadm[adm]", True, False, False)], TABLE2)
+    assert t2.rows == [["✓", "-", "-", "41.0 ± 1.0 (3) [paper 45.9]"]]
+    t3 = cross_architecture_table(records, "t", "pacs", "ACS→P", ["cadm"], [10], ["convnet"], TABLE3)
+    assert t3.rows == [["10", "cadm", "41.0 ± 1.0 (3) [paper 45.7]"]]
