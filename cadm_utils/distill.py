@@ -9,12 +9,12 @@ import torch
 from tqdm import tqdm
 
 from .augment import apply_dsa, random_amplitude_mix, sample_dsa
+from .dam import N_PSEUDO, pseudo_domains
 from .data import Task
 from .errors import ConfigError
 from .methods import MaskingConfig, Method, distillation_losses, total_loss
 from .runtime import autocast, save_atomic, to_float
-from .dam import N_PSEUDO, pseudo_domains
-from .synthetic import SyntheticSet, init_from_real
+from .synthetic import SyntheticSet, decode, init_from_real
 
 
 @dataclass(frozen=True)
@@ -91,8 +91,7 @@ def distill(model: torch.nn.Module, task: Task, method: Method, config: DistillC
                disable=not progress, initial=start, total=config.steps, leave=False)
     for step in bar:
         real_x, real_y, real_d, real_index = real.sample(config.real_per_class, generator)
-        syn_x = SyntheticSet(pixels, synthetic.labels, synthetic.sub_domains,
-                             config.factor).decoded()[0]
+        syn_x = decode(pixels, config.factor)
         if config.dsa:
             params = sample_dsa(1, generator, shared=True)  # the same draw for both batches
             real_x, syn_x = apply_dsa(real_x, params), apply_dsa(syn_x, params)
