@@ -44,16 +44,35 @@ class Normalize(nn.Module):
         return (x - self.mean) / self.std
 
 
-def resnet_layers(width: int, small_stem: bool, block=BasicBlock, depths=(2, 2, 2, 2)):
+STEMS = ("auto", "small", "strided", "imagenet")
+
+
+def resolve_stem(stem: str, resolution: int) -> str:
+    """'auto': the small stem up to 64 px (the usual choice for CIFAR/Tiny-ImageNet sizes),
+    the ImageNet stem above."""
+    if stem not in STEMS:
+        raise ConfigError(f"unknown ResNet stem '{stem}': expected one of {', '.join(STEMS)}")
+    if stem == "auto":
+        return "small" if resolution <= 64 else "imagenet"
+    return stem
+
+
+def make_stem(kind: str, width: int) -> nn.Sequential:
+    """small: 3×3 stride 1; strided: 3×3 stride 2 (a quarter of the compute, for CPU
+    profiles); imagenet: 7×7 stride 2 and a 3×3 max-pool."""
+    if kind == "imagenet":
+        return nn.Sequential(nn.Conv2d(3, width, 7, 2, 3, bias=False), nn.BatchNorm2d(width),
+                             nn.ReLU(inplace=True), nn.MaxPool2d(3, 2, 1))
+    stride = 2 if kind == "strided" else 1
+    return nn.Sequential(nn.Conv2d(3, width, 3, stride, 1, bias=False), nn.BatchNorm2d(width),
+                         nn.ReLU(inplace=True))
+
+
+def resnet_layers(width: int, stem: str, block=BasicBlock, depths=(2, 2, 2, 2)):
     """torchvision's ResNet layers with the base width scaled (64 = standard ResNet-18)."""
     net = ResNet(block, list(depths))
     net.inplanes = width
-    if small_stem:  # inputs ≤ 64 px: 3×3 stride-1 stem, no max-pool
-        stem = nn.Sequential(nn.Conv2d(3, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width),
-                             nn.ReLU(inplace=True))
-    else:
-        stem = nn.Sequential(nn.Conv2d(3, width, 7, 2, 3, bias=False), nn.BatchNorm2d(width),
-                             nn.ReLU(inplace=True), nn.MaxPool2d(3, 2, 1))
+    stem = make_stem(stem, width)
     blocks = nn.ModuleList([net._make_layer(block, width * 2 ** i, depth, stride=1 if i == 0 else 2)
                             for i, depth in enumerate(depths)])
     channels = [width * 2 ** i * block.expansion for i in range(len(depths))]
@@ -74,10 +93,12 @@ class DomainAwareResNet(nn.Module):
     """ResNet-18 backbone, class head, and a GAP + Linear(C_l, n_domains) head per block."""
 
     def __init__(self, n_classes: int, n_domains: int, width: int = 64, resolution: int = 64,
-                 grl_weight: float = 0.25, block=BasicBlock, depths=(2, 2, 2, 2)):
+                 grl_weight: float = 0.25, block=BasicBlock, depths=(2, 2, 2, 2),
+                 stem: str = "auto"):
         super().__init__()
         self.normalize = Normalize()
-        self.stem, self.blocks, self.channels = resnet_layers(width, resolution <= 64, block, depths)
+        self.stem, self.blocks, self.channels = resnet_layers(
+            width, resolve_stem(stem, resolution), block, depths)
         self.classifier = nn.Linear(self.channels[-1], n_classes)
         self.domain_heads = nn.ModuleList([nn.Linear(c, n_domains) for c in self.channels])
         self.grl_weight = grl_weight
@@ -196,14 +217,15 @@ EVAL_NETS = ("resnet18", "convnet", "alexnet", "vgg11", "resnet50")
 
 
 def build_eval_net(name: str, n_classes: int, n_domains: int, resolution: int,
-                   width: int) -> nn.Module:
-    """A fresh evaluation network; `width` is the profile's ResNet base width (64 = full)."""
+                   width: int, stem: str = "auto") -> nn.Module:
+    """A fresh evaluation network; `width` is the profile's ResNet base width (64 = full),
+    `stem` its ResNet stem."""
     scale = width / 64
     if name == "resnet18":
-        return DomainAwareResNet(n_classes, n_domains, width, resolution)
+        return DomainAwareResNet(n_classes, n_domains, width, resolution, stem=stem)
     if name == "resnet50":
         return DomainAwareResNet(n_classes, n_domains, width, resolution, block=Bottleneck,
-                                 depths=(3, 4, 6, 3))
+                                 depths=(3, 4, 6, 3), stem=stem)
     if name == "convnet":
         return ConvNet(n_classes, resolution, scale)
     if name == "alexnet":

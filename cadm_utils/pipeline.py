@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -18,7 +19,8 @@ from .data import Task, load_dataset, make_task, split_name
 from .distill import DistillConfig, distill
 from .errors import ConfigError
 from .methods import MaskingConfig, Method, ablation_variant, get_method
-from .models import EVAL_NETS, DomainAwareResNet, build_eval_net
+from .models import EVAL_NETS, DomainAwareResNet, build_eval_net, resolve_stem
+from .parallel import run_jobs, worker_cache
 from .paper_numbers import TABLE2, TABLE3, paper_values
 from .profiles import REPO_ROOT, load_profile, pretrain_epochs
 from .results import (Table, ablation_table, append_record, base_record,
@@ -67,6 +69,27 @@ class Runner:
         self.figures_dir = REPO_ROOT / "figures" / name
         self._data = {}
         self.masking = MaskingConfig(**profile["masking"])
+        self.spec = {"profile": profile, "data_root": data_root, "device": str(self.device),
+                     "results_dir": str(self.results_dir), "run_dir": str(self.run_dir)}
+
+    @property
+    def workers(self) -> int:
+        """Processes for independent jobs: the profile's `workers` (or $CADM_WORKERS) on
+        the CPU, always 1 on a GPU."""
+        if self.device.type != "cpu":
+            return 1
+        value = os.environ.get("CADM_WORKERS") or self.profile.get("workers", 1)
+        try:
+            workers = int(value)
+        except ValueError:
+            workers = 0
+        if workers < 1:
+            raise ConfigError(f"invalid number of workers '{value}': expected an integer >= 1")
+        return workers
+
+    def job_handle(self):
+        """What a job carries to find this runner: itself in-process, else its settings."""
+        return self if self.workers == 1 else self.spec
 
     # ------------------------------------------------------------------ inputs
     def data(self, dataset: str):
@@ -88,14 +111,16 @@ class Runner:
     def config_hash(self, dataset: str, ipc: int) -> str:
         """Everything that determines a cell's numbers; records of another hash are stale."""
         p = self.profile
+        evaluate = {k: v for k, v in p["evaluate"].items() if k != "seeds"}
         return short_hash([p["datasets"][dataset], p["model"], p["pretrain"],
-                           p["distill"] if ipc else None, p["masking"], p["evaluate"],
+                           p["distill"] if ipc else None, p["masking"], evaluate,
                            p.get("seed", 0)])
 
     def current_records(self) -> list[dict]:
-        """Records made with the profile's present settings, newest per seed."""
+        """Records made with the profile's present settings and seeds, newest per seed."""
+        seeds = self.profile["evaluate"].get("seeds", 3)
         fresh = [r for r in load_records(self.records_path)
-                 if r.get("dataset") in self.profile["datasets"]
+                 if r.get("dataset") in self.profile["datasets"] and r.get("seed", 0) < seeds
                  and r.get("config") == self.config_hash(r["dataset"], r.get("ipc", 0))]
         return latest_per_seed(fresh)
 
@@ -123,11 +148,18 @@ class Runner:
                                                  self.device)}, path)
         return model, wall
 
+    def expert_row(self, dataset: str, target: str, kind: str) -> dict:
+        task = self.task(dataset, target)
+        model, _ = self.expert(dataset, task, kind)
+        return {"dataset": dataset, "split": task.name, "kind": kind,
+                "source_val_acc": accuracy(model, task.val.images, task.val.labels, self.device)}
+
     def new_model(self, task: Task, seed: int) -> DomainAwareResNet:
         torch.manual_seed(seed)  # torch's own start seed differs per process
-        return DomainAwareResNet(task.n_classes, task.n_domains, self.profile["model"]["width"],
-                                 task.train.resolution,
-                                 self.profile["model"].get("grl_weight", 0.25))
+        settings = self.profile["model"]
+        return DomainAwareResNet(task.n_classes, task.n_domains, settings["width"],
+                                 task.train.resolution, settings.get("grl_weight", 0.25),
+                                 stem=settings.get("stem", "auto"))
 
     def synthetic_set(self, cell: Cell, task: Task) -> tuple[SyntheticSet, dict]:
         """Distilled set of a cell (cached), with wall times and the loss history."""
@@ -161,10 +193,30 @@ class Runner:
                 and r.get("dataset") == cell.dataset and r.get("split") == task_name
                 and r.get("ipc") == cell.ipc and r.get("net") == cell.net}
 
-    def run_cell(self, cell: Cell) -> list[dict]:
+    def evaluation_config(self, net: str) -> TrainConfig:
+        """The profile's evaluation training; `net_lr` may set another lr per network."""
+        settings = {k: v for k, v in self.profile["evaluate"].items()
+                    if k not in ("seeds", "net_lr")}
+        settings["lr"] = self.profile["evaluate"].get("net_lr", {}).get(net, settings["lr"])
+        return TrainConfig(augment="dsa", **settings)
+
+    def distill_row(self, cell: Cell) -> dict:
         task = self.task(cell.dataset, cell.target)
-        seeds = range(self.profile["evaluate"].get("seeds", 3))
-        todo = [s for s in seeds if s not in self.finished_seeds(cell, task.name)]
+        synthetic, info = self.synthetic_set(cell, task)
+        history = info["history"]
+        return {"split": task.name, "method": cell.method.name, "ipc": cell.ipc,
+                "images": tuple(synthetic.images.shape), "first": history[0],
+                "last": history[-1]}
+
+    def seeds_to_run(self, cell: Cell) -> list[int]:
+        task_name = split_name(cell.dataset, cell.target)
+        finished = self.finished_seeds(cell, task_name)
+        return [s for s in range(self.profile["evaluate"].get("seeds", 3)) if s not in finished]
+
+    def run_cell(self, cell: Cell, seeds: list[int] | None = None) -> list[dict]:
+        """Evaluate the cell for `seeds` (default: every seed without a record yet)."""
+        task = self.task(cell.dataset, cell.target)
+        todo = self.seeds_to_run(cell) if seeds is None else list(seeds)
         if not todo:
             return []
         if cell.ipc == 0:  # full-data reference: every source training image
@@ -175,14 +227,14 @@ class Runner:
         else:
             synthetic, info = self.synthetic_set(cell, task)
             images, labels, _ = synthetic.decoded()
-            settings = {k: v for k, v in self.profile["evaluate"].items() if k != "seeds"}
-            config = TrainConfig(augment="dsa", **settings)
+            config = self.evaluation_config(cell.net)
         records = []
         for seed in todo:
             start = time.time()
             torch.manual_seed(seed)
             fresh = build_eval_net(cell.net, task.n_classes, task.n_domains,
-                                   task.train.resolution, self.profile["model"]["width"])
+                                   task.train.resolution, self.profile["model"]["width"],
+                                   self.profile["model"].get("stem", "auto"))
             net = train_classifier(fresh, images, labels, config, seed, self.device,
                                    progress=self.progress,
                                    desc=f"evaluate {cell.method.name} {cell.net} seed {seed}")
@@ -270,6 +322,10 @@ def _stage_methods(settings: dict, chosen) -> list[Method]:
 
 def validate_cells(runner: Runner, cells: list[Cell]) -> None:
     """Everything that can fail before long work: data, targets, IPC, settings."""
+    runner.workers  # raises on a bad number
+    resolve_stem(runner.profile["model"].get("stem", "auto"), 64)
+    for net in {cell.net for cell in cells}:
+        runner.evaluation_config(net)
     for cell in cells:
         task = runner.task(cell.dataset, cell.target)
         if cell.ipc:
@@ -292,39 +348,70 @@ def open_run(profile_name, data_root=None, datasets=None, targets=None, methods=
 def pretrain_experts(runner: Runner, cells: list[Cell]) -> list[dict]:
     """Every expert the cells need (one per split and pretraining kind)."""
     needed = sorted({(c.dataset, c.target, c.method.pretrain) for c in cells if c.method.distill})
-    rows = []
-    for dataset, target, kind in needed:
-        task = runner.task(dataset, target)
-        model, _ = runner.expert(dataset, task, kind)
-        rows.append({"dataset": dataset, "split": task.name, "kind": kind,
-                     "source_val_acc": accuracy(model, task.val.images, task.val.labels,
-                                                runner.device)})
-    return rows
+    handle = runner.job_handle()
+    return run_jobs(_expert_job, [(handle, *key) for key in needed], runner.workers,
+                    "pretrain", runner.progress)
 
 
 def distill_cells(runner: Runner, cells: list[Cell]) -> list[dict]:
-    """Distil every cell that needs it; rows with the first and last loss terms."""
-    rows, done = [], set()
-    for cell in cells:
-        key = (cell.dataset, cell.target, cell.method, cell.ipc)
-        if not cell.ipc or not cell.method.distill or key in done:
-            continue  # a cell shared by two tables is distilled (and listed) once
-        done.add(key)
-        task = runner.task(cell.dataset, cell.target)
-        synthetic, info = runner.synthetic_set(cell, task)
-        history = info["history"]
-        rows.append({"split": task.name, "method": cell.method.name, "ipc": cell.ipc,
-                     "images": tuple(synthetic.images.shape), "first": history[0],
-                     "last": history[-1]})
-    return rows
+    """Distil every cell that needs it (experts first); rows with the first and last loss
+    terms. A cell shared by two tables is distilled (and listed) once."""
+    pretrain_experts(runner, cells)
+    unique = {(c.dataset, c.target, c.method, c.ipc): c for c in cells
+              if c.ipc and c.method.distill}
+    handle = runner.job_handle()
+    return run_jobs(_distill_job, [(handle, cell) for cell in unique.values()], runner.workers,
+                    "distill", runner.progress)
 
 
 def evaluate_cells(runner: Runner, cells: list[Cell]) -> list[dict]:
-    records = []
-    for number, cell in enumerate(cells, 1):
-        print(f"[{number}/{len(cells)}] {cell.label}", flush=True)
-        records += runner.run_cell(cell)
-    return records
+    """Train and test every evaluation network the cells still lack; one record each."""
+    distill_cells(runner, cells)
+    jobs = [(runner.job_handle(), cell, seed) for cell in cells
+            for seed in runner.seeds_to_run(cell)]
+    jobs.sort(key=lambda job: -_relative_cost(job[1]))  # longest first: workers end together
+    done = []
+
+    def report(job, records):
+        done.append(job)
+        for record in records:
+            print(f"[{len(done)}/{len(jobs)}] {job[1].label} seed {record['seed']}: "
+                  f"{record['acc']:.1f} %", flush=True)
+
+    results = run_jobs(_evaluate_job, jobs, runner.workers, "evaluate", runner.progress, report)
+    return [record for records in results for record in records]
+
+
+def _relative_cost(cell: Cell) -> float:
+    images = 1000 if cell.ipc == 0 else cell.ipc
+    return min(images, 64) * (4 if cell.net == "resnet50" else 1) * (10 if cell.ipc == 0 else 1)
+
+
+def _runner_for(handle) -> Runner:
+    """The runner of a job: the caller's own, or one rebuilt once per worker process."""
+    if isinstance(handle, Runner):
+        return handle
+    cache = worker_cache()
+    key = short_hash(handle)
+    if key not in cache:
+        cache.clear()
+        cache[key] = Runner(**handle, progress=False)
+    return cache[key]
+
+
+def _expert_job(job) -> dict:
+    handle, dataset, target, kind = job
+    return _runner_for(handle).expert_row(dataset, target, kind)
+
+
+def _distill_job(job) -> dict:
+    handle, cell = job
+    return _runner_for(handle).distill_row(cell)
+
+
+def _evaluate_job(job) -> list[dict]:
+    handle, cell, seed = job
+    return _runner_for(handle).run_cell(cell, [seed])
 
 
 def run_pipeline(profile_name: str, data_root=None, datasets=None, targets=None, methods=None,

@@ -33,14 +33,14 @@ class TrainConfig:
             raise ConfigError(f"invalid training setting: epochs={self.epochs}, "
                               f"steps={self.steps} (give exactly one), "
                               f"batch_size={self.batch_size}, lr={self.lr}")
+        if self.augment not in AUGMENTATIONS:
+            raise ConfigError(f"unknown augmentation '{self.augment}': "
+                              f"expected one of {', '.join(AUGMENTATIONS)}")
 
     def epochs_for(self, n_images: int) -> int:
         if self.epochs:
             return self.epochs
         return max(1, math.ceil(self.steps / math.ceil(n_images / self.batch_size)))
-        if self.augment not in AUGMENTATIONS:
-            raise ConfigError(f"unknown augmentation '{self.augment}': "
-                              f"expected one of {', '.join(AUGMENTATIONS)}")
 
 
 def augment_batch(x: torch.Tensor, kind: str, generator: torch.Generator) -> torch.Tensor:
@@ -63,7 +63,9 @@ def pretraining_loss(model, x, labels, domains) -> torch.Tensor:
 
 def irm_loss(model, x, labels, domains, step: int) -> torch.Tensor:
     """IRMv1 as in DomainBed: mean risk over domains + weight · mean penalty over domains;
-    the weight is 1 for the first IRM_ANNEAL_STEPS steps, then IRM_LAMBDA."""
+    the weight is 1 for the first IRM_ANNEAL_STEPS steps, then IRM_LAMBDA. Once the weight
+    jumps, the whole loss is divided by it, as the IRM authors' code does, so that SGD with
+    momentum does not diverge (DomainBed resets Adam instead)."""
     logits = model(x)
     present = [d for d in domains.unique() if int((domains == d).sum()) >= 2]
     risks = torch.stack([F.cross_entropy(logits[domains == d].float(), labels[domains == d])
@@ -71,7 +73,7 @@ def irm_loss(model, x, labels, domains, step: int) -> torch.Tensor:
     penalties = torch.stack([irm_penalty(logits[domains == d], labels[domains == d])
                              for d in present])
     weight = IRM_LAMBDA if step >= IRM_ANNEAL_STEPS else 1.0
-    return risks.mean() + weight * penalties.mean()
+    return (risks.mean() + weight * penalties.mean()) / weight
 
 
 def fact_loss(model, x, labels, generator: torch.Generator) -> torch.Tensor:

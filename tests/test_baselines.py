@@ -1,9 +1,11 @@
 import pytest
 import torch
+import torch.nn.functional as F
 import yaml
 
 from cadm_utils.augment import amplitude_mix, random_amplitude_mix
 from cadm_utils.errors import ConfigError
+from cadm_utils.losses import irm_penalty
 from cadm_utils.pipeline import run_pipeline
 from cadm_utils.train import TrainConfig, irm_loss, train_classifier
 
@@ -47,7 +49,18 @@ def test_irm_weight_anneals():
     x, y = torch.randn(8, 3, 2, 2), torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])
     d = torch.tensor([0, 0, 0, 0, 1, 1, 1, 1])
     early, late = irm_loss(model, x, y, d, step=0), irm_loss(model, x, y, d, step=10_000)
-    assert late > early  # the penalty weight rises from 1 to 100
+    logits = model(x)
+    risk = torch.stack([F.cross_entropy(logits[d == e], y[d == e]) for e in (0, 1)]).mean()
+    penalty = torch.stack([irm_penalty(logits[d == e], y[d == e]) for e in (0, 1)]).mean()
+    assert penalty > 0
+    assert torch.allclose(early, risk + penalty)
+    # weight 100 after the anneal, and the loss rescaled by it (the IRM authors' code)
+    assert torch.allclose(late, (risk + 100 * penalty) / 100)
+
+
+def test_unknown_augmentation_is_refused():
+    with pytest.raises(ConfigError, match="unknown augmentation 'mixup'"):
+        TrainConfig(epochs=1, augment="mixup")
 
 
 def test_objectives_need_domains():
