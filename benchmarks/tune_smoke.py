@@ -1,0 +1,90 @@
+"""How the smoke profile's training settings were chosen: accuracy on the held-out images
+of the *source* domains of the ACS→P split (the target domain P is never loaded into any
+number printed here), and wall time, for the candidate settings.
+
+    python benchmarks/tune_smoke.py [--out results/tuning/smoke.jsonl]
+
+Experts: ResNet-18, width 8, 32 px, pretrained with each objective for E epochs at lr η.
+Evaluation: fresh networks trained for 200 steps with DSA on 10 real source images per
+class (the Random baseline at IPC 10), mean over 3 seeds. One process, two threads.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from cadm_utils.data import load_dataset, make_task
+from cadm_utils.models import DomainAwareResNet, build_eval_net
+from cadm_utils.runtime import git_commit
+from cadm_utils.train import TrainConfig, accuracy, train_classifier
+
+CPU = torch.device("cpu")
+EXPERTS = [  # (objective, epochs, lr, stem)
+    ("plain", 20, 0.02, "small"), ("plain", 20, 0.02, "strided"),
+    ("domain", 20, 0.05, "strided"), ("domain", 32, 0.05, "strided"),
+    ("domain", 20, 0.02, "strided"), ("domain", 32, 0.02, "strided"),
+    ("plain", 32, 0.02, "strided"), ("irm", 20, 0.02, "strided"), ("fact", 20, 0.02, "strided"),
+]
+EVALUATIONS = [  # (net, lr)
+    ("resnet18", 0.01), ("resnet18", 0.05), ("alexnet", 0.01), ("alexnet", 0.05),
+    ("convnet", 0.05), ("vgg11", 0.05),
+]
+
+
+def expert_row(task, objective, epochs, lr, stem) -> dict:
+    torch.manual_seed(0)
+    model = DomainAwareResNet(task.n_classes, task.n_domains, 8, 32, stem=stem)
+    start = time.perf_counter()
+    model = train_classifier(model, task.train.images, task.train.labels,
+                             TrainConfig(epochs=epochs, lr=lr, batch_size=64), 0, CPU,
+                             domains=task.train.domains, objective=objective, progress=False)
+    return {"kind": "expert", "objective": objective, "epochs": epochs, "lr": lr, "stem": stem,
+            "wall_s": round(time.perf_counter() - start, 1),
+            "source_val_acc": round(accuracy(model, task.val.images, task.val.labels, CPU), 1)}
+
+
+def evaluation_row(task, net, lr, ipc: int = 10, steps: int = 200) -> dict:
+    generator = torch.Generator().manual_seed(1)
+    labels = task.train.labels
+    index = torch.cat([torch.nonzero(labels == c).flatten()[
+        torch.randperm(int((labels == c).sum()), generator=generator)[:ipc]]
+        for c in range(task.n_classes)])
+    accs, start = [], time.perf_counter()
+    for seed in range(3):
+        torch.manual_seed(seed)
+        model = build_eval_net(net, task.n_classes, task.n_domains, 32, 8, "strided")
+        model = train_classifier(model, task.train.images[index], labels[index],
+                                 TrainConfig(steps=steps, lr=lr, batch_size=64, augment="dsa"),
+                                 seed, CPU, progress=False)
+        accs.append(accuracy(model, task.val.images, task.val.labels, CPU))
+    return {"kind": "evaluation", "net": net, "lr": lr, "ipc": ipc, "steps": steps,
+            "wall_s": round((time.perf_counter() - start) / 3, 1),
+            "source_val_acc": round(sum(accs) / len(accs), 1)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default=None, help="append the rows to this JSON-lines file")
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    task = make_task(load_dataset("embedded", resolution=32, progress=False), "P")
+    task.test = None  # nothing below may look at the target domain
+    rows = [expert_row(task, *setting) for setting in EXPERTS]
+    rows += [evaluation_row(task, *setting) for setting in EVALUATIONS]
+    commit = git_commit()
+    for row in rows:
+        print(json.dumps(row), flush=True)
+    if args.out:
+        path = Path(args.out)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a") as handle:
+            for row in rows:
+                handle.write(json.dumps({**row, "commit": commit, "split": task.name}) + "\n")
+
+
+if __name__ == "__main__":
+    main()
