@@ -5,7 +5,7 @@ number printed here), and wall time, for the candidate settings.
     python benchmarks/tune_smoke.py [--out results/tuning/smoke.jsonl]
 
 Experts: ResNet-18, width 8, 32 px, pretrained with each objective for E epochs at lr η.
-Evaluation: fresh networks trained for 200 steps with DSA on 10 real source images per
+Evaluation: fresh networks trained for 150 steps with DSA on 10 real source images per
 class (the Random baseline at IPC 10), mean over 3 seeds. One process, two threads.
 """
 from __future__ import annotations
@@ -24,10 +24,10 @@ from cadm_utils.train import TrainConfig, accuracy, train_classifier
 
 CPU = torch.device("cpu")
 EXPERTS = [  # (objective, epochs, lr, stem)
-    ("plain", 20, 0.02, "small"), ("plain", 20, 0.02, "strided"),
-    ("domain", 20, 0.05, "strided"), ("domain", 32, 0.05, "strided"),
-    ("domain", 20, 0.02, "strided"), ("domain", 32, 0.02, "strided"),
-    ("plain", 32, 0.02, "strided"), ("irm", 20, 0.02, "strided"), ("fact", 20, 0.02, "strided"),
+    ("plain", 16, 0.02, "small"), ("plain", 16, 0.02, "strided"),
+    ("domain", 16, 0.05, "strided"), ("domain", 32, 0.05, "strided"),
+    ("domain", 16, 0.02, "strided"), ("domain", 32, 0.02, "strided"),
+    ("irm", 32, 0.02, "strided"), ("fact", 16, 0.02, "strided"),
 ]
 EVALUATIONS = [  # (net, lr)
     ("resnet18", 0.01), ("resnet18", 0.05), ("alexnet", 0.01), ("alexnet", 0.05),
@@ -47,7 +47,7 @@ def expert_row(task, objective, epochs, lr, stem) -> dict:
             "source_val_acc": round(accuracy(model, task.val.images, task.val.labels, CPU), 1)}
 
 
-def evaluation_row(task, net, lr, ipc: int = 10, steps: int = 200) -> dict:
+def evaluation_row(task, net, lr, ipc: int = 10, steps: int = 150) -> dict:
     generator = torch.Generator().manual_seed(1)
     labels = task.train.labels
     index = torch.cat([torch.nonzero(labels == c).flatten()[

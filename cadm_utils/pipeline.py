@@ -128,9 +128,7 @@ class Runner:
     def expert(self, dataset: str, task: Task, kind: str) -> tuple[DomainAwareResNet, float]:
         """Pretrained model (Eq. 1 for 'plain', Eq. 10 for 'domain'), cached on disk."""
         settings = dict(self.profile["pretrain"], epochs=pretrain_epochs(self.profile, dataset))
-        key = short_hash([dataset, task.name, kind, self.profile["model"], settings,
-                          self.profile["datasets"][dataset], self.profile.get("seed", 0)])
-        path = self.run_dir / "experts" / f"{dataset}-{_safe(task.name)}-{kind}-{key}.pt"
+        path = self.expert_path(dataset, task.name, kind)
         model = self.new_model(task, self.profile.get("seed", 0))
         if path.exists():
             state = torch.load(path, weights_only=False)
@@ -148,11 +146,22 @@ class Runner:
                                                  self.device)}, path)
         return model, wall
 
+    def expert_path(self, dataset: str, task_name: str, kind: str) -> Path:
+        settings = dict(self.profile["pretrain"], epochs=pretrain_epochs(self.profile, dataset))
+        key = short_hash([dataset, task_name, kind, self.profile["model"], settings,
+                          self.profile["datasets"][dataset], self.profile.get("seed", 0)])
+        return self.run_dir / "experts" / f"{dataset}-{_safe(task_name)}-{kind}-{key}.pt"
+
     def expert_row(self, dataset: str, target: str, kind: str) -> dict:
+        """The expert's split and its accuracy on the source validation images (stored with
+        the weights when it was trained)."""
         task = self.task(dataset, target)
-        model, _ = self.expert(dataset, task, kind)
+        path = self.expert_path(dataset, task.name, kind)
+        if not path.exists():
+            self.expert(dataset, task, kind)
+        state = torch.load(path, weights_only=False)
         return {"dataset": dataset, "split": task.name, "kind": kind,
-                "source_val_acc": accuracy(model, task.val.images, task.val.labels, self.device)}
+                "source_val_acc": state["source_val_acc"]}
 
     def new_model(self, task: Task, seed: int) -> DomainAwareResNet:
         torch.manual_seed(seed)  # torch's own start seed differs per process
@@ -161,13 +170,19 @@ class Runner:
                                  task.train.resolution, settings.get("grl_weight", 0.25),
                                  stem=settings.get("stem", "auto"))
 
+    def synthetic_path(self, cell: Cell) -> Path:
+        config = self.distill_config(cell.ipc, cell.method)
+        task_name = split_name(cell.dataset, cell.target)
+        key = short_hash([cell.dataset, task_name, cell.method.key, asdict(config),
+                          self.masking, self.config_hash(cell.dataset, cell.ipc)])
+        stem = f"{cell.dataset}-{_safe(task_name)}-{_safe(cell.method.name)}-ipc{cell.ipc}-{key}"
+        return self.run_dir / "synthetic" / f"{stem}.pt"
+
     def synthetic_set(self, cell: Cell, task: Task) -> tuple[SyntheticSet, dict]:
         """Distilled set of a cell (cached), with wall times and the loss history."""
         config = self.distill_config(cell.ipc, cell.method)
-        key = short_hash([cell.dataset, task.name, cell.method.key, asdict(config),
-                          self.masking, self.config_hash(cell.dataset, cell.ipc)])
-        stem = f"{cell.dataset}-{_safe(task.name)}-{_safe(cell.method.name)}-ipc{cell.ipc}-{key}"
-        final = self.run_dir / "synthetic" / f"{stem}.pt"
+        final = self.synthetic_path(cell)
+        stem = final.stem
         if final.exists():
             state = torch.load(final, weights_only=False)
             return SyntheticSet.from_state(state["set"]), state["info"]
@@ -345,28 +360,50 @@ def open_run(profile_name, data_root=None, datasets=None, targets=None, methods=
     return runner, cells
 
 
-def pretrain_experts(runner: Runner, cells: list[Cell]) -> list[dict]:
-    """Every expert the cells need (one per split and pretraining kind)."""
-    needed = sorted({(c.dataset, c.target, c.method.pretrain) for c in cells if c.method.distill})
+def needed_experts(cells: list[Cell]) -> list[tuple[str, str, str]]:
+    return sorted({(c.dataset, c.target, c.method.pretrain) for c in cells if c.method.distill})
+
+
+def distilled_cells(cells: list[Cell]) -> list[Cell]:
+    """One cell per synthetic set (a set shared by two tables is distilled once)."""
+    unique = {(c.dataset, c.target, c.method, c.ipc): c for c in cells
+              if c.ipc and c.method.distill}
+    return list(unique.values())
+
+
+def make_missing(runner: Runner, cells: list[Cell], distill: bool = True) -> None:
+    """Train the experts (and, with `distill`, distil the sets) that are not on disk yet,
+    in parallel where the profile asks for workers; finished products are not touched and
+    start no process."""
     handle = runner.job_handle()
-    return run_jobs(_expert_job, [(handle, *key) for key in needed], runner.workers,
-                    "pretrain", runner.progress)
+    experts = [key for key in needed_experts(cells)
+               if not runner.expert_path(key[0], split_name(key[0], key[1]), key[2]).exists()]
+    run_jobs(_expert_job, [(handle, *key) for key in experts], runner.workers, "pretrain",
+             runner.progress)
+    if not distill:
+        return
+    sets = [cell for cell in distilled_cells(cells) if not runner.synthetic_path(cell).exists()]
+    run_jobs(_distill_job, [(handle, cell) for cell in sets], runner.workers, "distill",
+             runner.progress)
+
+
+def pretrain_experts(runner: Runner, cells: list[Cell]) -> list[dict]:
+    """Every expert the cells need (one per split and pretraining kind), with its accuracy
+    on the source validation images."""
+    make_missing(runner, cells, distill=False)
+    return [runner.expert_row(*key) for key in needed_experts(cells)]
 
 
 def distill_cells(runner: Runner, cells: list[Cell]) -> list[dict]:
     """Distil every cell that needs it (experts first); rows with the first and last loss
-    terms. A cell shared by two tables is distilled (and listed) once."""
-    pretrain_experts(runner, cells)
-    unique = {(c.dataset, c.target, c.method, c.ipc): c for c in cells
-              if c.ipc and c.method.distill}
-    handle = runner.job_handle()
-    return run_jobs(_distill_job, [(handle, cell) for cell in unique.values()], runner.workers,
-                    "distill", runner.progress)
+    terms."""
+    make_missing(runner, cells)
+    return [runner.distill_row(cell) for cell in distilled_cells(cells)]
 
 
 def evaluate_cells(runner: Runner, cells: list[Cell]) -> list[dict]:
     """Train and test every evaluation network the cells still lack; one record each."""
-    distill_cells(runner, cells)
+    make_missing(runner, cells)
     jobs = [(runner.job_handle(), cell, seed) for cell in cells
             for seed in runner.seeds_to_run(cell)]
     jobs.sort(key=lambda job: -_relative_cost(job[1]))  # longest first: workers end together

@@ -43,3 +43,25 @@ def test_run_all_help_and_bad_options_from_any_directory(tmp_path):
     assert bad.returncode == 2 and "unknown option '--frobnicate'" in bad.stderr
     missing = _run_all("--profile", "paper", "--data-root", str(tmp_path / "none"), cwd=tmp_path)
     assert missing.returncode == 2 and "data root not found" in missing.stderr
+
+
+def test_run_all_stops_on_bad_input_before_any_notebook(tmp_path):
+    profile = tmp_path / "badrun.yaml"
+    profile.write_text((REPO_ROOT / "profiles" / "ci.yaml").read_text().replace("name: ci",
+                                                                                "name: badrun"))
+    result = _run_all("--profile", str(profile), "--methods", "dmm", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("error: unknown method 'dmm'")
+    assert not (REPO_ROOT / "runs" / "badrun").exists()
+
+
+def test_notebook_parameters_follow_the_command_line(tmp_path):
+    import argparse
+    import sys
+    sys.path.insert(0, str(REPO_ROOT / "scripts"))
+    from run_notebooks import notebook_parameters
+    args = argparse.Namespace(profile="smoke", data_root=str(tmp_path), datasets=None,
+                              targets="P,S", methods=None, ipc="10", stages="table1")
+    assert notebook_parameters(args) == {"profile": "smoke", "progress": True,
+                                         "data_root": str(tmp_path.resolve()),
+                                         "targets": "P,S", "ipcs": "10", "stages": "table1"}

@@ -1,0 +1,53 @@
+"""Execute the six notebooks of one profile with papermill, in one process (run_all.sh
+calls this): the profile and its cells are checked first, so bad input stops the run
+before any notebook starts; executed copies go to runs/<profile>/notebooks/."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from cadm_utils.__main__ import add_cell_options, check
+from cadm_utils.errors import CadmError
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = ("01_pretrain", "02_distill", "03_evaluate", "04_channel_activation", "05_umap",
+             "06_tables")
+# command-line option -> the notebooks' parameter of the same meaning
+PARAMETERS = {"data_root": "data_root", "datasets": "datasets", "targets": "targets",
+              "methods": "methods", "ipc": "ipcs", "stages": "stages"}
+
+
+def notebook_parameters(args: argparse.Namespace) -> dict:
+    parameters = {"profile": args.profile, "progress": True}
+    for option, name in PARAMETERS.items():
+        value = getattr(args, option)
+        if value is not None:
+            parameters[name] = str(Path(value).resolve()) if option == "data_root" else value
+    return parameters
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_cell_options(parser)
+    args = parser.parse_args(argv)
+    try:
+        check(args)
+    except CadmError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    import papermill  # after the check: its import alone takes two seconds
+
+    executed = ROOT / "runs" / Path(args.profile).stem / "notebooks"
+    executed.mkdir(parents=True, exist_ok=True)
+    parameters = notebook_parameters(args)
+    for number, name in enumerate(NOTEBOOKS, 1):
+        print(f"[{number}/{len(NOTEBOOKS)}] {name}", file=sys.stderr, flush=True)
+        papermill.execute_notebook(str(ROOT / "notebooks" / f"{name}.ipynb"),
+                                   str(executed / f"{name}.ipynb"), parameters=parameters,
+                                   log_output=True, progress_bar=False, cwd=str(ROOT))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
