@@ -106,7 +106,7 @@ def umap_by_method(runner, methods=("mmd", "cadm")) -> dict[str, dict]:
     from .pipeline import short_hash
 
     settings = runner.profile["analysis"]
-    key = short_hash([settings, methods, runner.config_hash(settings["dataset"], settings["ipc"])])
+    key = short_hash([settings, methods, runner.product_hash(settings["dataset"], settings["ipc"])])
     path = runner.run_dir / "analysis" / f"umap-{key}.npz"
     if path.exists():
         stored = np.load(path)

@@ -108,13 +108,17 @@ class Runner:
             settings["factor"] = 1  # random baseline: whole real images
         return DistillConfig(ipc=ipc, **settings)
 
-    def config_hash(self, dataset: str, ipc: int) -> str:
-        """Everything that determines a cell's numbers; records of another hash are stale."""
+    def product_hash(self, dataset: str, ipc: int) -> str:
+        """Everything that determines the experts and synthetic sets of a data set."""
         p = self.profile
-        evaluate = {k: v for k, v in p["evaluate"].items() if k != "seeds"}
         return short_hash([p["datasets"][dataset], p["model"], p["pretrain"],
-                           p["distill"] if ipc else None, p["masking"], evaluate,
-                           p.get("seed", 0)])
+                           p["distill"] if ipc else None, p["masking"], p.get("seed", 0)])
+
+    def config_hash(self, dataset: str, ipc: int) -> str:
+        """Everything that determines a cell's numbers; records of another hash are stale.
+        (The number of seeds is left out: it decides which records exist, not their values.)"""
+        evaluate = {k: v for k, v in self.profile["evaluate"].items() if k != "seeds"}
+        return short_hash([self.product_hash(dataset, ipc), evaluate])
 
     def current_records(self) -> list[dict]:
         """Records made with the profile's present settings and seeds, newest per seed."""
@@ -174,7 +178,7 @@ class Runner:
         config = self.distill_config(cell.ipc, cell.method)
         task_name = split_name(cell.dataset, cell.target)
         key = short_hash([cell.dataset, task_name, cell.method.key, asdict(config),
-                          self.masking, self.config_hash(cell.dataset, cell.ipc)])
+                          self.masking, self.product_hash(cell.dataset, cell.ipc)])
         stem = f"{cell.dataset}-{_safe(task_name)}-{_safe(cell.method.name)}-ipc{cell.ipc}-{key}"
         return self.run_dir / "synthetic" / f"{stem}.pt"
 
@@ -208,11 +212,9 @@ class Runner:
                 and r.get("dataset") == cell.dataset and r.get("split") == task_name
                 and r.get("ipc") == cell.ipc and r.get("net") == cell.net}
 
-    def evaluation_config(self, net: str) -> TrainConfig:
-        """The profile's evaluation training; `net_lr` may set another lr per network."""
-        settings = {k: v for k, v in self.profile["evaluate"].items()
-                    if k not in ("seeds", "net_lr")}
-        settings["lr"] = self.profile["evaluate"].get("net_lr", {}).get(net, settings["lr"])
+    def evaluation_config(self) -> TrainConfig:
+        """The profile's training of the evaluation networks (DSA on)."""
+        settings = {k: v for k, v in self.profile["evaluate"].items() if k != "seeds"}
         return TrainConfig(augment="dsa", **settings)
 
     def distill_row(self, cell: Cell) -> dict:
@@ -242,7 +244,7 @@ class Runner:
         else:
             synthetic, info = self.synthetic_set(cell, task)
             images, labels, _ = synthetic.decoded()
-            config = self.evaluation_config(cell.net)
+            config = self.evaluation_config()
         records = []
         for seed in todo:
             start = time.time()
@@ -339,8 +341,7 @@ def validate_cells(runner: Runner, cells: list[Cell]) -> None:
     """Everything that can fail before long work: data, targets, IPC, settings."""
     runner.workers  # raises on a bad number
     resolve_stem(runner.profile["model"].get("stem", "auto"), 64)
-    for net in {cell.net for cell in cells}:
-        runner.evaluation_config(net)
+    runner.evaluation_config()
     for cell in cells:
         task = runner.task(cell.dataset, cell.target)
         if cell.ipc:

@@ -171,3 +171,18 @@ def test_bad_worker_count_is_refused_before_work(tmp_path):
     with pytest.raises(ConfigError, match="invalid number of workers 'many'"):
         run_pipeline(path, progress=False, results_dir=tmp_path / "r", run_dir=tmp_path / "w")
     assert not (tmp_path / "r").exists() and not (tmp_path / "w").exists()
+
+
+def test_evaluation_settings_key_the_records_but_not_the_synthetic_sets(tmp_path):
+    cell = plan_cells(TINY, methods="cadm")[0]
+    base = Runner(TINY, results_dir=tmp_path, run_dir=tmp_path, progress=False)
+    longer = Runner(dict(TINY, evaluate=dict(TINY["evaluate"], epochs=5)), results_dir=tmp_path,
+                    run_dir=tmp_path, progress=False)
+    more_seeds = Runner(dict(TINY, evaluate=dict(TINY["evaluate"], seeds=5)),
+                        results_dir=tmp_path, run_dir=tmp_path, progress=False)
+    other_masking = Runner(dict(TINY, masking=dict(TINY["masking"], p_mask=0.5)),
+                           results_dir=tmp_path, run_dir=tmp_path, progress=False)
+    assert longer.synthetic_path(cell) == base.synthetic_path(cell)
+    assert longer.config_hash("embedded", 1) != base.config_hash("embedded", 1)
+    assert more_seeds.config_hash("embedded", 1) == base.config_hash("embedded", 1)
+    assert other_masking.synthetic_path(cell) != base.synthetic_path(cell)
