@@ -1,8 +1,8 @@
 """Independent jobs (experts, synthetic sets, evaluation runs) spread over CPU processes.
 
 The networks of the CPU profiles are small, and one process with two threads leaves much
-of two cores idle; two processes with one thread each finish the same jobs 1.6-2x sooner
-(benchmarks/step_speed.py). On a GPU one process is used.
+of two cores idle; two processes with one thread each finish the same jobs about 1.4x
+sooner on the 2-core machine (benchmarks/workers.py). On a GPU one process is used.
 """
 from __future__ import annotations
 
