@@ -9,13 +9,12 @@ and their ratio."""
 from __future__ import annotations
 
 import argparse
-import os
 import time
 
 import torch
 
 from cadm_utils.models import build_eval_net
-from cadm_utils.parallel import run_jobs
+from cadm_utils.parallel import run_jobs, threads_per_worker
 from cadm_utils.train import TrainConfig, train_classifier
 
 
@@ -47,7 +46,7 @@ def main() -> None:
         start = time.perf_counter()
         run_jobs(training_job, jobs, workers, progress=False)
         rates[workers] = 60 * args.jobs / (time.perf_counter() - start)
-        print(f"{workers} process(es), {max(1, (os.cpu_count() or 1) // workers)} thread(s) "
+        print(f"{workers} process(es), {threads_per_worker(workers)} thread(s) "
               f"each: {rates[workers]:.1f} jobs/min", flush=True)
     print(f"ratio {args.workers} workers / 1: {rates[args.workers] / rates[1]:.2f}")
 

@@ -5,8 +5,8 @@ Classes differ in content (the shape drawn), domains differ in style, the way PA
   cartoon       flat pastel background, flat saturated fill, thick black outline
   photo         smooth gradient background, shaded object, fine sensor noise
   sketch        white paper, thin jittery dark strokes and hatching, no colour
-Colours, positions, sizes and rotations (within ±20°) are random and independent of the class, so
-only the shape carries the label. Domain sizes are unequal, as in PACS.
+Colours, positions, sizes and rotations (within ±20°) are random and independent of the
+class, so only the shape carries the label. Domain sizes are unequal, as in PACS.
 """
 from __future__ import annotations
 

@@ -27,6 +27,10 @@ def worker_cache() -> dict:
     return _WORKER_STATE
 
 
+def threads_per_worker(workers: int) -> int:
+    return max(1, (os.cpu_count() or 1) // workers)
+
+
 def run_jobs(function: Callable, jobs: Iterable, workers: int = 1, desc: str = "jobs",
              progress: bool = True, on_result: Callable | None = None) -> list:
     """function(job) for every job; results in job order. With workers > 1 the jobs run in
@@ -42,7 +46,7 @@ def run_jobs(function: Callable, jobs: Iterable, workers: int = 1, desc: str = "
             _finish(on_result, job, results[index], bar)
         bar.close()
         return results
-    threads = max(1, (os.cpu_count() or 1) // workers)
+    threads = threads_per_worker(workers)
     context = multiprocessing.get_context("spawn")  # fork would copy torch's thread pool
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker,
                              initargs=(threads,)) as pool:

@@ -205,13 +205,6 @@ class Runner:
         return synthetic, info
 
     # ------------------------------------------------------------------ cells
-    def finished_seeds(self, cell: Cell, task_name: str) -> set[int]:
-        config = self.config_hash(cell.dataset, cell.ipc)
-        return {r["seed"] for r in load_records(self.records_path)
-                if r.get("config") == config and r.get("method") == cell.method.name
-                and r.get("dataset") == cell.dataset and r.get("split") == task_name
-                and r.get("ipc") == cell.ipc and r.get("net") == cell.net}
-
     def evaluation_config(self) -> TrainConfig:
         """The profile's training of the evaluation networks (DSA on)."""
         settings = {k: v for k, v in self.profile["evaluate"].items() if k != "seeds"}
@@ -225,9 +218,17 @@ class Runner:
                 "images": tuple(synthetic.images.shape), "first": history[0],
                 "last": history[-1]}
 
-    def seeds_to_run(self, cell: Cell) -> list[int]:
+    def seeds_to_run(self, cell: Cell, records: list[dict] | None = None) -> list[int]:
+        """The cell's seeds without a record of the present settings; `records` saves
+        reading the records file again when many cells are checked."""
+        if records is None:
+            records = load_records(self.records_path)
+        config = self.config_hash(cell.dataset, cell.ipc)
         task_name = split_name(cell.dataset, cell.target)
-        finished = self.finished_seeds(cell, task_name)
+        finished = {r["seed"] for r in records
+                    if r.get("config") == config and r.get("method") == cell.method.name
+                    and r.get("dataset") == cell.dataset and r.get("split") == task_name
+                    and r.get("ipc") == cell.ipc and r.get("net") == cell.net}
         return [s for s in range(self.profile["evaluate"].get("seeds", 3)) if s not in finished]
 
     def run_cell(self, cell: Cell, seeds: list[int] | None = None) -> list[dict]:
@@ -405,8 +406,8 @@ def distill_cells(runner: Runner, cells: list[Cell]) -> list[dict]:
 def evaluate_cells(runner: Runner, cells: list[Cell]) -> list[dict]:
     """Train and test every evaluation network the cells still lack; one record each."""
     make_missing(runner, cells)
-    jobs = [(runner.job_handle(), cell, seed) for cell in cells
-            for seed in runner.seeds_to_run(cell)]
+    handle, records = runner.job_handle(), load_records(runner.records_path)
+    jobs = [(handle, cell, seed) for cell in cells for seed in runner.seeds_to_run(cell, records)]
     jobs.sort(key=lambda job: -_relative_cost(job[1]))  # longest first: workers end together
     done = []
 
@@ -421,8 +422,9 @@ def evaluate_cells(runner: Runner, cells: list[Cell]) -> list[dict]:
 
 
 def _relative_cost(cell: Cell) -> float:
-    images = 1000 if cell.ipc == 0 else cell.ipc
-    return min(images, 64) * (4 if cell.net == "resnet50" else 1) * (10 if cell.ipc == 0 else 1)
+    """Rough order of a run's cost: full data trains longest, then ResNet-50, then IPC."""
+    per_step = 640 if cell.ipc == 0 else min(cell.ipc, 64)
+    return per_step * (4 if cell.net == "resnet50" else 1)
 
 
 def _runner_for(handle) -> Runner:

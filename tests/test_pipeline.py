@@ -1,6 +1,7 @@
 import time
 
 import pytest
+import torch
 import yaml
 
 from cadm_utils.errors import ConfigError
@@ -74,8 +75,6 @@ def test_impossible_ipc_fails_before_training(tiny_profile, tmp_path):
 
 def test_expert_does_not_depend_on_global_rng(tiny_profile, tmp_path):
     """torch's start seed differs per process; results must not."""
-    import torch
-
     profile = load_profile(tiny_profile)
     states = []
     for i, global_seed in enumerate((1, 2)):
@@ -138,7 +137,6 @@ def test_two_worker_processes_give_the_same_cells_as_one(tmp_path):
     """Jobs spread over spawned single-thread processes: every record written once, the
     synthetic sets of a single-thread serial run, and a second run reuses everything.
     (Training is chaotic: 1 and 2 threads sum in another order and drift apart.)"""
-    import torch
     profile = dict(TINY, stages={"table1": {"datasets": ["embedded"], "methods": ["mmd", "cadm"],
                                             "ipcs": [1], "full_data": False}},
                    evaluate=dict(TINY["evaluate"], seeds=2))
