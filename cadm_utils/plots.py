@@ -19,7 +19,8 @@ def save(figure, folder: Path, stem: str) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     paths = [folder / f"{stem}.png", folder / f"{stem}.pdf"]
     figure.savefig(paths[0], dpi=120, bbox_inches="tight")
-    figure.savefig(paths[1], bbox_inches="tight")
+    # no creation date: an unchanged figure rewrites the same bytes (a clean git tree)
+    figure.savefig(paths[1], bbox_inches="tight", metadata={"CreationDate": None})
     return paths
 
 
