@@ -70,19 +70,70 @@ def umap_2d(features: np.ndarray, seed: int = 0, n_neighbors: int = 15) -> np.nd
 
 
 # ----------------------------------------------------------------------------- profile level
+# Figures from products (Fig. 1(b), 3(a), 3(b), the synthetic grid) are computed once and
+# stored as data under results/<profile>/analysis/ with the content ids of the synthetic
+# sets they came from. They are reused only while those ids are the sets' current ones (the
+# set on disk, or else the set the cell's records were made from), so that tables and
+# figures always come from the same products; a fresh clone renders the stored data.
 
-def analysis_sets(runner, methods=("mmd", "cadm")) -> tuple:
-    """(task, {method: SyntheticSet}) for the profile's analysis split and IPC."""
+def analysis_cells(runner, methods) -> dict:
     from .methods import get_method
     from .pipeline import Cell
 
     settings = runner.profile["analysis"]
+    return {name: Cell("analysis", settings["dataset"], settings["target"], get_method(name),
+                       settings["ipc"]) for name in methods}
+
+
+def current_set_ids(runner, methods) -> dict:
+    """Each method's current synthetic-set id on the analysis split (None: no set yet)."""
+    from .pipeline import record_cell_key
+
+    records = runner.current_records()
+    ids = {}
+    for name, cell in analysis_cells(runner, methods).items():
+        on_disk = runner.stored_set_id(runner.synthetic_path(cell).name)
+        key = (cell.dataset, runner.task(cell.dataset, cell.target).name, name, cell.ipc,
+               "resnet18")
+        from_records = [r.get("set_id") for r in records if record_cell_key(r) == key]
+        ids[name] = on_disk or (from_records[-1] if from_records else None)
+    return ids
+
+
+def stored_analysis(runner, kind: str, methods, compute) -> dict[str, dict[str, np.ndarray]]:
+    """{method: {name: array}} of one analysis, from results/<profile>/analysis/ when it was
+    made from the current sets, else `compute(runner, methods)` (which makes missing
+    products) stored there."""
+    import json
+
+    from .pipeline import short_hash
+
+    settings = runner.profile["analysis"]
+    key = short_hash([kind, settings, list(methods),
+                      runner.product_hash(settings["dataset"], settings["ipc"])])
+    path = runner.results_dir / "analysis" / f"{kind}-{key}.npz"
+    meta_path = path.with_suffix(".json")
+    wanted = current_set_ids(runner, methods)
+    if path.exists() and meta_path.exists() and None not in wanted.values() and \
+            json.loads(meta_path.read_text()).get("set_ids") == wanted:
+        stored = np.load(path)
+        return {m: {k.split("/", 1)[1]: stored[k] for k in stored.files if k.startswith(m + "/")}
+                for m in methods}
+    result = compute(runner, methods)
+    arrays = {f"{m}/{k}": v for m, arrays in result.items() for k, v in arrays.items()}
+    write_atomic(path, lambda tmp: np.savez_compressed(tmp, **arrays))
+    write_atomic(meta_path, lambda tmp: tmp.write_text(json.dumps(
+        {"set_ids": current_set_ids(runner, methods)}, indent=1, sort_keys=True) + "\n"))
+    return result
+
+
+def analysis_sets(runner, methods=("mmd", "cadm")) -> tuple:
+    """(task, {method: SyntheticSet}) for the profile's analysis split and IPC (made when
+    missing)."""
+    settings = runner.profile["analysis"]
     task = runner.task(settings["dataset"], settings["target"])
-    sets = {}
-    for name in methods:
-        cell = Cell("analysis", settings["dataset"], settings["target"], get_method(name),
-                    settings["ipc"])
-        sets[name], _ = runner.synthetic_set(cell, task)
+    sets = {name: runner.synthetic_set(cell, task)[0]
+            for name, cell in analysis_cells(runner, methods).items()}
     return task, sets
 
 
@@ -90,32 +141,33 @@ def activation_by_method(runner, methods=("mmd", "cadm")) -> dict[str, ChannelAc
     """Fig. 1(b)/3(b): last-block scores of each method's decoded synthetic images, per
     source domain, all probed by the same domain heads (CADM's expert), as in the paper's
     "same synthetic data initialization" comparison."""
+    stored = stored_analysis(runner, "activation", methods, _activation_arrays)
+    return {m: ChannelActivation(a["scores"], a["domains"].tolist()) for m, a in stored.items()}
+
+
+def _activation_arrays(runner, methods) -> dict:
     task, sets = analysis_sets(runner, methods)
     probe, _ = runner.expert(runner.profile["analysis"]["dataset"], task, "domain")
     out = {}
     for name, synthetic in sets.items():
         images, _, domains = synthetic.decoded()
-        out[name] = channel_activation(probe, images, domains)
+        activation = channel_activation(probe, images, domains)
+        out[name] = {"scores": activation.scores, "domains": np.array(activation.domains)}
     return out
 
 
 def umap_by_method(runner, methods=("mmd", "cadm")) -> dict[str, dict]:
     """Fig. 3(a): one class, real source images (a seeded sample per domain) and the
-    decoded synthetic images, embedded by each method's own expert, then a joint UMAP.
-    Cached under runs/<profile>/analysis/ (the layout is slow to compute)."""
-    from .pipeline import short_hash
+    decoded synthetic images, embedded by each method's own expert, then a joint UMAP."""
+    return stored_analysis(runner, "umap", methods, _umap_panels)
 
-    settings = runner.profile["analysis"]
-    key = short_hash([settings, methods, runner.product_hash(settings["dataset"], settings["ipc"])])
-    path = runner.run_dir / "analysis" / f"umap-{key}.npz"
-    if path.exists():
-        stored = np.load(path)
-        return {m: {k: stored[f"{m}/{k}"] for k in ("xy", "domains", "is_synthetic")}
-                for m in methods}
-    panels = _umap_panels(runner, methods)
-    arrays = {f"{m}/{k}": v for m, panel in panels.items() for k, v in panel.items()}
-    write_atomic(path, lambda tmp: np.savez(tmp, **arrays))
-    return panels
+
+def grid_by_method(runner, methods=("random", "mmd", "cadm"), per_class: int = 2) -> dict:
+    """Stored synthetic images for plots.synthetic_grid: {method: (K, per_class, H, W, 3)}."""
+    stored = stored_analysis(runner, "grid", methods,
+                             lambda r, m: {name: {"images": images} for name, images in
+                                           grid_images(analysis_sets(r, m)[1], per_class).items()})
+    return {m: a["images"] for m, a in stored.items()}
 
 
 def _umap_panels(runner, methods) -> dict[str, dict]:

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from .runtime import upcast
+
 OPS = ("color", "crop", "cutout", "flip", "scale", "rotate")
 FLIP, SCALE, ROTATE_DEG, CROP, CUTOUT = 0.5, 1.2, 15.0, 0.125, 0.5
 BRIGHTNESS, SATURATION, CONTRAST = 1.0, 2.0, 0.5
@@ -40,7 +42,7 @@ def apply_dsa(x: torch.Tensor, params: DsaParams) -> torch.Tensor:
         return (x - mean) * (v["c"] + CONTRAST).view(-1, 1, 1, 1) + mean
     if params.op == "cutout":
         return x * cutout_mask(x, v["a"], v["b"])
-    theta = torch.zeros(len(v["a"]), 2, 3, device=x.device)
+    theta = torch.zeros(len(v["a"]), 2, 3, device=x.device, dtype=x.dtype)
     if params.op == "flip":
         sign = torch.where(v["a"] < FLIP, -1.0, 1.0)
         theta[:, 0, 0], theta[:, 1, 1] = sign, 1.0
@@ -71,6 +73,38 @@ def cutout_mask(x: torch.Tensor, cx: torch.Tensor, cy: torch.Tensor) -> torch.Te
     return keep[:, None].to(x.dtype)
 
 
+# NCFM's distillation augmentation (config: color + crop + cutout), applied in sequence
+NCFM_OPS = ("color", "crop", "cutout")
+
+
+def sample_augmentation(kind: str, generator: torch.Generator) -> list[DsaParams]:
+    """One shared draw for a distillation step, used for the real and the synthetic batch:
+    'ncfm' draws color, crop and cutout (applied in sequence, as DSA's DiffAugment does
+    for a strategy without its one-of mode); 'dsa' one of the six DSA operations."""
+    if kind == "ncfm":
+        return [DsaParams(op, {name: torch.rand(1, generator=generator)
+                               for name in ("a", "b", "c", "d")}) for op in NCFM_OPS]
+    return [sample_dsa(1, generator, shared=True)]
+
+
+def augment_for_distillation(x: torch.Tensor, kind: str, params: list[DsaParams]) -> torch.Tensor:
+    """'ncfm': the operations act on normalised images, as in NCFM and DM (which normalise
+    before DSA): brightness moves by a fraction of the channel's std, and crop and cutout
+    fill with the mean colour instead of black. 'dsa': on [0, 1] pixels."""
+    if kind != "ncfm":
+        for p in params:
+            x = apply_dsa(x, p)
+        return x
+    from .models import MEAN, STD
+
+    mean = x.new_tensor(MEAN).view(1, 3, 1, 1)
+    std = x.new_tensor(STD).view(1, 3, 1, 1)
+    z = (x - mean) / std
+    for p in params:
+        z = apply_dsa(z, p)
+    return z * std + mean
+
+
 def dsa(x: torch.Tensor, generator: torch.Generator, shared: bool = False) -> torch.Tensor:
     return apply_dsa(x, sample_dsa(len(x), generator, shared))
 
@@ -93,9 +127,9 @@ def amplitude_mix(x: torch.Tensor, lam: torch.Tensor, partner: torch.Tensor) -> 
     """FACT's Fourier amplitude mix (Xu et al. 2021) over the whole spectrum: each image
     keeps its phase and takes (1 − λ)·A + λ·A_partner as amplitude. Differentiable.
     lam: (B,) mixing weights; partner: (B,) index of the image whose amplitude is mixed in."""
-    spectrum = torch.fft.fft2(x.float())
+    spectrum = torch.fft.fft2(upcast(x))
     amplitude, phase = spectrum.abs(), spectrum.angle()
-    lam = lam.to(x.device, torch.float32).view(-1, 1, 1, 1)
+    lam = lam.to(x.device, amplitude.dtype).view(-1, 1, 1, 1)
     mixed = (1 - lam) * amplitude + lam * amplitude[partner.to(x.device)]
     return torch.fft.ifft2(torch.polar(mixed, phase)).real.to(x.dtype)
 

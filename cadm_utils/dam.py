@@ -18,6 +18,7 @@ from __future__ import annotations
 import torch
 
 from .losses import class_means
+from .runtime import upcast
 
 N_PSEUDO = 4
 LOW_FREQ = 0.125
@@ -28,7 +29,7 @@ def low_frequency_energy(images: torch.Tensor, batch_size: int = 1024) -> torch.
     """(N,) mean amplitude of the low frequencies (DC excluded) of the grey image."""
     out = []
     for start in range(0, len(images), batch_size):
-        x = images[start:start + batch_size].float()
+        x = images[start:start + batch_size].to(torch.get_default_dtype())
         x = x / 255 if images.dtype == torch.uint8 else x
         grey = x.mean(dim=1)
         amplitude = torch.fft.fftshift(torch.fft.fft2(grey).abs(), dim=(-2, -1))
@@ -61,12 +62,12 @@ def dam_matching_loss(real_features, real_labels, real_pseudo, view_features, sy
                       n_classes: int, n_pseudo: int = N_PSEUDO) -> torch.Tensor:
     """Σ_d Σ_c ‖E[F(x_t) | c, d] − E[F(x_s ⊙ m_d) | c]‖² over the (c, d) present in the
     real batch."""
-    views = view_features.float().chunk(n_pseudo)
+    views = upcast(view_features).chunk(n_pseudo)
     total = view_features.new_zeros((), dtype=torch.float32)
     for d, view in enumerate(views):
         chosen = real_pseudo == d
         present = torch.bincount(real_labels[chosen], minlength=n_classes) > 0
-        real = class_means(real_features[chosen].float(), real_labels[chosen], n_classes)
+        real = class_means(upcast(real_features[chosen]), real_labels[chosen], n_classes)
         syn = class_means(view, syn_labels, n_classes)
         total = total + ((real - syn) ** 2).sum(1)[present].sum()
     return total

@@ -2,17 +2,19 @@
 checkpoints that make an interrupted run resume to the same result."""
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
-from .augment import apply_dsa, random_amplitude_mix, sample_dsa
+from .augment import augment_for_distillation, random_amplitude_mix, sample_augmentation
 from .dam import N_PSEUDO, pseudo_domains
 from .data import Task
 from .errors import ConfigError
-from .methods import MaskingConfig, Method, distillation_losses, total_loss
+from .methods import (MaskDraw, MaskingConfig, Method, calibration_losses, calibration_total,
+                      matching_loss, total_loss)
 from .runtime import autocast, save_atomic, to_float
 from .synthetic import SyntheticSet, decode, init_from_real
 
@@ -26,11 +28,19 @@ class DistillConfig:
     factor: int = 2  # multi-formation ρ
     dsa: bool = True
     checkpoint_every: int = 100
+    phases: str = "separate"  # NCFM: matching step, then calib_steps calibration steps
+    calib_steps: int = 1
+    interpolate: bool = True  # NCFM: match on a random point between init and trained
+    augment: str = "ncfm"  # "ncfm" (normalised color+crop+cutout) or "dsa" (one op, pixels)
 
     def __post_init__(self):
-        if self.steps < 0 or self.real_per_class < 1 or self.lr <= 0:
+        if self.steps < 0 or self.real_per_class < 1 or self.lr <= 0 or self.calib_steps < 0:
             raise ConfigError(f"invalid distillation setting: steps={self.steps}, "
-                              f"real_per_class={self.real_per_class}, lr={self.lr}")
+                              f"real_per_class={self.real_per_class}, lr={self.lr}, "
+                              f"calib_steps={self.calib_steps}")
+        if self.phases not in ("separate", "summed") or self.augment not in ("ncfm", "dsa"):
+            raise ConfigError(f"invalid distillation setting: phases={self.phases!r}, "
+                              f"augment={self.augment!r}")
 
 
 class RealSampler:
@@ -52,21 +62,62 @@ class RealSampler:
                 self.domains[index], index)
 
 
-def distill(model: torch.nn.Module, task: Task, method: Method, config: DistillConfig,
+class ExpertPool:
+    """NCFM's feature extractors (utils/utils.py, update_feature_extractor): each step draws
+    one of K pretrained experts; matching uses l·init + (1 − l)·trained with l ~ U(0, 1)
+    (parameters and BatchNorm statistics alike), calibration the trained expert."""
+
+    def __init__(self, experts: list[tuple[torch.nn.Module, torch.nn.Module | None]],
+                 device: torch.device, interpolate: bool):
+        if interpolate and any(init is None for _, init in experts):
+            raise ConfigError("interpolation needs each expert's initial weights")
+        self.trained = [m.to(device).eval().requires_grad_(False) for m, _ in experts]
+        self.initial = [i.to(device).eval().requires_grad_(False) if i is not None else None
+                        for _, i in experts]
+        self.interpolate = interpolate
+        self.work = copy.deepcopy(self.trained[0]) if interpolate else None
+
+    def draw(self, generator: torch.Generator) -> tuple[torch.nn.Module, torch.nn.Module]:
+        """(matching model, calibration model) for one step."""
+        k = int(torch.randint(len(self.trained), (1,), generator=generator))
+        if not self.interpolate:
+            return self.trained[k], self.trained[k]
+        weight = float(torch.rand(1, generator=generator))
+        interpolate_into(self.work, self.initial[k], self.trained[k], weight)
+        return self.work, self.trained[k]
+
+
+@torch.no_grad()
+def interpolate_into(out: torch.nn.Module, initial: torch.nn.Module, trained: torch.nn.Module,
+                     weight: float) -> None:
+    """out ← weight·initial + (1 − weight)·trained, for every floating tensor of the state."""
+    for target, a, b in zip(out.state_dict().values(), initial.state_dict().values(),
+                            trained.state_dict().values()):
+        if target.is_floating_point():
+            target.copy_(weight * a + (1 - weight) * b)
+        else:
+            target.copy_(b)
+
+
+def distill(experts, task: Task, method: Method, config: DistillConfig,
             masking: MaskingConfig, seed: int, device: torch.device,
             checkpoint: Path | None = None, progress: bool = True,
             stop_after: int | None = None) -> tuple[SyntheticSet, list[dict]]:
     """Returns the synthetic set and the loss history (one dict per step).
 
-    All randomness (real batches, DSA, masking block, masks) comes from one generator
-    whose state is checkpointed, so resuming reproduces the uninterrupted run on the CPU.
+    `experts`: a list of (trained, initial) models (initial may be None without
+    interpolation), or one trained model. All randomness (real batches, augmentation,
+    expert, interpolation, masking block, masks) comes from one generator whose state is
+    checkpointed, so resuming reproduces the uninterrupted run on the CPU.
     `stop_after` ends early after that many steps (to test interruption)."""
     generator = torch.Generator().manual_seed(seed)
     synthetic = init_from_real(task.train, task.source_domains, config.ipc, config.factor,
                                generator)
     if not method.distill or config.steps == 0:
         return synthetic, []
-    model = model.to(device).eval().requires_grad_(False)
+    if isinstance(experts, torch.nn.Module):
+        experts = [(experts, None)]
+    pool = ExpertPool(experts, device, config.interpolate)
     pixels = synthetic.images.to(device).requires_grad_(True)
     parameters = [pixels]
     if method.dam:  # DAM's soft masks, one per decoded image and pseudo-domain
@@ -87,29 +138,52 @@ def distill(model: torch.nn.Module, task: Task, method: Method, config: DistillC
     real = RealSampler(task, device, with_pseudo_domains=method.dam)
     syn_labels = synthetic.labels.repeat_interleave(config.factor ** 2).to(device)
     syn_domains = synthetic.sub_domains.to(device)
+
+    def augmented(x, params):
+        return augment_for_distillation(x, config.augment, params) if config.dsa else x
+
+    def take_step(loss):
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        with torch.no_grad():
+            pixels.clamp_(0, 1)
+
     bar = tqdm(range(start, config.steps), desc=f"distill {method.name} ipc{config.ipc}",
                disable=not progress, initial=start, total=config.steps, leave=False)
     for step in bar:
+        match_model, calib_model = pool.draw(generator)
+        draw = MaskDraw.sample(masking, generator)
         real_x, real_y, real_d, real_index = real.sample(config.real_per_class, generator)
-        syn_x = decode(pixels, config.factor)
-        if config.dsa:
-            params = sample_dsa(1, generator, shared=True)  # the same draw for both batches
-            real_x, syn_x = apply_dsa(real_x, params), apply_dsa(syn_x, params)
+        params = sample_augmentation(config.augment, generator)  # the same for both batches
+        real_x, syn_x = augmented(real_x, params), augmented(decode(pixels, config.factor), params)
         if method.fact:
             real_x = random_amplitude_mix(real_x, generator)
             syn_x = random_amplitude_mix(syn_x, generator)
         dam_state = {"mask_logits": mask_logits, "real_pseudo": real.pseudo[real_index]} \
             if method.dam else None
         with autocast(device):
-            terms = distillation_losses(model, method, masking, task.n_classes, real_x, real_y,
-                                        real_d, syn_x, syn_labels, syn_domains, generator,
-                                        dam_state)
-            loss = total_loss(terms, masking)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        with torch.no_grad():
-            pixels.clamp_(0, 1)
+            match = matching_loss(match_model, method, masking, draw, task.n_classes, real_x,
+                                  real_y, real_d, syn_x, syn_labels, generator, dam_state)
+        if config.phases == "summed":
+            with autocast(device):
+                terms = {"match": match, **calibration_losses(
+                    calib_model, method, masking, draw, syn_x, syn_labels, syn_domains,
+                    generator)}
+            take_step(total_loss(terms, masking))
+        else:
+            take_step(match)
+            terms = {"match": match.detach()}
+            for _ in range(config.calib_steps):
+                syn_x = augmented(decode(pixels, config.factor),
+                                  sample_augmentation(config.augment, generator))
+                with autocast(device):
+                    calib = calibration_losses(calib_model, method, masking, draw, syn_x,
+                                               syn_labels, syn_domains, generator)
+                take_step(calibration_total(calib, masking))
+                terms.update(calib)
+            terms.setdefault("reg", match.new_zeros(()))
+            terms.setdefault("cons", match.new_zeros(()))
         history.append({k: v.detach() for k, v in terms.items()})
         done = step + 1
         if checkpoint is not None and (done % config.checkpoint_every == 0 or done == config.steps):

@@ -22,6 +22,9 @@ CLASSES = ("disk", "square", "triangle", "cross", "ring")
 DEFAULT_PER_CLASS = (80, 90, 70, 150)
 VAL_FRACTION = 0.2
 MAX_ROTATION = math.pi / 9  # ±20°: with free rotation a width-8 net needs 2-3x the CPU budget
+# what makes the pixels besides the seed and resolution: part of every product key
+GENERATOR_SETTINGS = {"version": 2, "max_rotation": MAX_ROTATION, "per_class": DEFAULT_PER_CLASS,
+                      "val_fraction": VAL_FRACTION}
 
 
 def make_embedded_benchmark(seed: int = 0, resolution: int = 32,

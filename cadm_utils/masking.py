@@ -6,6 +6,7 @@ import math
 import torch
 
 from .errors import ConfigError
+from .runtime import upcast
 
 
 def activation_scores(features: torch.Tensor, head_weight: torch.Tensor, domains: torch.Tensor,
@@ -18,8 +19,8 @@ def activation_scores(features: torch.Tensor, head_weight: torch.Tensor, domains
     map before GAP is affine per sample, so one scaling after GAP gives the same scores);
     scores must be non-negative for the keys of Eq. 6.
     """
-    pooled = features.float().mean(dim=(2, 3))
-    raw = head_weight.float()[domains] * pooled
+    pooled = upcast(features).mean(dim=(2, 3))
+    raw = upcast(head_weight)[domains] * pooled
     if not normalize:
         return raw
     low = raw.amin(dim=1, keepdim=True)
@@ -55,10 +56,22 @@ def channel_mask(scores: torch.Tensor, p_mask: float,
     return mask.scatter_(1, masked, 0.0)
 
 
+def rescale_mask(mask: torch.Tensor) -> torch.Tensor:
+    """DomainDrop's recover flag (models/resnet_domain.py): scale the surviving channels by
+    numel / sum of the batch's mask, so that the masked map keeps the channel-sum of the
+    unmasked one in expectation (C / (C − M) with exactly M zeros per row)."""
+    return mask * (mask.numel() / mask.sum().clamp_min(1))
+
+
 def sensitive_channel_mask(features: torch.Tensor, head_weight: torch.Tensor,
                            domains: torch.Tensor, p_mask: float,
-                           generator: torch.Generator | None = None) -> torch.Tensor:
-    """(B, C, 1, 1) mask of the domain-sensitive channels of one block's features."""
+                           generator: torch.Generator | None = None,
+                           rescale: bool = False) -> torch.Tensor:
+    """(B, C, 1, 1) mask of the domain-sensitive channels of one block's features; with
+    `rescale`, the survivors are scaled up as in DomainDrop."""
     with torch.no_grad():
         scores = activation_scores(features, head_weight, domains)
-        return channel_mask(scores, p_mask, generator)[:, :, None, None].to(features.dtype)
+        mask = channel_mask(scores, p_mask, generator)
+        if rescale:
+            mask = rescale_mask(mask)
+        return mask[:, :, None, None].to(features.dtype)

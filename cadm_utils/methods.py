@@ -18,7 +18,7 @@ import torch
 
 from .dam import dam_matching_loss, domain_views
 from .errors import ConfigError
-from .losses import mmd_loss, regularization_loss, symmetric_kl
+from .losses import consistency_loss, mmd_loss, regularization_loss
 from .masking import sensitive_channel_mask
 from .models import N_BLOCKS
 
@@ -79,6 +79,9 @@ class MaskingConfig:
     p_mask: float = 0.33
     p_active: float = 0.8
     lam: float = 100.0  # λ of Eq. 12
+    rescale: bool = True  # DomainDrop's recover flag
+    kl: str = "temperature"  # L_cons form: DomainDrop's "temperature" KL or Eq. 9 "symmetric"
+    kl_temperature: float = 5.0
 
     def __post_init__(self):
         if not 0.0 <= self.p_mask < 1.0:
@@ -89,54 +92,81 @@ class MaskingConfig:
             raise ConfigError(f"lambda must be non-negative, got {self.lam}")
 
 
+@dataclass(frozen=True)
+class MaskDraw:
+    """The step's masking decision: the block (drawn uniformly) and whether it is masked
+    (probability P_active), shared by the matching and the calibration phase."""
+    block: int
+    active: bool
+
+    @classmethod
+    def sample(cls, masking: MaskingConfig, generator: torch.Generator) -> "MaskDraw":
+        block = int(torch.randint(N_BLOCKS, (1,), generator=generator, device=generator.device))
+        active = float(torch.rand(1, generator=generator, device=generator.device)) < \
+            masking.p_active
+        return cls(block, active)
+
+
+def _mask(h, model, block, domains, masking, generator):
+    return h * sensitive_channel_mask(h, model.head_weight(block), domains, masking.p_mask,
+                                      generator, masking.rescale)
+
+
+def matching_loss(model, method: Method, masking: MaskingConfig, draw: MaskDraw, n_classes: int,
+                  real_x, real_y, real_d, syn_x, syn_y, generator: torch.Generator,
+                  dam_state: dict | None = None) -> torch.Tensor:
+    """Eq. 2 (L_mmd), or Eq. 7 (L_adm) when the method masks real features and the draw is
+    active: the real features are masked at the drawn block and continue through the later
+    blocks; the synthetic features stay unmasked."""
+    with torch.no_grad():
+        if method.adm and draw.active:
+            real_h = model.run_blocks(real_x, 0, draw.block + 1)
+            real_h = _mask(real_h, model, draw.block, real_d, masking, generator)
+            real_embedding = model.pool(model.run_blocks(real_h, draw.block + 1, N_BLOCKS))
+        else:
+            real_embedding = model.embed(real_x)
+    loss = mmd_loss(real_embedding, real_y, model.embed(syn_x), syn_y, n_classes)
+    if method.dam:
+        views = model.embed(domain_views(syn_x, dam_state["mask_logits"]))
+        loss = loss + dam_matching_loss(real_embedding, real_y, dam_state["real_pseudo"], views,
+                                        syn_y, n_classes)
+    return loss
+
+
+def calibration_losses(model, method: Method, masking: MaskingConfig, draw: MaskDraw,
+                       syn_x, syn_y, syn_d, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """Eq. 3 (L_reg on unmasked synthetic features) or Eq. 8 (on a masked view), and Eq. 9
+    (L_cons between two independently masked views), all views through the later blocks."""
+    if not ((method.masked_reg or method.cons) and draw.active):
+        logits = model(syn_x)
+        return {"reg": regularization_loss(logits, syn_y), "cons": logits.new_zeros(())}
+    syn_h = model.run_blocks(syn_x, 0, draw.block + 1)
+    n_views = 2 if method.cons else 1
+    views = [_mask(syn_h, model, draw.block, syn_d, masking, generator) for _ in range(n_views)]
+    embeddings = model.pool(model.run_blocks(torch.cat(views), draw.block + 1, N_BLOCKS))
+    logits = model.classifier(embeddings).chunk(n_views)
+    cons = consistency_loss(logits[0], logits[1], masking.kl, masking.kl_temperature) \
+        if method.cons else logits[0].new_zeros(())
+    return {"reg": regularization_loss(logits[0], syn_y), "cons": cons}
+
+
+def calibration_total(terms: dict[str, torch.Tensor], masking: MaskingConfig) -> torch.Tensor:
+    """Eq. 12: L_reg + λ L_cons."""
+    return terms["reg"] + masking.lam * terms["cons"]
+
+
+def total_loss(terms: dict[str, torch.Tensor], masking: MaskingConfig) -> torch.Tensor:
+    """Eq. 11 + Eq. 12 in one step: L_adm (or L_mmd) + L_reg + λ L_cons."""
+    return terms["match"] + calibration_total(terms, masking)
+
+
 def distillation_losses(model, method: Method, masking: MaskingConfig, n_classes: int,
                         real_x, real_y, real_d, syn_x, syn_y, syn_d,
                         generator: torch.Generator, dam_state: dict | None = None
                         ) -> dict[str, torch.Tensor]:
-    """Loss terms for one step, all classes in one batch. The model is frozen (eval mode).
-
-    CADM masks at one block drawn uniformly per step, with probability P_active; masked
-    real features (L_adm) and two independently masked synthetic views (L_reg, L_cons)
-    continue through the later blocks; synthetic features stay unmasked for matching."""
-    block = int(torch.randint(N_BLOCKS, (1,), generator=generator, device=generator.device))
-    active = float(torch.rand(1, generator=generator, device=generator.device)) < masking.p_active
-    if not (method.masks_anything and active):
-        with torch.no_grad():
-            real_embedding = model.embed(real_x)
-        syn_embedding = model.embed(syn_x)
-        terms = {"match": mmd_loss(real_embedding, real_y, syn_embedding, syn_y, n_classes),
-                 "reg": regularization_loss(model.classifier(syn_embedding), syn_y),
-                 "cons": syn_embedding.new_zeros(())}
-        if method.dam:
-            views = model.embed(domain_views(syn_x, dam_state["mask_logits"]))
-            terms["match"] = terms["match"] + dam_matching_loss(
-                real_embedding, real_y, dam_state["real_pseudo"], views, syn_y, n_classes)
-        return terms
-    weight = model.head_weight(block)
-    with torch.no_grad():
-        real_h = model.run_blocks(real_x, 0, block + 1)
-        if method.adm:
-            real_h = real_h * sensitive_channel_mask(real_h, weight, real_d, masking.p_mask,
-                                                     generator)
-        real_embedding = model.pool(model.run_blocks(real_h, block + 1, N_BLOCKS))
-    syn_h = model.run_blocks(syn_x, 0, block + 1)
-    views = [syn_h]
-    if method.masked_reg:
-        views.append(syn_h * sensitive_channel_mask(syn_h, weight, syn_d, masking.p_mask,
-                                                    generator))
-    if method.cons:
-        views.append(syn_h * sensitive_channel_mask(syn_h, weight, syn_d, masking.p_mask,
-                                                    generator))
-    embeddings = model.pool(model.run_blocks(torch.cat(views), block + 1, N_BLOCKS))
-    embeddings = embeddings.chunk(len(views))
-    logits = [model.classifier(e) for e in embeddings[1:]] or [model.classifier(embeddings[0])]
-    return {
-        "match": mmd_loss(real_embedding, real_y, embeddings[0], syn_y, n_classes),
-        "reg": regularization_loss(logits[0], syn_y),
-        "cons": symmetric_kl(logits[0], logits[1]) if method.cons else logits[0].new_zeros(()),
-    }
-
-
-def total_loss(terms: dict[str, torch.Tensor], masking: MaskingConfig) -> torch.Tensor:
-    """Eq. 11 + Eq. 12: L_adm (or L_mmd) + L_reg + λ L_cons."""
-    return terms["match"] + terms["reg"] + masking.lam * terms["cons"]
+    """Every term of one summed step (all classes in one batch, one mask draw)."""
+    draw = MaskDraw.sample(masking, generator)
+    match = matching_loss(model, method, masking, draw, n_classes, real_x, real_y, real_d,
+                          syn_x, syn_y, generator, dam_state)
+    return {"match": match, **calibration_losses(model, method, masking, draw, syn_x, syn_y,
+                                                 syn_d, generator)}

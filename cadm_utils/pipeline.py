@@ -10,7 +10,7 @@ import hashlib
 import json
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -24,8 +24,10 @@ from .parallel import run_jobs, worker_cache
 from .paper_numbers import TABLE2, TABLE3, paper_values
 from .profiles import REPO_ROOT, load_profile, pretrain_epochs
 from .results import (Table, ablation_table, append_record, base_record,
-                      cross_architecture_table, latest_per_seed, load_records, method_table)
-from .runtime import pick_device, save_atomic
+                      cross_architecture_table, latest_per_seed, load_records, method_table,
+                      variant_table)
+from .runtime import pick_device, save_atomic, set_precision
+from .settings import EVAL_SEED_OFFSET, code_constants, parse_ipcs, parse_names, with_overrides
 from .synthetic import SyntheticSet, check_ipc
 from .train import TrainConfig, accuracy, train_classifier
 
@@ -48,6 +50,7 @@ class Cell:
     method: Method
     ipc: int  # 0 for the full-data reference
     net: str = "resnet18"  # evaluation network (Table 3 varies it)
+    overrides: tuple = ()  # ((setting path, value), ...) of a variant row (method checks)
 
     @property
     def label(self) -> str:
@@ -68,9 +71,26 @@ class Runner:
         self.records_path = self.results_dir / "records.jsonl"
         self.figures_dir = REPO_ROOT / "figures" / name
         self._data = {}
+        self._variants = {}
+        self._set_ids = {}
+        set_precision(profile["precision"])
         self.masking = MaskingConfig(**profile["masking"])
         self.spec = {"profile": profile, "data_root": data_root, "device": str(self.device),
                      "results_dir": str(self.results_dir), "run_dir": str(self.run_dir)}
+
+    def for_cell(self, cell: "Cell") -> "Runner":
+        """This runner, or the one of the cell's variant row (the profile with its overrides),
+        sharing data and output folders."""
+        if not cell.overrides:
+            return self
+        if cell.overrides not in self._variants:
+            variant = Runner.__new__(Runner)
+            variant.__dict__.update(self.__dict__)
+            variant.profile = with_overrides(self.profile, dict(cell.overrides))
+            variant.masking = MaskingConfig(**variant.profile["masking"])
+            variant._variants = {}
+            self._variants[cell.overrides] = variant
+        return self._variants[cell.overrides]
 
     @property
     def workers(self) -> int:
@@ -112,7 +132,8 @@ class Runner:
         """Everything that determines the experts and synthetic sets of a data set."""
         p = self.profile
         return short_hash([p["datasets"][dataset], p["model"], p["pretrain"],
-                           p["distill"] if ipc else None, p["masking"], p.get("seed", 0)])
+                           p["distill"] if ipc else None, p["masking"], p["seed"],
+                           p["precision"], code_constants()])
 
     def config_hash(self, dataset: str, ipc: int) -> str:
         """Everything that determines a cell's numbers; records of another hash are stale.
@@ -121,58 +142,106 @@ class Runner:
         return short_hash([self.product_hash(dataset, ipc), evaluate])
 
     def current_records(self) -> list[dict]:
-        """Records made with the profile's present settings and seeds, newest per seed."""
-        seeds = self.profile["evaluate"].get("seeds", 3)
-        fresh = [r for r in load_records(self.records_path)
-                 if r.get("dataset") in self.profile["datasets"] and r.get("seed", 0) < seeds
-                 and r.get("config") == self.config_hash(r["dataset"], r.get("ipc", 0))]
+        """Records made with the profile's present settings and seeds, newest per seed, and
+        of one product per cell: where the cell's synthetic set is on disk, only records of
+        that very set (its content id); elsewhere those of the newest record's set."""
+        seeds = self.profile["evaluate"]["seeds"]
+        groups = {}
+        for r in load_records(self.records_path):
+            if r.get("dataset") not in self.profile["datasets"] or r.get("seed", 0) >= seeds:
+                continue
+            variant = self.variant_runner(r)
+            if variant is None or r.get("config") != variant.config_hash(r["dataset"],
+                                                                          r.get("ipc", 0)):
+                continue
+            groups.setdefault(record_cell_key(r), []).append(r)
+        fresh = []
+        for group in groups.values():
+            wanted = self.stored_set_id(group[-1].get("set_file"))
+            if wanted is None:
+                wanted = group[-1].get("set_id")
+            fresh += [r for r in group if r.get("set_id") == wanted]
         return latest_per_seed(fresh)
 
+    def variant_runner(self, record: dict) -> "Runner | None":
+        overrides = tuple(tuple(o) for o in record.get("overrides", ()))
+        return self.for_cell(Cell("", "", "", Method(""), 0, overrides=overrides))
+
+    def stored_set_id(self, set_file: str | None) -> str | None:
+        """Content id of a synthetic set on disk (None when it is not here)."""
+        if not set_file:
+            return None
+        path = self.run_dir / "synthetic" / set_file
+        if not path.exists():
+            return None
+        key = (str(path), path.stat().st_mtime_ns)
+        if key not in self._set_ids:
+            self._set_ids[key] = torch.load(path, weights_only=False)["info"]["set_id"]
+        return self._set_ids[key]
+
     # ------------------------------------------------------------------ products
-    def expert(self, dataset: str, task: Task, kind: str) -> tuple[DomainAwareResNet, float]:
-        """Pretrained model (Eq. 1 for 'plain', Eq. 10 for 'domain'), cached on disk."""
-        settings = dict(self.profile["pretrain"], epochs=pretrain_epochs(self.profile, dataset))
-        path = self.expert_path(dataset, task.name, kind)
-        model = self.new_model(task, self.profile.get("seed", 0))
+    def expert_settings(self, dataset: str, kind: str) -> dict:
+        """The pretraining settings that make an expert of this kind (masking only for
+        CADM's, the 'domain' kind)."""
+        settings = {k: v for k, v in self.profile["pretrain"].items() if k != "experts"}
+        settings["epochs"] = pretrain_epochs(self.profile, dataset)
+        if kind != "domain":
+            settings.pop("masked"), settings.pop("mask_kl_weight")
+        elif settings["masked"]:
+            settings["masking"] = self.profile["masking"]
+        return settings
+
+    def expert_path(self, dataset: str, task_name: str, kind: str, index: int = 0) -> Path:
+        key = short_hash([dataset, task_name, kind, self.profile["model"],
+                          self.expert_settings(dataset, kind), self.profile["datasets"][dataset],
+                          self.profile["seed"] + index, self.profile["precision"],
+                          code_constants()])
+        suffix = f"-{index}" if index else ""
+        return self.run_dir / "experts" / f"{dataset}-{_safe(task_name)}-{kind}{suffix}-{key}.pt"
+
+    def expert(self, dataset: str, task: Task, kind: str,
+               index: int = 0) -> tuple[DomainAwareResNet, dict]:
+        """Pretrained expert number `index` of the pool (seed + index): Eq. 1 for 'plain',
+        Eq. 10 for 'domain' (with DomainDrop's masks when pretrain.masked), cached on disk.
+        Returns the model and its stored info (wall time, source accuracy, content id)."""
+        settings = self.expert_settings(dataset, kind)
+        path = self.expert_path(dataset, task.name, kind, index)
+        seed = self.profile["seed"] + index
+        model = self.new_model(task, seed)
         if path.exists():
             state = torch.load(path, weights_only=False)
             model.load_state_dict(state["model"])
-            return model.to(self.device).eval(), state["wall_s"]
+            return model.to(self.device).eval(), state["info"]
         start = time.time()
-        config = TrainConfig(augment="crop_flip", **settings)
-        model = train_classifier(model, task.train.images, task.train.labels, config,
-                                 self.profile.get("seed", 0), self.device,
-                                 domains=task.train.domains, objective=kind,
-                                 progress=self.progress, desc=f"pretrain {task.name} {kind}")
-        wall = time.time() - start
-        save_atomic({"model": model.state_dict(), "wall_s": wall,
-                      "source_val_acc": accuracy(model, task.val.images, task.val.labels,
-                                                 self.device)}, path)
-        return model, wall
+        config = TrainConfig(augment="crop_flip", epochs=settings["epochs"],
+                             batch_size=settings["batch_size"], lr=settings["lr"])
+        masked = {"masking": self.masking, "kl_weight": settings["mask_kl_weight"]} \
+            if kind == "domain" and settings["masked"] else None
+        model = train_classifier(model, task.train.images, task.train.labels, config, seed,
+                                 self.device, domains=task.train.domains, objective=kind,
+                                 progress=self.progress, desc=f"pretrain {task.name} {kind}",
+                                 masked=masked)
+        info = {"wall_s": time.time() - start, "expert_id": content_id(model.state_dict()),
+                "source_val_acc": accuracy(model, task.val.images, task.val.labels,
+                                           self.device)}
+        save_atomic({"model": model.state_dict(), "info": info}, path)
+        return model, info
 
-    def expert_path(self, dataset: str, task_name: str, kind: str) -> Path:
-        settings = dict(self.profile["pretrain"], epochs=pretrain_epochs(self.profile, dataset))
-        key = short_hash([dataset, task_name, kind, self.profile["model"], settings,
-                          self.profile["datasets"][dataset], self.profile.get("seed", 0)])
-        return self.run_dir / "experts" / f"{dataset}-{_safe(task_name)}-{kind}-{key}.pt"
-
-    def expert_row(self, dataset: str, target: str, kind: str) -> dict:
-        """The expert's split and its accuracy on the source validation images (stored with
-        the weights when it was trained)."""
-        task = self.task(dataset, target)
-        path = self.expert_path(dataset, task.name, kind)
-        if not path.exists():
-            self.expert(dataset, task, kind)
-        state = torch.load(path, weights_only=False)
-        return {"dataset": dataset, "split": task.name, "kind": kind,
-                "source_val_acc": state["source_val_acc"]}
+    def expert_pool(self, dataset: str, task: Task, kind: str) -> tuple[list, list[dict]]:
+        """NCFM's pool: [(trained, initial)] for the profile's pretrain.experts seeds."""
+        pool, infos = [], []
+        for index in range(self.profile["pretrain"]["experts"]):
+            model, info = self.expert(dataset, task, kind, index)
+            pool.append((model, self.new_model(task, self.profile["seed"] + index)))
+            infos.append(info)
+        return pool, infos
 
     def new_model(self, task: Task, seed: int) -> DomainAwareResNet:
         torch.manual_seed(seed)  # torch's own start seed differs per process
         settings = self.profile["model"]
         return DomainAwareResNet(task.n_classes, task.n_domains, settings["width"],
-                                 task.train.resolution, settings.get("grl_weight", 0.25),
-                                 stem=settings.get("stem", "auto"))
+                                 task.train.resolution, settings["grl_weight"],
+                                 stem=settings["stem"])
 
     def synthetic_path(self, cell: Cell) -> Path:
         config = self.distill_config(cell.ipc, cell.method)
@@ -183,24 +252,27 @@ class Runner:
         return self.run_dir / "synthetic" / f"{stem}.pt"
 
     def synthetic_set(self, cell: Cell, task: Task) -> tuple[SyntheticSet, dict]:
-        """Distilled set of a cell (cached), with wall times and the loss history."""
+        """Distilled set of a cell (cached), with wall times, the loss history, its content
+        id and its experts' ids."""
         config = self.distill_config(cell.ipc, cell.method)
         final = self.synthetic_path(cell)
-        stem = final.stem
         if final.exists():
             state = torch.load(final, weights_only=False)
             return SyntheticSet.from_state(state["set"]), state["info"]
-        info = {"pretrain_s": 0.0}
-        model = None
+        info = {"pretrain_s": 0.0, "expert_ids": []}
+        pool = None
         if cell.method.distill:
-            model, info["pretrain_s"] = self.expert(cell.dataset, task, cell.method.pretrain)
+            pool, infos = self.expert_pool(cell.dataset, task, cell.method.pretrain)
+            info["pretrain_s"] = sum(i["wall_s"] for i in infos)
+            info["expert_ids"] = [i["expert_id"] for i in infos]
         start = time.time()
-        synthetic, history = distill(model, task, cell.method, config, self.masking,
-                                     self.profile.get("seed", 0), self.device,
-                                     checkpoint=self.run_dir / "checkpoints" / f"{stem}.pt",
+        synthetic, history = distill(pool, task, cell.method, config, self.masking,
+                                     self.profile["seed"], self.device,
+                                     checkpoint=self.run_dir / "checkpoints" / final.name,
                                      progress=self.progress)
         info.update(distill_s=time.time() - start, steps=config.steps,
-                    history=history[:: max(1, len(history) // 50)])
+                    history=history[:: max(1, len(history) // 50)],
+                    set_id=content_id(synthetic.state()))
         save_atomic({"set": synthetic.state(), "info": info}, final)
         return synthetic, info
 
@@ -216,106 +288,155 @@ class Runner:
         history = info["history"]
         return {"split": task.name, "method": cell.method.name, "ipc": cell.ipc,
                 "images": tuple(synthetic.images.shape), "first": history[0],
-                "last": history[-1]}
+                "last": history[-1], "set_id": info["set_id"]}
 
-    def seeds_to_run(self, cell: Cell, records: list[dict] | None = None) -> list[int]:
-        """The cell's seeds without a record of the present settings; `records` saves
-        reading the records file again when many cells are checked."""
-        if records is None:
-            records = load_records(self.records_path)
+    def cell_records(self, cell: Cell, records: list[dict]) -> list[dict]:
         config = self.config_hash(cell.dataset, cell.ipc)
         task_name = split_name(cell.dataset, cell.target)
-        finished = {r["seed"] for r in records
-                    if r.get("config") == config and r.get("method") == cell.method.name
-                    and r.get("dataset") == cell.dataset and r.get("split") == task_name
-                    and r.get("ipc") == cell.ipc and r.get("net") == cell.net}
-        return [s for s in range(self.profile["evaluate"].get("seeds", 3)) if s not in finished]
+        return [r for r in records
+                if r.get("config") == config and r.get("method") == cell.method.name
+                and r.get("dataset") == cell.dataset and r.get("split") == task_name
+                and r.get("ipc") == cell.ipc and r.get("net") == cell.net]
+
+    def seeds_to_run(self, cell: Cell, records: list[dict] | None = None) -> list[int]:
+        """The cell's seeds without a valid record. Where the cell's synthetic set is on
+        disk, only records of that set count; where it is not, the records count only if
+        every seed has one of a single set (then nothing is remade): otherwise the set will
+        be made here and every seed is run on it. `records` saves rereading the file."""
+        if records is None:
+            records = load_records(self.records_path)
+        mine = self.cell_records(cell, records)
+        seeds = range(self.profile["evaluate"]["seeds"])
+        if cell.ipc and self.synthetic_path(cell).exists():
+            set_id = self.stored_set_id(self.synthetic_path(cell).name)
+            finished = {r["seed"] for r in mine if r.get("set_id") == set_id}
+        elif cell.ipc:
+            newest = mine[-1].get("set_id") if mine else None
+            finished = {r["seed"] for r in mine if r.get("set_id") == newest}
+            if not set(seeds) <= finished:
+                finished = set()
+        else:  # full data: no product to tie to
+            finished = {r["seed"] for r in mine}
+        return [s for s in seeds if s not in finished]
 
     def run_cell(self, cell: Cell, seeds: list[int] | None = None) -> list[dict]:
-        """Evaluate the cell for `seeds` (default: every seed without a record yet)."""
+        """Evaluate the cell for `seeds` (default: every seed without a valid record)."""
         task = self.task(cell.dataset, cell.target)
         todo = self.seeds_to_run(cell) if seeds is None else list(seeds)
         if not todo:
             return []
+        provenance = {"set_id": None, "set_file": None, "expert_ids": []}
         if cell.ipc == 0:  # full-data reference: every source training image
             images, labels, info = task.train.images, task.train.labels, {}
-            settings = dict(self.profile["pretrain"],
-                            epochs=pretrain_epochs(self.profile, cell.dataset))
-            config = TrainConfig(augment="crop_flip", **settings)
+            settings = self.profile["pretrain"]
+            config = TrainConfig(augment="crop_flip",
+                                 epochs=pretrain_epochs(self.profile, cell.dataset),
+                                 batch_size=settings["batch_size"], lr=settings["lr"])
         else:
             synthetic, info = self.synthetic_set(cell, task)
             images, labels, _ = synthetic.decoded()
             config = self.evaluation_config()
+            provenance = {"set_id": info["set_id"], "set_file": self.synthetic_path(cell).name,
+                          "expert_ids": info["expert_ids"]}
         records = []
         for seed in todo:
             start = time.time()
-            torch.manual_seed(seed)
+            init_seed = seed + EVAL_SEED_OFFSET  # never the expert's initial weights
+            torch.manual_seed(init_seed)
             fresh = build_eval_net(cell.net, task.n_classes, task.n_domains,
                                    task.train.resolution, self.profile["model"]["width"],
-                                   self.profile["model"].get("stem", "auto"))
-            net = train_classifier(fresh, images, labels, config, seed, self.device,
+                                   self.profile["model"]["stem"])
+            net = train_classifier(fresh, images, labels, config, init_seed, self.device,
                                    progress=self.progress,
                                    desc=f"evaluate {cell.method.name} {cell.net} seed {seed}")
+            history = info.get("history") or [{}]
             record = base_record(
                 kind="eval", dataset=cell.dataset, split=task.name, seed=seed,
                 device=self.device, stage=cell.stage, method=cell.method.name, ipc=cell.ipc,
                 net=cell.net, config=self.config_hash(cell.dataset, cell.ipc),
+                overrides=[list(o) for o in cell.overrides],
                 acc=accuracy(net, task.test.images, task.test.labels, self.device),
                 source_val_acc=accuracy(net, task.val.images, task.val.labels, self.device)
                 if len(task.val) else None,
                 eval_s=round(time.time() - start, 2),
                 pretrain_s=round(info.get("pretrain_s", 0.0), 2),
                 distill_s=round(info.get("distill_s", 0.0), 2),
-                n_train_images=len(labels))
+                loss_first=history[0], loss_last=history[-1],
+                n_train_images=len(labels), **provenance)
             append_record(self.records_path, record)
             records.append(record)
         return records
+
+
+def content_id(state: dict) -> str:
+    """A 12-hex-digit hash of a state dict's tensors (names, shapes, bytes): the identity
+    of a product that records refer to."""
+    digest = hashlib.sha1()
+    for name, value in sorted(state.items()):
+        digest.update(name.encode())
+        if isinstance(value, torch.Tensor):
+            tensor = value.detach().cpu().contiguous()
+            digest.update(str((tuple(tensor.shape), tensor.dtype)).encode())
+            digest.update(tensor.view(-1).view(torch.uint8).numpy().tobytes()
+                          if tensor.numel() else b"")
+        else:
+            digest.update(repr(value).encode())
+    return digest.hexdigest()[:12]
+
+
+def record_cell_key(record: dict) -> tuple:
+    return tuple(record.get(k) for k in ("dataset", "split", "method", "ipc", "net"))
 
 
 def _safe(name: str) -> str:
     return name.replace("→", "-to-").replace("[", "_").replace("]", "").replace(",", "+")
 
 
-def _split_arg(value, default):
+def _split_arg(value, default, option: str = ""):
+    """A cell filter: None = the profile's list; else the command line's (checked)."""
     if value is None:
         return list(default)
-    if isinstance(value, (int, float)):  # papermill turns "-p ipcs 10" into an int
-        return [value]
-    if isinstance(value, str):
-        return [v for v in value.split(",") if v]
-    return list(value)
+    if option == "ipc":
+        return parse_ipcs(",".join(map(str, value)) if isinstance(value, (list, tuple)) else value)
+    return parse_names(option, value)
 
 
 def plan_cells(profile: dict, datasets=None, targets=None, methods=None, ipcs=None,
                stages=None) -> list[Cell]:
-    """All cells of the chosen stages, filtered; raises ConfigError on unknown names."""
+    """All cells of the chosen stages, filtered; raises ConfigError on unknown or repeated
+    names and on IPCs that are not integers >= 1."""
+    chosen_ipcs = _split_arg(ipcs, [], "ipc") if ipcs is not None else None
+    chosen_methods = _split_arg(methods, [], "methods") if methods is not None else None
+    chosen_targets = _split_arg(targets, [], "targets") if targets is not None else None
     cells = []
     stage_settings = profile["stages"]
-    for stage in _split_arg(stages, stage_settings):
+    for stage in _split_arg(stages, stage_settings, "stages"):
         if stage not in stage_settings:
             raise ConfigError(f"unknown stage '{stage}': profile has {', '.join(stage_settings)}")
         settings = stage_settings[stage]
         _check_nets(settings)
-        for dataset in _split_arg(datasets, settings["datasets"]):
+        for dataset in _split_arg(datasets, settings["datasets"], "datasets"):
             if dataset not in profile["datasets"]:
                 raise ConfigError(f"data set '{dataset}' is not in the profile "
                                   f"(has {', '.join(profile['datasets'])})")
             if dataset not in settings["datasets"]:
                 continue
-            for target in _split_arg(targets, []):
+            for target in chosen_targets or []:
                 split_name(dataset, target)  # raises on an unknown domain
             stage_targets = settings.get("targets") or profile["datasets"][dataset]["targets"]
-            chosen = _split_arg(targets, stage_targets)
+            chosen = chosen_targets or stage_targets
             if stage_targets == ["in-domain"]:
                 chosen = stage_targets  # Table 4 has no target to choose
             for target in chosen:
                 if target not in stage_targets:
                     continue
-                for method in _stage_methods(settings, methods):
-                    for ipc in _split_arg(ipcs, settings["ipcs"]):
+                for method, overrides in _stage_rows(settings, chosen_methods):
+                    for ipc in chosen_ipcs or settings["ipcs"]:
                         for net in settings.get("nets", ["resnet18"]):
-                            cells.append(Cell(stage, dataset, target, method, int(ipc), net))
-                if settings.get("full_data") and (methods is None or "full" in str(methods)):
+                            cells.append(Cell(stage, dataset, target, method, int(ipc), net,
+                                              overrides))
+                if settings.get("full_data") and (chosen_methods is None
+                                                  or "full" in chosen_methods):
                     cells.append(Cell(stage, dataset, target, Method("full", distill=False), 0))
     return cells
 
@@ -329,24 +450,43 @@ def _check_nets(settings: dict) -> None:
 
 def _stage_methods(settings: dict, chosen) -> list[Method]:
     """The stage's methods in profile order, restricted to `chosen` (names checked)."""
+    return [method for method, _ in _stage_rows(settings, chosen)]
+
+
+def _stage_rows(settings: dict, chosen) -> list[tuple[Method, tuple]]:
+    """(method, overrides) per row: Table 2's loss ablation, a stage's `variants` (one
+    method under named setting overrides, e.g. the reference-behaviour checks), or its
+    methods in profile order restricted to `chosen`."""
     if settings.get("ablation"):
-        return [ablation_variant(*row) for row in ABLATION_ROWS]
-    wanted = _split_arg(chosen, settings["methods"])
-    for name in wanted:
+        return [(ablation_variant(*row), ()) for row in ABLATION_ROWS]
+    for name in chosen or []:
         if name != "full":
             get_method(name)  # raises on an unknown name
-    return [get_method(m) for m in settings["methods"] if m in wanted]
+    if settings.get("variants"):
+        base = get_method(settings["methods"][0])
+        if chosen is not None and base.name not in chosen:
+            return []
+        return [(variant_method(base, row, overrides), tuple(sorted(overrides.items())))
+                for row, overrides in settings["variants"].items()]
+    wanted = chosen if chosen is not None else settings["methods"]
+    return [(get_method(m), ()) for m in settings["methods"] if m in wanted]
+
+
+def variant_method(base: Method, row: str, overrides: dict) -> Method:
+    """The base method named for its variant row; without overrides it is the base itself
+    (and shares its cells)."""
+    return base if not overrides else replace(base, name=f"{base.name}{{{row}}}")
 
 
 def validate_cells(runner: Runner, cells: list[Cell]) -> None:
     """Everything that can fail before long work: data, targets, IPC, settings."""
     runner.workers  # raises on a bad number
-    resolve_stem(runner.profile["model"].get("stem", "auto"), 64)
+    resolve_stem(runner.profile["model"]["stem"], 64)
     runner.evaluation_config()
     for cell in cells:
         task = runner.task(cell.dataset, cell.target)
         if cell.ipc:
-            config = runner.distill_config(cell.ipc, cell.method)
+            config = runner.for_cell(cell).distill_config(cell.ipc, cell.method)
             check_ipc(task.train, task.source_domains, cell.ipc, config.factor)
 
 
@@ -354,60 +494,85 @@ def open_run(profile_name, data_root=None, datasets=None, targets=None, methods=
              stages=None, results_dir=None, run_dir=None, progress: bool = True):
     """Load the profile, plan the chosen cells and check them all before any long work."""
     profile = load_profile(profile_name)
-    runner = Runner(profile, data_root, results_dir, run_dir, progress=progress)
     cells = plan_cells(profile, datasets, targets, methods, ipcs, stages)
     if not cells:
         raise ConfigError("no cell matches the chosen data sets, targets, methods and IPCs")
+    runner = Runner(profile, data_root, results_dir, run_dir, progress=progress)
     validate_cells(runner, cells)
     return runner, cells
 
 
-def needed_experts(cells: list[Cell]) -> list[tuple[str, str, str]]:
-    return sorted({(c.dataset, c.target, c.method.pretrain) for c in cells if c.method.distill})
+def cells_with_work(runner: Runner, cells: list[Cell]) -> list[Cell]:
+    """The cells that still lack a valid record for some seed."""
+    records = load_records(runner.records_path)
+    return [c for c in cells if runner.for_cell(c).seeds_to_run(c, records)]
+
+
+def needed_experts(runner: Runner, cells: list[Cell]) -> list[tuple]:
+    """(overrides, dataset, target, kind, index) of every pool expert the cells use."""
+    keys = set()
+    for c in cells:
+        if c.method.distill:
+            for index in range(runner.for_cell(c).profile["pretrain"]["experts"]):
+                keys.add((c.overrides, c.dataset, c.target, c.method.pretrain, index))
+    return sorted(keys, key=repr)
 
 
 def distilled_cells(cells: list[Cell]) -> list[Cell]:
     """One cell per synthetic set (a set shared by two tables is distilled once)."""
-    unique = {(c.dataset, c.target, c.method, c.ipc): c for c in cells
+    unique = {(c.dataset, c.target, c.method, c.ipc, c.overrides): c for c in cells
               if c.ipc and c.method.distill}
     return list(unique.values())
 
 
 def make_missing(runner: Runner, cells: list[Cell], distill: bool = True) -> None:
-    """Train the experts (and, with `distill`, distil the sets) that are not on disk yet,
-    in parallel where the profile asks for workers; finished products are not touched and
-    start no process."""
+    """Train the experts (and, with `distill`, distil the sets) that the given cells need
+    and that are not on disk yet, in parallel where the profile asks for workers."""
     handle = runner.job_handle()
-    experts = [key for key in needed_experts(cells)
-               if not runner.expert_path(key[0], split_name(key[0], key[1]), key[2]).exists()]
+    experts = [key for key in needed_experts(runner, cells)
+               if not _expert_path(runner, key).exists()]
     run_jobs(_expert_job, [(handle, *key) for key in experts], runner.workers, "pretrain",
              runner.progress)
     if not distill:
         return
-    sets = [cell for cell in distilled_cells(cells) if not runner.synthetic_path(cell).exists()]
+    sets = [cell for cell in distilled_cells(cells)
+            if not runner.for_cell(cell).synthetic_path(cell).exists()]
     run_jobs(_distill_job, [(handle, cell) for cell in sets], runner.workers, "distill",
              runner.progress)
 
 
+def _expert_path(runner: Runner, key: tuple) -> Path:
+    overrides, dataset, target, kind, index = key
+    variant = runner.for_cell(Cell("", dataset, target, Method(""), 0, overrides=overrides))
+    return variant.expert_path(dataset, split_name(dataset, target), kind, index)
+
+
 def pretrain_experts(runner: Runner, cells: list[Cell]) -> list[dict]:
-    """Every expert the cells need (one per split and pretraining kind), with its accuracy
-    on the source validation images."""
-    make_missing(runner, cells, distill=False)
-    return [runner.expert_row(*key) for key in needed_experts(cells)]
+    """The experts of the cells that still need work (trained here when missing) and those
+    on disk, with their accuracy on the source validation images. Cells whose records are
+    complete need no expert: nothing is retrained for them."""
+    make_missing(runner, cells_with_work(runner, cells), distill=False)
+    rows = []
+    for key in needed_experts(runner, cells):
+        if _expert_path(runner, key).exists():
+            rows.append(_expert_job((runner, *key)))
+    return rows
 
 
 def distill_cells(runner: Runner, cells: list[Cell]) -> list[dict]:
-    """Distil every cell that needs it (experts first); rows with the first and last loss
-    terms."""
-    make_missing(runner, cells)
-    return [runner.distill_row(cell) for cell in distilled_cells(cells)]
+    """Distil every set that cells with missing records need; rows with the first and last
+    loss terms of every set on disk."""
+    make_missing(runner, cells_with_work(runner, cells))
+    return [runner.for_cell(cell).distill_row(cell) for cell in distilled_cells(cells)
+            if runner.for_cell(cell).synthetic_path(cell).exists()]
 
 
 def evaluate_cells(runner: Runner, cells: list[Cell]) -> list[dict]:
     """Train and test every evaluation network the cells still lack; one record each."""
-    make_missing(runner, cells)
+    make_missing(runner, cells_with_work(runner, cells))
     handle, records = runner.job_handle(), load_records(runner.records_path)
-    jobs = [(handle, cell, seed) for cell in cells for seed in runner.seeds_to_run(cell, records)]
+    jobs = [(handle, cell, seed) for cell in cells
+            for seed in runner.for_cell(cell).seeds_to_run(cell, records)]
     jobs.sort(key=lambda job: -_relative_cost(job[1]))  # longest first: workers end together
     done = []
 
@@ -440,18 +605,27 @@ def _runner_for(handle) -> Runner:
 
 
 def _expert_job(job) -> dict:
-    handle, dataset, target, kind = job
-    return _runner_for(handle).expert_row(dataset, target, kind)
+    handle, overrides, dataset, target, kind, index = job
+    runner = _runner_for(handle).for_cell(Cell("", dataset, target, Method(""), 0,
+                                               overrides=overrides))
+    return _expert_row(runner, dataset, target, kind, index)
+
+
+def _expert_row(runner: Runner, dataset: str, target: str, kind: str, index: int) -> dict:
+    task = runner.task(dataset, target)
+    _, info = runner.expert(dataset, task, kind, index)
+    return {"dataset": dataset, "split": task.name, "kind": kind, "index": index,
+            "source_val_acc": info["source_val_acc"], "expert_id": info["expert_id"]}
 
 
 def _distill_job(job) -> dict:
     handle, cell = job
-    return _runner_for(handle).distill_row(cell)
+    return _runner_for(handle).for_cell(cell).distill_row(cell)
 
 
 def _evaluate_job(job) -> list[dict]:
     handle, cell, seed = job
-    return _runner_for(handle).run_cell(cell, [seed])
+    return _runner_for(handle).for_cell(cell).run_cell(cell, [seed])
 
 
 def run_pipeline(profile_name: str, data_root=None, datasets=None, targets=None, methods=None,
@@ -479,6 +653,12 @@ def stage_tables(runner: Runner) -> dict[str, Table]:
                     [m.name for m in _stage_methods(settings, None)], settings["ipcs"],
                     settings["nets"], paper)
                 continue
+            if settings.get("variants"):
+                rows = [(method.name, ", ".join(f"{k}={v}" for k, v in overrides) or "reference")
+                        for method, overrides in _stage_rows(settings, None)]
+                tables[f"{stage}_{dataset}"] = variant_table(records, title, dataset, splits,
+                                                             settings["ipcs"], rows)
+                continue
             if settings.get("ablation"):
                 rows = [(ablation_variant(*row).name, *row) for row in ABLATION_ROWS]
                 paper = TABLE2 if compare and dataset == "pacs" else None
@@ -496,7 +676,8 @@ def stage_tables(runner: Runner) -> dict[str, Table]:
 STAGE_TITLES = {"table1": "Table 1, leave-one-domain-out accuracy %",
                 "table2": "Table 2, loss ablation, accuracy %",
                 "table3": "Table 3, cross-architecture accuracy %",
-                "table4": "Table 4, in-domain accuracy %"}
+                "table4": "Table 4, in-domain accuracy %",
+                "fidelity": "Reference behaviours, one switched off per row, accuracy %"}
 
 
 def write_tables(profile_name: str, results_dir=None, figures_dir=None) -> list[Path]:

@@ -1,4 +1,4 @@
-"""Profiles: YAML files in profiles/ that fix every setting of a run (smoke, paper)."""
+"""Profiles: YAML files in profiles/ that override the defaults of settings.py (smoke, paper)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,10 +6,10 @@ from pathlib import Path
 import yaml
 
 from .errors import ConfigError
+from .settings import resolve_profile
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PROFILE_DIR = REPO_ROOT / "profiles"
-REQUIRED = ("name", "datasets", "model", "pretrain", "distill", "masking", "evaluate", "stages")
 
 
 def profile_path(name_or_path: str | Path) -> Path:
@@ -28,10 +28,7 @@ def load_profile(name_or_path: str | Path) -> dict:
         profile = yaml.safe_load(path.read_text())
     except yaml.YAMLError as error:
         raise ConfigError(f"profile {path} is not valid YAML: {error}") from None
-    missing = [key for key in REQUIRED if key not in (profile or {})]
-    if missing:
-        raise ConfigError(f"profile {path} lacks {', '.join(missing)}")
-    return profile
+    return resolve_profile(profile)
 
 
 def pretrain_epochs(profile: dict, dataset: str) -> int:

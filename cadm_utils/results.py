@@ -176,3 +176,24 @@ def cross_architecture_table(records: list[dict], title: str, dataset: str, spli
                 row.append(with_paper(cell, (paper or {}).get((method, ipc), {}).get(net)))
             body.append(row)
     return Table(title, header, body)
+
+
+def variant_table(records: list[dict], title: str, dataset: str, splits: list[str],
+                  ipcs: list[int], rows: list[tuple[str, str]]) -> Table:
+    """One row per variant (method name, its setting overrides): accuracy on the source
+    domains' held-out images (the signal choices may use) and on the unseen domain (only
+    reported)."""
+    header = ["Variant", "Overrides"] + [f"{s} IPC {i} {what}" for s in splits for i in ipcs
+                                         for what in ("source val", "unseen")]
+    body = []
+    for name, overrides in rows:
+        row = [name, overrides]
+        for split in splits:
+            for ipc in ipcs:
+                match = dict(dataset=dataset, split=split, method=name, ipc=ipc, net="resnet18")
+                row.append(format_cell([r["source_val_acc"] for r in records
+                                        if all(r.get(k) == v for k, v in match.items())
+                                        and r.get("source_val_acc") is not None]))
+                row.append(format_cell(collect(records, **match)))
+        body.append(row)
+    return Table(title, header, body)

@@ -29,9 +29,22 @@ def prepare_model(model: torch.nn.Module, device: torch.device) -> torch.nn.Modu
 
 
 def to_float(images: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """uint8 (N,3,H,W) to float in [0, 1] on the device."""
+    """uint8 (N,3,H,W) to floats in [0, 1] on the device, in the default float type
+    (float64 under the float64 profiles)."""
     x = images.to(device, non_blocking=True)
-    return x.float().div_(255) if x.dtype == torch.uint8 else x.float()
+    dtype = torch.get_default_dtype()
+    return x.to(dtype).div_(255) if x.dtype == torch.uint8 else x.to(dtype)
+
+
+def upcast(x: torch.Tensor) -> torch.Tensor:
+    """bf16/fp16 (autocast) to float32 for losses; float32 and float64 stay as they are."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+
+
+def set_precision(precision: str) -> None:
+    """The profile's float type for new tensors and models (float64: CPU checks that must
+    not depend on the processor's summation order)."""
+    torch.set_default_dtype(torch.float64 if precision == "float64" else torch.float32)
 
 
 def device_name(device: torch.device) -> str:

@@ -91,7 +91,7 @@ def init_from_real(train: MultiDomainData, source_domains: list[int], ipc: int, 
             chosen[d] = iter(pool[torch.randperm(len(pool), generator=generator)].tolist())
         picks += [next(chosen[d]) for d in wanted]
         sub_domains += wanted
-    sub_images = train.images[torch.tensor(picks)].float() / 255
+    sub_images = train.images[torch.tensor(picks)].to(torch.get_default_dtype()) / 255
     labels = torch.arange(len(train.class_names)).repeat_interleave(ipc)
     return SyntheticSet(encode(sub_images, factor).contiguous(), labels,
                         torch.tensor(sub_domains), factor)

@@ -10,8 +10,8 @@ from tqdm import tqdm
 
 from .augment import crop_flip, dsa, random_amplitude_mix
 from .errors import ConfigError
-from .losses import irm_penalty
-from .runtime import autocast, prepare_model, to_float
+from .losses import irm_penalty, temperature_kl
+from .runtime import autocast, prepare_model, to_float, upcast
 
 AUGMENTATIONS = ("crop_flip", "dsa", "none")
 OBJECTIVES = ("plain", "domain", "irm", "fact")  # pretraining losses, see batch_loss
@@ -61,6 +61,39 @@ def pretraining_loss(model, x, labels, domains) -> torch.Tensor:
     return class_loss + domain_loss
 
 
+def masked_pretraining_loss(model, x, labels, domains, masking, kl_weight: float,
+                            generator: torch.Generator) -> torch.Tensor:
+    """Eq. 10 with DomainDrop's masks active (train_domain.py): one block drawn per step,
+    masked with probability P_active (Eq. 5 scores from the sample's own domain head, Eq. 6
+    weighted random masks, survivors rescaled when masking.rescale); the masked features go
+    on through the later blocks, while each domain head sees its block's unmasked features.
+    With kl_weight > 0 the batch is doubled and the class predictions of its two
+    independently masked copies are tied by DomainDrop's temperature KL."""
+    from .masking import sensitive_channel_mask
+    from .methods import MaskDraw
+
+    if kl_weight > 0:
+        x, labels, domains = torch.cat([x, x]), torch.cat([labels, labels]), \
+            torch.cat([domains, domains])
+    draw = MaskDraw.sample(masking, generator)
+    h = model.stem(model.normalize(x))
+    features = []
+    for index, block in enumerate(model.blocks):
+        h = block(h)
+        features.append(h)
+        if draw.active and index == draw.block:
+            h = h * sensitive_channel_mask(h, model.head_weight(index), domains, masking.p_mask,
+                                           generator, masking.rescale)
+    logits = model.classifier(model.pool(h))
+    domain_logits = model.domain_logits(features, reverse=True)
+    loss = F.cross_entropy(logits, labels) + \
+        torch.stack([F.cross_entropy(z, domains) for z in domain_logits]).mean()
+    if kl_weight > 0:
+        first, second = logits.chunk(2)
+        loss = loss + kl_weight * temperature_kl(first, second, masking.kl_temperature)
+    return loss
+
+
 def irm_loss(model, x, labels, domains, step: int) -> torch.Tensor:
     """IRMv1 as in DomainBed: mean risk over domains + weight · mean penalty over domains;
     the weight is 1 for the first IRM_ANNEAL_STEPS steps, then IRM_LAMBDA. Once the weight
@@ -68,7 +101,7 @@ def irm_loss(model, x, labels, domains, step: int) -> torch.Tensor:
     momentum does not diverge (DomainBed resets Adam instead)."""
     logits = model(x)
     present = [d for d in domains.unique() if int((domains == d).sum()) >= 2]
-    risks = torch.stack([F.cross_entropy(logits[domains == d].float(), labels[domains == d])
+    risks = torch.stack([F.cross_entropy(upcast(logits[domains == d]), labels[domains == d])
                          for d in present])
     penalties = torch.stack([irm_penalty(logits[domains == d], labels[domains == d])
                              for d in present])
@@ -82,7 +115,13 @@ def fact_loss(model, x, labels, generator: torch.Generator) -> torch.Tensor:
     return F.cross_entropy(model(both), torch.cat([labels, labels]))
 
 
-def batch_loss(objective: str, model, x, labels, domains, step: int, generator) -> torch.Tensor:
+def batch_loss(objective: str, model, x, labels, domains, step: int, generator,
+               masked: dict | None = None) -> torch.Tensor:
+    """`masked`: {"masking": MaskingConfig, "kl_weight": w} trains the 'domain' objective
+    with DomainDrop's masks active."""
+    if objective == "domain" and masked is not None:
+        return masked_pretraining_loss(model, x, labels, domains, masked["masking"],
+                                       masked["kl_weight"], generator)
     if objective == "domain":
         return pretraining_loss(model, x, labels, domains)
     if objective == "irm":
@@ -95,7 +134,8 @@ def batch_loss(objective: str, model, x, labels, domains, step: int, generator) 
 def train_classifier(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor,
                      config: TrainConfig, seed: int, device: torch.device,
                      domains: torch.Tensor | None = None, objective: str = "plain",
-                     progress: bool = True, desc: str = "train") -> torch.nn.Module:
+                     progress: bool = True, desc: str = "train",
+                     masked: dict | None = None) -> torch.nn.Module:
     """SGD with momentum; lr ×0.1 at half the epochs (the DM evaluation schedule).
     `objective`: plain CE, 'domain' (Eq. 10, needs a DomainAwareResNet), 'irm' or 'fact'
     (the pretraining of the MMD+IRM and MMD+FACT baselines); 'domain' and 'irm' need
@@ -124,7 +164,7 @@ def train_classifier(model: torch.nn.Module, images: torch.Tensor, labels: torch
             y = labels[index].to(device)
             d = domains[index].to(device) if domains is not None else None
             with autocast(device):
-                loss = batch_loss(objective, model, x, y, d, step, generator)
+                loss = batch_loss(objective, model, x, y, d, step, generator, masked)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -4,6 +4,7 @@ before any notebook starts; executed copies go to runs/<profile>/notebooks/."""
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 from pathlib import Path
 
@@ -30,6 +31,8 @@ def notebook_parameters(args: argparse.Namespace) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_cell_options(parser)
+    parser.add_argument("--fresh", action="store_true",
+                        help="delete the profile's results and products first")
     args = parser.parse_args(argv)
     try:
         check(args)
@@ -38,7 +41,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     import papermill  # after the check: its import alone takes two seconds
 
-    executed = ROOT / "runs" / Path(args.profile).stem / "notebooks"
+    name = Path(args.profile).stem
+    if args.fresh:
+        for folder in (ROOT / "results" / name, ROOT / "runs" / name):
+            shutil.rmtree(folder, ignore_errors=True)
+
+    executed = ROOT / "runs" / name / "notebooks"
     executed.mkdir(parents=True, exist_ok=True)
     parameters = notebook_parameters(args)
     for number, name in enumerate(NOTEBOOKS, 1):

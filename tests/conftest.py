@@ -42,3 +42,21 @@ def tiny_pacs(tmp_path):
                             size=(20 + i, 12 + d), seed=100 * d + 10 * c + i,
                             suffix=".png" if domain == "sketch" else ".jpg")
     return tmp_path
+
+
+def pytest_sessionstart(session):
+    """The notebooks' nbval run starts from nothing, so that every checked number is
+    recomputed here (a run with other threads must not reuse products of an earlier one)."""
+    import shutil
+
+    for folder in ("runs/ci", "results/ci", "figures/ci"):
+        shutil.rmtree(REPO_ROOT / folder, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def default_float_type():
+    """A float64 profile sets torch's default float type; later tests expect float32."""
+    import torch
+
+    yield
+    torch.set_default_dtype(torch.float32)

@@ -112,7 +112,7 @@ def test_invalid_hyper_parameter_in_profile(tmp_path):
     bad = dict(TINY, masking={"p_mask": 1.5, "p_active": 0.8, "lam": 100.0})
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(bad, allow_unicode=True))
-    with pytest.raises(ConfigError, match="p_mask must be in"):
+    with pytest.raises(ConfigError, match="masking.p_mask must be below 1"):
         run_pipeline(path, progress=False, results_dir=tmp_path / "r", run_dir=tmp_path / "runs")
     assert not (tmp_path / "r").exists()
 
@@ -166,19 +166,21 @@ def test_two_worker_processes_give_the_same_cells_as_one(tmp_path):
 def test_bad_worker_count_is_refused_before_work(tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(dict(TINY, workers="many"), allow_unicode=True))
-    with pytest.raises(ConfigError, match="invalid number of workers 'many'"):
+    with pytest.raises(ConfigError, match="workers must be an integer"):
         run_pipeline(path, progress=False, results_dir=tmp_path / "r", run_dir=tmp_path / "w")
     assert not (tmp_path / "r").exists() and not (tmp_path / "w").exists()
 
 
 def test_evaluation_settings_key_the_records_but_not_the_synthetic_sets(tmp_path):
-    cell = plan_cells(TINY, methods="cadm")[0]
-    base = Runner(TINY, results_dir=tmp_path, run_dir=tmp_path, progress=False)
-    longer = Runner(dict(TINY, evaluate=dict(TINY["evaluate"], epochs=5)), results_dir=tmp_path,
-                    run_dir=tmp_path, progress=False)
-    more_seeds = Runner(dict(TINY, evaluate=dict(TINY["evaluate"], seeds=5)),
+    from cadm_utils.settings import resolve_profile as full
+
+    cell = plan_cells(full(TINY), methods="cadm")[0]
+    base = Runner(full(TINY), results_dir=tmp_path, run_dir=tmp_path, progress=False)
+    longer = Runner(full(dict(TINY, evaluate=dict(TINY["evaluate"], epochs=5))),
+                    results_dir=tmp_path, run_dir=tmp_path, progress=False)
+    more_seeds = Runner(full(dict(TINY, evaluate=dict(TINY["evaluate"], seeds=5))),
                         results_dir=tmp_path, run_dir=tmp_path, progress=False)
-    other_masking = Runner(dict(TINY, masking=dict(TINY["masking"], p_mask=0.5)),
+    other_masking = Runner(full(dict(TINY, masking=dict(TINY["masking"], p_mask=0.5))),
                            results_dir=tmp_path, run_dir=tmp_path, progress=False)
     assert longer.synthetic_path(cell) == base.synthetic_path(cell)
     assert longer.config_hash("embedded", 1) != base.config_hash("embedded", 1)

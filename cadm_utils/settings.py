@@ -1,0 +1,296 @@
+"""Every setting of a run in one place: the defaults, the typed schema a profile is checked
+against before any work starts, and the code constants that enter the cache keys.
+
+A profile (profiles/*.yaml) overrides any default; `resolve_profile` returns the full
+settings with every value checked, or raises ConfigError naming the key.
+"""
+from __future__ import annotations
+
+import copy
+
+from .errors import ConfigError
+
+# ---------------------------------------------------------------------------- defaults
+# The reference behaviours (issue 11) are the defaults; each names the file it follows.
+DEFAULTS = {
+    "seed": 0,
+    "device": None,             # auto: CUDA when present, else CPU
+    "workers": 1,               # CPU processes for independent jobs
+    "precision": "float32",     # float64: CPU only, for checks that must hold on any processor
+    "compare_with_paper": False,
+    "model": {"width": 64, "stem": "auto", "grl_weight": 0.25},
+    "pretrain": {
+        "epochs": 60, "batch_size": 128, "lr": 0.01,
+        # CADM's expert trained with DomainDrop's masks active: one random block per step
+        # with probability P_active, survivors rescaled (DomainDrop train_domain.py)
+        "masked": True,
+        # DomainDrop's KL between two masked passes (train_domain.py: weight 1.5, T 5)
+        "mask_kl_weight": 1.5,
+        "experts": 1,           # NCFM's pool of pretrained models (num_premodel; 20 there)
+    },
+    "distill": {
+        "steps": 1000, "real_per_class": 128, "lr": 0.01, "factor": 2, "checkpoint_every": 100,
+        # NCFM condenser/compute_loss.py: a matching step, then `calib_steps` calibration
+        # steps (iter_calib); "summed": one step on L_match + L_reg + λ L_cons
+        "phases": "separate", "calib_steps": 1,
+        # NCFM utils/utils.py update_feature_extractor: matching on l·init + (1−l)·trained
+        "interpolate": True,
+        # NCFM: color + crop + cutout on normalised images; "dsa": one of DSA's six ops on
+        # [0, 1] pixels (the behaviour before issue 11)
+        "augment": "ncfm",
+    },
+    "masking": {
+        "p_mask": 0.33, "p_active": 0.8, "lam": 100.0,
+        "rescale": True,        # DomainDrop models/resnet_domain.py, recover_flag
+        "kl": "temperature",    # DomainDrop loss/KL_Loss.py; "symmetric": Eq. 9 as printed
+        "kl_temperature": 5.0,  # DomainDrop train_domain.py, KL_Loss_T
+    },
+    "evaluate": {"steps": 0, "epochs": 0, "batch_size": 256, "lr": 0.01, "seeds": 3},
+    "analysis": {"umap_class": 0, "umap_real_per_domain": 100, "channels": 32},
+}
+REQUIRED = ("name", "datasets", "stages")
+
+CHOICES = {
+    "precision": ("float32", "float64"),
+    "model.stem": ("auto", "small", "strided", "imagenet"),
+    "distill.phases": ("separate", "summed"),
+    "distill.augment": ("ncfm", "dsa"),
+    "masking.kl": ("temperature", "symmetric"),
+}
+# (minimum, maximum, maximum excluded) of numeric settings; ints where the default is an int
+RANGES = {
+    "seed": (0, None), "workers": (1, None),
+    "model.width": (1, None), "model.grl_weight": (0, None),
+    "pretrain.epochs": (1, None), "pretrain.batch_size": (2, None),
+    "pretrain.lr": (1e-12, None), "pretrain.mask_kl_weight": (0, None),
+    "pretrain.experts": (1, None),
+    "distill.steps": (0, None), "distill.real_per_class": (1, None), "distill.lr": (1e-12, None),
+    "distill.factor": (1, None), "distill.checkpoint_every": (1, None),
+    "distill.calib_steps": (0, None),
+    "masking.p_mask": (0, 1, True), "masking.p_active": (0, 1), "masking.lam": (0, None),
+    "masking.kl_temperature": (1e-12, None),
+    "evaluate.steps": (0, None), "evaluate.epochs": (0, None), "evaluate.batch_size": (2, None),
+    "evaluate.lr": (1e-12, None), "evaluate.seeds": (1, None),
+    "analysis.umap_class": (0, None), "analysis.umap_real_per_domain": (1, None),
+    "analysis.channels": (1, None), "analysis.ipc": (1, None),
+}
+DATASET_KEYS = {"resolution": (8, None)}
+STAGE_KEYS = ("datasets", "targets", "methods", "ipcs", "full_data", "ablation", "nets",
+              "variants")
+
+
+def code_constants() -> dict:
+    """Constants that live in code but change numbers: they enter every product key, so an
+    edit of one remakes what depends on it instead of reusing a stale product."""
+    from . import dam, embedded, train
+
+    return {"irm": {"lambda": train.IRM_LAMBDA, "anneal_steps": train.IRM_ANNEAL_STEPS},
+            "dam": {"pseudo": dam.N_PSEUDO, "low_freq": dam.LOW_FREQ,
+                    "temperature": dam.TEMPERATURE},
+            "embedded": embedded.GENERATOR_SETTINGS,
+            "eval_seed_offset": EVAL_SEED_OFFSET}
+
+
+# Evaluation networks start from seed + this offset, so that seed 0 never starts from the
+# expert's initial weights (issue 11, item 6).
+EVAL_SEED_OFFSET = 1000
+
+
+# ---------------------------------------------------------------------------- checking
+
+def _fail(profile_name: str, key: str, message: str):
+    raise ConfigError(f"profile '{profile_name}': {key} {message}")
+
+
+def check_number(name: str, key: str, value, bounds, integer: bool):
+    low, high, open_high = (*bounds, False)[:3] if len(bounds) == 2 else bounds
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+            (integer and not isinstance(value, int)):
+        _fail(name, key, f"must be {'an integer' if integer else 'a number'}, got {value!r}")
+    if low is not None and value < low:
+        _fail(name, key, f"must be at least {low}, got {value!r}")
+    if high is not None and (value >= high if open_high else value > high):
+        _fail(name, key, f"must be {'below' if open_high else 'at most'} {high}, got {value!r}")
+    return value
+
+
+def _check_leaf(name: str, key: str, value, default):
+    if key in CHOICES:
+        if value not in CHOICES[key]:
+            _fail(name, key, f"must be one of {', '.join(CHOICES[key])}, got {value!r}")
+        return value
+    if key == "pretrain.epochs" and isinstance(value, dict):
+        if "default" not in value:
+            _fail(name, key, "given per data set needs a 'default' entry")
+        return {k: check_number(name, f"{key}.{k}", v, RANGES[key], True) for k, v in value.items()}
+    if key in RANGES:
+        integer = isinstance(default, int) and not isinstance(default, bool) \
+            or key in ("analysis.ipc",)
+        return check_number(name, key, value, RANGES[key], integer)
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            _fail(name, key, f"must be true or false, got {value!r}")
+        return value
+    if key == "device":
+        if value is not None and not isinstance(value, str):
+            _fail(name, key, f"must be a device name such as cpu or cuda, got {value!r}")
+        return value
+    return value
+
+
+def _merge(name: str, defaults: dict, given: dict, prefix: str = "") -> dict:
+    out = copy.deepcopy(defaults)
+    for key, value in given.items():
+        path = f"{prefix}{key}"
+        if key not in defaults:
+            known = ", ".join(defaults)
+            _fail(name, path, f"is not a known setting (known here: {known})")
+        if isinstance(defaults[key], dict) and path != "pretrain.epochs":
+            if not isinstance(value, dict):
+                _fail(name, path, f"must be a mapping, got {value!r}")
+            out[key] = _merge(name, defaults[key], value, f"{path}.")
+        else:
+            out[key] = _check_leaf(name, path, value, defaults[key])
+    return out
+
+
+def _check_list(name: str, key: str, value, item_check=None) -> list:
+    if isinstance(value, (str, int)):
+        value = [value]
+    if not isinstance(value, list) or not value:
+        _fail(name, key, f"must be a non-empty list, got {value!r}")
+    if len(set(map(str, value))) != len(value):
+        _fail(name, key, f"lists an entry twice: {value!r}")
+    return [item_check(v) if item_check else v for v in value]
+
+
+def resolve_profile(raw: dict) -> dict:
+    """The profile's settings over the defaults, every value checked (ConfigError names the
+    key). Data-set names, methods and networks are checked by the pipeline's planner."""
+    if not isinstance(raw, dict):
+        raise ConfigError("a profile must be a YAML mapping")
+    missing = [key for key in REQUIRED if key not in raw]
+    name = str(raw.get("name", "?"))
+    if missing:
+        raise ConfigError(f"profile '{name}' lacks {', '.join(missing)}")
+    rest = {k: v for k, v in raw.items() if k not in ("name", "datasets", "stages", "analysis")}
+    profile = _merge(name, {k: v for k, v in DEFAULTS.items() if k != "analysis"}, rest)
+    profile["name"] = name
+    profile["datasets"] = _check_datasets(name, raw["datasets"])
+    profile["stages"] = _check_stages(name, raw["stages"])
+    if "analysis" in raw:
+        analysis = dict(raw["analysis"])
+        fixed = {k: analysis.pop(k) for k in ("dataset", "target") if k in analysis}
+        ipc = analysis.pop("ipc", 1)
+        profile["analysis"] = {**_merge(name, DEFAULTS["analysis"], analysis, "analysis."),
+                               **fixed, "ipc": check_number(name, "analysis.ipc", ipc,
+                                                            RANGES["analysis.ipc"], True)}
+    evaluate = profile["evaluate"]
+    if (evaluate["steps"] > 0) == (evaluate["epochs"] > 0):
+        _fail(name, "evaluate", "needs exactly one of steps and epochs (a positive integer)")
+    if profile["precision"] == "float64" and profile["device"] not in (None, "cpu"):
+        _fail(name, "precision", "float64 is for the CPU only")
+    return profile
+
+
+def _check_datasets(name: str, datasets) -> dict:
+    if not isinstance(datasets, dict) or not datasets:
+        _fail(name, "datasets", f"must map data-set names to settings, got {datasets!r}")
+    out = {}
+    for dataset, settings in datasets.items():
+        settings = dict(settings or {})
+        unknown = set(settings) - {"resolution", "targets"}
+        if unknown:
+            _fail(name, f"datasets.{dataset}", f"has unknown settings: {', '.join(sorted(unknown))}")
+        if "resolution" in settings:
+            check_number(name, f"datasets.{dataset}.resolution", settings["resolution"],
+                         DATASET_KEYS["resolution"], True)
+        settings["targets"] = _check_list(name, f"datasets.{dataset}.targets",
+                                          settings.get("targets"), str)
+        out[dataset] = settings
+    return out
+
+
+def _check_stages(name: str, stages) -> dict:
+    if not isinstance(stages, dict) or not stages:
+        _fail(name, "stages", f"must map stage names to settings, got {stages!r}")
+    out = {}
+    for stage, settings in stages.items():
+        key = f"stages.{stage}"
+        if not isinstance(settings, dict):
+            _fail(name, key, f"must be a mapping, got {settings!r}")
+        unknown = set(settings) - set(STAGE_KEYS)
+        if unknown:
+            _fail(name, key, f"has unknown settings: {', '.join(sorted(unknown))}")
+        settings = dict(settings)
+        settings["datasets"] = _check_list(name, f"{key}.datasets", settings.get("datasets"), str)
+        settings["ipcs"] = _check_list(
+            name, f"{key}.ipcs", settings.get("ipcs"),
+            lambda v: check_number(name, f"{key}.ipcs", v, (1, None), True))
+        for optional in ("targets", "methods", "nets"):
+            if optional in settings:
+                settings[optional] = _check_list(name, f"{key}.{optional}", settings[optional],
+                                                 str)
+        if "variants" in settings:
+            settings["variants"] = _check_variants(name, f"{key}.variants", settings["variants"])
+        out[stage] = settings
+    return out
+
+
+def _check_variants(name: str, key: str, variants) -> dict:
+    """Named rows of setting overrides, e.g. {summed: {distill.phases: summed}}; every
+    override is checked like the profile value it replaces."""
+    if not isinstance(variants, dict) or not variants:
+        _fail(name, key, f"must map row names to setting overrides, got {variants!r}")
+    out = {}
+    for row, overrides in variants.items():
+        overrides = dict(overrides or {})
+        for path, value in overrides.items():
+            section, _, leaf = str(path).partition(".")
+            if section not in DEFAULTS or not isinstance(DEFAULTS[section], dict) or \
+                    leaf not in DEFAULTS[section]:
+                _fail(name, f"{key}.{row}", f"overrides an unknown setting '{path}'")
+            _check_leaf(name, str(path), value, DEFAULTS[section][leaf])
+        out[str(row)] = overrides
+    return out
+
+
+def with_overrides(profile: dict, overrides: dict) -> dict:
+    """A copy of the resolved profile with dotted-path overrides applied."""
+    out = copy.deepcopy(profile)
+    for path, value in overrides.items():
+        section, leaf = path.split(".", 1)
+        out[section][leaf] = value
+    return out
+
+
+def parse_ipcs(value) -> list[int]:
+    """Command-line IPCs: comma-separated integers >= 1, none twice."""
+    items = [v.strip() for v in str(value).split(",")]
+    if not any(items):
+        raise ConfigError("--ipc is empty: give images per class such as 1,10")
+    out = []
+    for item in items:
+        try:
+            ipc = int(item)
+        except ValueError:
+            raise ConfigError(f"--ipc: '{item}' is not an integer") from None
+        if ipc < 1:
+            raise ConfigError(f"--ipc: images per class must be at least 1, got {ipc}")
+        out.append(ipc)
+    if len(set(out)) != len(out):
+        raise ConfigError(f"--ipc lists a value twice: {value}")
+    return out
+
+
+def parse_names(option: str, value) -> list[str]:
+    """Command-line name lists (--methods, --targets, ...): non-empty, none twice."""
+    if isinstance(value, (list, tuple)):
+        items = [str(v) for v in value]
+    else:
+        items = [v.strip() for v in str(value).split(",")]
+    if not items or not all(items):
+        raise ConfigError(f"--{option} is empty or has an empty entry: '{value}'")
+    if len(set(items)) != len(items):
+        raise ConfigError(f"--{option} lists a value twice: '{value}'")
+    return items

@@ -1,0 +1,177 @@
+"""Issue 11: each reference behaviour (NCFM, DomainDrop) against an independent computation."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from cadm_utils.augment import DsaParams, augment_for_distillation
+from cadm_utils.data import leave_one_domain_out, load_dataset
+from cadm_utils.distill import DistillConfig, ExpertPool, distill, interpolate_into
+from cadm_utils.losses import temperature_kl
+from cadm_utils.masking import channel_mask, rescale_mask, sensitive_channel_mask
+from cadm_utils.methods import METHODS, MaskingConfig
+from cadm_utils.models import MEAN, DomainAwareResNet
+from cadm_utils.train import masked_pretraining_loss, pretraining_loss
+
+
+@pytest.fixture(scope="module")
+def task():
+    return leave_one_domain_out(load_dataset("embedded"), "S")
+
+
+def small_model(task, seed=0):
+    torch.manual_seed(seed)
+    return DomainAwareResNet(task.n_classes, task.n_domains, width=8, resolution=32,
+                             stem="strided")
+
+
+# --------------------------------------------------------------- item 3: rescaled survivors
+def test_rescaled_mask_keeps_the_channel_sum():
+    scores = torch.rand(6, 24, generator=torch.Generator().manual_seed(0))
+    mask = rescale_mask(channel_mask(scores, 0.33, torch.Generator().manual_seed(1)))
+    kept = 24 - int(0.33 * 24)
+    assert torch.allclose(mask.sum(1), torch.full((6,), 24.0))
+    assert torch.allclose(mask[mask > 0], torch.full_like(mask[mask > 0], 24 / kept))
+
+
+def test_rescaled_masked_map_matches_unmasked_in_expectation():
+    generator = torch.Generator().manual_seed(0)
+    features = torch.rand(1, 16, 4, 4, generator=generator) + 0.5
+    head = torch.ones(2, 16)  # equal weights: scores ∝ pooled features
+    domains = torch.zeros(1, dtype=torch.long)
+    draws = [(features * sensitive_channel_mask(features, head, domains, 0.25, generator,
+                                                rescale=True)).sum() for _ in range(4000)]
+    plain = [(features * sensitive_channel_mask(features, head, domains, 0.25, generator)).sum()
+             for _ in range(200)]
+    total = features.sum()
+    assert abs(torch.stack(draws).mean() / total - 1) < 0.05
+    assert torch.stack(plain).mean() < 0.85 * total  # without rescaling the mean shrinks
+
+
+# --------------------------------------------------------------- item 2: DomainDrop's KL
+def test_temperature_kl_matches_domaindrop_formula():
+    a, b = torch.randn(5, 7), torch.randn(5, 7)
+    t = 5.0
+    expected = 0.5 * (F.kl_div(F.log_softmax(a / t, 1), F.softmax(b / t, 1), reduction="none").mean()
+                      + F.kl_div(F.log_softmax(b / t, 1), F.softmax(a / t, 1),
+                                 reduction="none").mean())
+    assert torch.allclose(temperature_kl(a, b, t), expected, atol=1e-7)
+    assert temperature_kl(a, a, t).abs() < 1e-7
+
+
+# --------------------------------------------------------------- item 1: separate phases
+@pytest.mark.parametrize("phases, calib, per_step", [("separate", 1, 2), ("separate", 2, 3),
+                                                     ("summed", 1, 1)])
+def test_optimizer_steps_per_phase(task, monkeypatch, phases, calib, per_step):
+    calls = []
+    original = torch.optim.Adam.step
+
+    def counting(self, *args, **kwargs):
+        calls.append(1)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", counting)
+    config = DistillConfig(ipc=1, steps=3, real_per_class=4, phases=phases, calib_steps=calib,
+                           interpolate=False)
+    _, history = distill(small_model(task), task, METHODS["cadm"], config, MaskingConfig(), 0,
+                         torch.device("cpu"), progress=False)
+    assert len(calls) == 3 * per_step and len(history) == 3
+
+
+# --------------------------------------------------------------- item 4: interpolation, pool
+def test_interpolation_ends_are_initial_and_trained(task):
+    initial, trained, out = small_model(task, 1), small_model(task, 2), small_model(task, 3)
+    interpolate_into(out, initial, trained, 0.0)
+    assert all(torch.equal(a, b) for a, b in zip(out.state_dict().values(),
+                                                 trained.state_dict().values()))
+    interpolate_into(out, initial, trained, 1.0)
+    for name, value in out.state_dict().items():
+        if value.is_floating_point():
+            assert torch.allclose(value, initial.state_dict()[name])
+    interpolate_into(out, initial, trained, 0.25)
+    w = out.stem[0].weight
+    assert torch.allclose(w, 0.25 * initial.stem[0].weight + 0.75 * trained.stem[0].weight)
+
+
+def test_pool_draws_every_expert_and_calibrates_on_the_trained_one(task):
+    experts = [(small_model(task, 10 + k), small_model(task, 20 + k)) for k in range(3)]
+    pool = ExpertPool(experts, torch.device("cpu"), interpolate=True)
+    generator = torch.Generator().manual_seed(0)
+    seen = set()
+    for _ in range(30):
+        match, calib = pool.draw(generator)
+        k = [m is calib for m in pool.trained].index(True)
+        seen.add(k)
+        assert match is pool.work and match is not calib
+    assert seen == {0, 1, 2}
+    with pytest.raises(Exception, match="initial weights"):
+        ExpertPool([(small_model(task), None)], torch.device("cpu"), interpolate=True)
+
+
+# --------------------------------------------------------------- item 5: normalised DSA
+def test_ncfm_augmentation_fills_with_the_mean_colour():
+    grey = torch.tensor(MEAN).view(1, 3, 1, 1).expand(2, 3, 16, 16).clone()
+    shift = DsaParams("crop", {k: torch.tensor([1.0]) for k in "abcd"})  # largest shift
+    cut = DsaParams("cutout", {k: torch.tensor([0.5]) for k in "abcd"})
+    normalised = augment_for_distillation(grey, "ncfm", [shift, cut])
+    assert torch.allclose(normalised, grey, atol=1e-5)  # padding = the mean colour
+    pixels = augment_for_distillation(grey, "dsa", [cut])
+    assert (pixels == 0).any()  # on [0, 1] pixels the hole is black
+
+
+def test_ncfm_brightness_scales_with_the_channel_std():
+    x = torch.full((1, 3, 4, 4), 0.5)
+    bright = DsaParams("color", {"a": torch.tensor([1.0]), "b": torch.tensor([0.5]),
+                                 "c": torch.tensor([0.5]), "d": torch.tensor([0.0])})
+    moved = augment_for_distillation(x, "ncfm", [bright]) - x
+    raw = augment_for_distillation(x, "dsa", [bright]) - x
+    assert moved.abs().max() < 0.5 * raw.abs().max()
+
+
+# --------------------------------------------------------------- item 7: masked pretraining
+def test_masked_pretraining_without_masks_is_eq10(task):
+    model = small_model(task).train()
+    x = task.train.images[:16].float() / 255
+    y, d = task.train.labels[:16], task.train.domains[:16]
+    eq10 = pretraining_loss(model, x, y, d)
+    off = MaskingConfig(p_mask=0.0, p_active=1.0)
+    for kl in (0.0, 1.5):  # identical copies: the KL is zero, the doubled batch changes nothing
+        loss = masked_pretraining_loss(model, x, y, d, off, kl, torch.Generator().manual_seed(0))
+        assert torch.allclose(loss, eq10, atol=1e-5)
+    on = MaskingConfig(p_mask=0.5, p_active=1.0)
+    masked = masked_pretraining_loss(model, x, y, d, on, 1.5, torch.Generator().manual_seed(0))
+    assert not torch.allclose(masked, eq10, atol=1e-4)
+
+
+def test_masked_expert_training_changes_the_expert(task):
+    from cadm_utils.train import TrainConfig, train_classifier
+
+    config = TrainConfig(steps=3, batch_size=16, lr=0.01)
+    images, labels, domains = task.train.images[:64], task.train.labels[:64], task.train.domains[:64]
+    plain = train_classifier(small_model(task), images, labels, config, 0, torch.device("cpu"),
+                             domains=domains, objective="domain", progress=False)
+    masked = train_classifier(small_model(task), images, labels, config, 0, torch.device("cpu"),
+                              domains=domains, objective="domain", progress=False,
+                              masked={"masking": MaskingConfig(p_active=1.0), "kl_weight": 1.5})
+    assert not torch.equal(plain.classifier.weight, masked.classifier.weight)
+
+
+# --------------------------------------------------------------- item 6: evaluation seeds
+def test_evaluation_networks_do_not_start_from_the_experts_weights(tmp_path, monkeypatch):
+    from cadm_utils import pipeline
+
+    runner, cells = pipeline.open_run("ci", methods="full", stages="table1",
+                                      results_dir=tmp_path / "r", run_dir=tmp_path / "w",
+                                      progress=False)
+    started = []
+
+    def untrained(model, *args, **kwargs):  # keep the fresh network as it was built
+        started.append({k: v.clone() for k, v in model.state_dict().items()})
+        return model
+
+    monkeypatch.setattr(pipeline, "train_classifier", untrained)
+    runner.run_cell(cells[0], [0, 1])
+    task = runner.task("embedded", "P")
+    for seed, state in enumerate(started):
+        expert_init = runner.new_model(task, runner.profile["seed"] + seed).state_dict()
+        assert not torch.equal(state["stem.0.weight"], expert_init["stem.0.weight"])
+    assert not torch.equal(started[0]["stem.0.weight"], started[1]["stem.0.weight"])

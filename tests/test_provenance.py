@@ -1,0 +1,132 @@
+"""Issue 10: checked settings, product-bound records, keys that see code constants, bad
+command-line input stopped before any work."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from cadm_utils.errors import ConfigError
+from cadm_utils.pipeline import Runner, open_run
+from cadm_utils.profiles import load_profile
+from cadm_utils.results import load_records
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def profile_file(tmp_path, **changes) -> Path:
+    raw = yaml.safe_load((ROOT / "profiles" / "ci.yaml").read_text())
+    for path, value in changes.items():
+        section, key = path.split("__")
+        raw[section][key] = value
+    out = tmp_path / "bad.yaml"
+    out.write_text(yaml.safe_dump(raw))
+    return out
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"model__width": 0}, "model.width must be at least 1"),
+    ({"pretrain__epochs": "abc"}, "pretrain.epochs must be an integer"),
+    ({"masking__p_mask": 1.0}, "masking.p_mask must be below 1"),
+    ({"distill__phases": "both"}, "distill.phases must be one of"),
+    ({"distill__stepz": 3}, "distill.stepz is not a known setting"),
+])
+def test_profile_values_are_checked_with_the_key_named(tmp_path, changes, message):
+    with pytest.raises(ConfigError, match=message):
+        load_profile(profile_file(tmp_path, **changes))
+
+
+@pytest.mark.parametrize("args", [["--ipc", "abc"], ["--ipc", "0"], ["--ipc", "-1"],
+                                  ["--methods", ""], ["--targets", "P,P"]])
+def test_bad_cell_options_exit_2_in_one_line(args):
+    run = subprocess.run([sys.executable, "-m", "cadm_utils", "check", "--profile", "ci", *args],
+                         capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert run.returncode == 2
+    assert run.stderr.startswith("error: ") and run.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("case", ["ipc", "width"])
+def test_run_all_rejects_bad_input_before_work(tmp_path, case):
+    args = ["--ipc", "abc"] if case == "ipc" else \
+        ["--profile", str(profile_file(tmp_path, model__width=0))]
+    run = subprocess.run(["bash", str(ROOT / "run_all.sh"), *args], capture_output=True,
+                         text=True, timeout=300)
+    assert run.returncode == 2, run.stderr
+    assert run.stderr.strip().splitlines()[-1].startswith("error: ")
+    assert not (ROOT / "runs" / "bad").exists()
+
+
+def test_code_constants_enter_the_product_keys(monkeypatch):
+    from cadm_utils import embedded, train
+
+    runner = Runner(load_profile("ci"), device="cpu", progress=False)
+    before = runner.product_hash("embedded", 1)
+    monkeypatch.setattr(train, "IRM_LAMBDA", 10.0)
+    assert runner.product_hash("embedded", 1) != before
+    monkeypatch.undo()
+    monkeypatch.setitem(embedded.GENERATOR_SETTINGS, "max_rotation", 1.0)
+    assert runner.product_hash("embedded", 1) != before
+
+
+@pytest.mark.slow
+def test_records_are_bound_to_their_synthetic_set(tmp_path):
+    args = dict(methods="random", stages="table1", results_dir=tmp_path / "results",
+                run_dir=tmp_path / "runs", progress=False)
+    runner, cells = open_run("ci", **args)
+    from cadm_utils.pipeline import evaluate_cells
+
+    records = evaluate_cells(runner, cells)
+    assert {r["set_id"] for r in records} == {runner.stored_set_id(
+        runner.synthetic_path(cells[0]).name)}
+    assert len(runner.current_records()) == len(records)
+    # a fresh clone: records without the products behind them are rendered, nothing is remade
+    import shutil
+    shutil.rmtree(tmp_path / "runs")
+    runner, cells = open_run("ci", **args)
+    assert runner.seeds_to_run(cells[0]) == []
+    assert evaluate_cells(runner, cells) == []
+    # a set remade with other content makes the old records stale: every seed reruns
+    path = runner.synthetic_path(cells[0])
+    runner.synthetic_set(cells[0], runner.task("embedded", "P"))
+    import torch
+    state = torch.load(path, weights_only=False)
+    state["info"]["set_id"] = "remade000000"
+    torch.save(state, path)
+    runner, cells = open_run("ci", **args)
+    assert runner.seeds_to_run(cells[0]) == [0, 1]
+    assert runner.current_records() == []
+    new = evaluate_cells(runner, cells)
+    assert {r["set_id"] for r in new} == {"remade000000"}
+    assert len(load_records(tmp_path / "results" / "records.jsonl")) == 2 * len(records)
+
+
+@pytest.mark.parametrize("change", [{"p_mask": 0.5}, {"lam": 10.0}])
+def test_a_deliberate_change_moves_the_checked_digits(change):
+    """The notebooks print step-0 and final loss terms to 3 significant digits in float64;
+    a different P_mask or λ must change that printout (so nbval fails), while the same
+    settings reproduce it exactly."""
+    import dataclasses
+
+    import torch
+
+    from cadm_utils.data import leave_one_domain_out, load_dataset
+    from cadm_utils.distill import DistillConfig, distill
+    from cadm_utils.methods import METHODS, MaskingConfig
+    from cadm_utils.models import DomainAwareResNet
+    from cadm_utils.runtime import set_precision
+
+    set_precision("float64")
+    task = leave_one_domain_out(load_dataset("embedded"), "P")
+    config = DistillConfig(ipc=1, steps=3, real_per_class=8, interpolate=False)
+
+    def printout(masking):
+        torch.manual_seed(0)
+        model = DomainAwareResNet(task.n_classes, task.n_domains, 8, 32, stem="strided")
+        _, history = distill(model, task, METHODS["cadm"], config, masking, 0,
+                             torch.device("cpu"), progress=False)
+        return " ".join(f"{v:.3g}" for h in history for v in h.values())
+
+    reference = printout(MaskingConfig(p_active=1.0))
+    assert printout(MaskingConfig(p_active=1.0)) == reference
+    assert printout(dataclasses.replace(MaskingConfig(p_active=1.0), **change)) != reference
