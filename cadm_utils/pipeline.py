@@ -529,8 +529,8 @@ def make_missing(runner: Runner, cells: list[Cell], distill: bool = True) -> Non
     """Train the experts (and, with `distill`, distil the sets) that the given cells need
     and that are not on disk yet, in parallel where the profile asks for workers."""
     handle = runner.job_handle()
-    experts = [key for key in needed_experts(runner, cells)
-               if not _expert_path(runner, key).exists()]
+    by_path = {_expert_path(runner, key): key for key in needed_experts(runner, cells)}
+    experts = [key for path, key in by_path.items() if not path.exists()]  # each path once
     run_jobs(_expert_job, [(handle, *key) for key in experts], runner.workers, "pretrain",
              runner.progress)
     if not distill:
