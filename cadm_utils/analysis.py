@@ -209,3 +209,53 @@ def grid_images(sets: dict, per_class: int = 2) -> dict[str, np.ndarray]:
         rows = [images[labels == c][:per_class].permute(0, 2, 3, 1).numpy() for c in range(classes)]
         out[name] = np.stack(rows)
     return out
+
+
+# ----------------------------------------------------------------------------- step anatomy
+def step_anatomy(runner, method: str = "cadm", per_class: int = 8) -> dict[str, np.ndarray]:
+    """One distillation step of `method` on the analysis split, taken apart (stored like
+    the other analyses): the drawn block, the Eq. 5 scores of a real batch at that block
+    (one row per image, with its domain), the Eq. 6 mask, the loss terms of that step on
+    the initial synthetic set, the initial and final stored images, and the run's loss
+    history per term."""
+    return stored_analysis(runner, "anatomy", [method],
+                           lambda r, m: {m[0]: _anatomy_arrays(r, m[0], per_class)})[method]
+
+
+def _anatomy_arrays(runner, method: str, per_class: int) -> dict[str, np.ndarray]:
+    from .distill import RealSampler
+    from .masking import activation_scores, channel_mask
+    from .methods import MaskDraw, calibration_losses, matching_loss
+    from .synthetic import decode, init_from_real
+
+    cell = analysis_cells(runner, [method])[method]
+    task = runner.task(cell.dataset, cell.target)
+    synthetic, info = runner.synthetic_set(cell, task)
+    expert, _ = runner.expert(cell.dataset, task, cell.method.pretrain)
+    config = runner.distill_config(cell.ipc, cell.method)
+    generator = torch.Generator().manual_seed(runner.profile["seed"])
+    initial = init_from_real(task.train, task.source_domains, cell.ipc, config.factor, generator)
+    real_x, real_y, real_d, _ = RealSampler(task, torch.device("cpu")).sample(per_class,
+                                                                             generator)
+    draw = MaskDraw(int(torch.randint(N_BLOCKS, (1,), generator=generator)), True)
+    expert = expert.cpu().eval()
+    with torch.no_grad():
+        features = expert.run_blocks(real_x, 0, draw.block + 1)
+        scores = activation_scores(features, expert.head_weight(draw.block), real_d)
+        mask = channel_mask(scores, runner.masking.p_mask, generator)
+        syn_x = decode(initial.images, config.factor)
+        syn_y = initial.labels.repeat_interleave(config.factor ** 2)
+        match = matching_loss(expert, cell.method, runner.masking, draw, task.n_classes, real_x,
+                              real_y, real_d, syn_x, syn_y, generator)
+        calib = calibration_losses(expert, cell.method, runner.masking, draw, syn_x, syn_y,
+                                   initial.sub_domains, generator)
+    history = info["history"]
+    names = ("match", "reg", "cons")
+    return {"block": np.array([draw.block]), "scores": scores.numpy(), "domains": real_d.numpy(),
+            "mask": mask.numpy(), "terms": np.array([float(match), float(calib["reg"]),
+                                                     float(calib["cons"])]),
+            "history": np.array([[h[k] for k in names] for h in history]),
+            "history_steps": np.arange(len(history)) * max(1, info["steps"] // 50),
+            "initial": initial.images.permute(0, 2, 3, 1).numpy(),
+            "final": synthetic.images.permute(0, 2, 3, 1).numpy(),
+            "labels": synthetic.labels.numpy()}

@@ -21,7 +21,7 @@ from .errors import ConfigError
 from .methods import MaskingConfig, Method, ablation_variant, get_method
 from .models import EVAL_NETS, DomainAwareResNet, build_eval_net, resolve_stem
 from .parallel import run_jobs, worker_cache
-from .paper_numbers import TABLE2, TABLE3, paper_values
+from .paper_numbers import GPU_FULL_DATA_ANCHORS, TABLE2, TABLE3, paper_values
 from .profiles import REPO_ROOT, load_profile, pretrain_epochs
 from .results import (Table, ablation_table, append_record, base_record,
                       cross_architecture_table, latest_per_seed, load_records, method_table,
@@ -669,7 +669,10 @@ def stage_tables(runner: Runner) -> dict[str, Table]:
             tables[f"{stage}_{dataset}"] = method_table(
                 records, title, dataset, splits, methods, settings["ipcs"],
                 full_data=settings.get("full_data", False),
-                paper=paper_values(stage, dataset) if compare else None)
+                paper=paper_values(stage, dataset) if compare else None,
+                anchors=GPU_FULL_DATA_ANCHORS.get(
+                    (dataset, runner.profile["datasets"][dataset].get("resolution")))
+                if compare and stage == "table1" else None)
     return tables
 
 

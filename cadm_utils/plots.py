@@ -145,3 +145,106 @@ def synthetic_grid(sets: dict[str, np.ndarray], class_names: list[str]):
                     ax.set_title(METHOD_LABELS.get(method, method), fontsize=8, loc="left")
     fig.subplots_adjust(wspace=0.05, hspace=0.05)
     return fig
+
+
+# ----------------------------------------------------------------------------- step anatomy
+def step_scores_and_mask(anatomy: dict, domain_names: list[str], p_mask: float):
+    """Eq. 5 scores of a real batch at the drawn block (rows: images grouped by domain;
+    columns: channels) beside the Eq. 6 mask drawn from them (dark = masked channel)."""
+    import seaborn as sns
+
+    order = np.argsort(anatomy["domains"], kind="stable")
+    domains = anatomy["domains"][order]
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), sharey=True)
+    sns.heatmap(anatomy["scores"][order], ax=axes[0], cmap="viridis", vmin=0, vmax=1,
+                cbar_kws={"label": "score (min-max per image)"})
+    sns.heatmap(anatomy["mask"][order], ax=axes[1], cmap="Greys_r", vmin=0, vmax=1, cbar=False)
+    for ax in axes:
+        for boundary in np.flatnonzero(np.diff(domains)) + 1:
+            ax.axhline(boundary, color="white", lw=1.5)
+        ax.set_xlabel("channel")
+        ax.set_xticks([])
+    starts = [int(np.argmax(domains == d)) for d in sorted(set(domains.tolist()))]
+    axes[0].set_yticks([s + 0.5 for s in starts], [domain_names[d] for d in sorted(set(domains.tolist()))],
+                       rotation=0, fontsize=7)
+    block = int(anatomy["block"][0]) + 1
+    axes[0].set_title(f"Eq. 5 scores after block {block}", fontsize=9)
+    axes[1].set_title(f"Eq. 6 mask, P_mask {p_mask} (black = masked)", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def loss_curves(anatomy: dict, lam: float):
+    """The three terms over the distillation run (log scale): matching (L_adm or L_mmd),
+    L_reg, and λ·L_cons as it enters Eq. 12."""
+    fig, ax = plt.subplots(figsize=(5.5, 3))
+    history, steps = anatomy["history"], anatomy["history_steps"]
+    for column, label in enumerate(("matching (Eq. 7)", "L_reg (Eq. 8)", f"λ·L_cons (Eq. 9), λ={lam:g}")):
+        values = history[:, column] * (lam if column == 2 else 1.0)
+        ax.plot(steps, np.clip(values, 1e-8, None), label=label)
+    ax.set_yscale("log")
+    ax.set_xlabel("distillation step")
+    ax.set_ylabel("loss")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def before_after(anatomy: dict, class_names: list[str], per_class: int = 2):
+    """Stored synthetic images at initialisation and after distillation, per class."""
+    labels = anatomy["labels"]
+    rows = {}
+    for name in ("initial", "final"):
+        rows[name] = np.stack([anatomy[name][labels == c][:per_class]
+                               for c in range(len(class_names))])
+    fig = synthetic_grid(rows, class_names)
+    for ax in fig.axes:
+        if ax.get_title(loc="left"):
+            ax.set_title(ax.get_title(loc="left").replace("initial", "before").replace(
+                "final", "after"), fontsize=8, loc="left")
+    return fig
+
+
+def fig3b_heatmap(activations: dict, domain_names: list[str], channels: int = 32, top: int = 5):
+    """Fig. 3(b) as a heatmap: mean score per source domain (rows) and channel (columns),
+    MMD above CADM; red boxes mark the `top` channels (of those shown) whose score varies
+    most across domains (domain-sensitive)."""
+    import seaborn as sns
+    from matplotlib.patches import Rectangle
+
+    fig, axes = plt.subplots(len(activations), 1, figsize=(8, 1.5 * len(activations) + 0.6),
+                             squeeze=False)
+    for ax, (method, activation) in zip(axes[:, 0], activations.items()):
+        scores = activation.scores[:, :channels]
+        sns.heatmap(scores, ax=ax, cmap="magma", vmin=0, vmax=1, cbar=True,
+                    yticklabels=[domain_names[d] for d in activation.domains])
+        for c in np.argsort(-scores.var(axis=0))[:top]:
+            ax.add_patch(Rectangle((c, 0), 1, len(scores), fill=False, edgecolor="red", lw=1.5))
+        ax.set_title(f"{METHOD_LABELS.get(method, method)}: mean variance across domains "
+                     f"{scores.var(axis=0).mean():.2e}", fontsize=9)
+        ax.set_xticks([])
+        ax.tick_params(axis="y", labelsize=7, rotation=0)
+    axes[-1, 0].set_xlabel(f"channel (first {channels}); red: the {top} most domain-sensitive")
+    fig.tight_layout()
+    return fig
+
+
+def fig1b_distribution(variances: dict[str, np.ndarray]):
+    """Fig. 1(b) as a distribution: per-channel variance of the scores across domains,
+    MMD beside CADM (box and points, log scale)."""
+    import pandas as pd
+    import seaborn as sns
+
+    frame = pd.DataFrame([{"method": METHOD_LABELS.get(m, m), "variance": float(v)}
+                          for m, values in variances.items() for v in values])
+    fig, ax = plt.subplots(figsize=(4.5, 3))
+    palette = {METHOD_LABELS.get(m, m): COLOURS.get(m) for m in variances}
+    sns.boxplot(frame, x="method", y="variance", hue="method", palette=palette, ax=ax,
+                showfliers=False, legend=False)
+    sns.stripplot(frame, x="method", y="variance", color="black", size=2, alpha=0.5, ax=ax)
+    ax.set_yscale("log")
+    ax.set_xlabel("")
+    ax.set_ylabel("variance across domains")
+    ax.set_title("Activation-score variance per channel, last block", fontsize=9)
+    fig.tight_layout()
+    return fig

@@ -121,9 +121,10 @@ class Table:
 
 def method_table(records: list[dict], title: str, dataset: str, splits: list[str],
                  methods: list[str], ipcs: list[int], full_data: bool = True,
-                 paper: dict | None = None) -> Table:
+                 paper: dict | None = None, anchors: dict | None = None) -> Table:
     """Rows: methods (and Full Dataset); columns: split × IPC. Cells: mean ± std (seeds),
-    with the paper's value beside ours where `paper[(method, split, ipc)]` has one."""
+    with the paper's value beside ours where `paper[(method, split, ipc)]` has one, and our
+    GPU full-data measurement at this resolution where `anchors[split]` has one."""
     header = ["Method"] + [f"{s} IPC {i}" for s in splits for i in ipcs]
     rows = []
     for method in methods:
@@ -139,7 +140,10 @@ def method_table(records: list[dict], title: str, dataset: str, splits: list[str
         for split in splits:
             cell = format_cell(collect(records, dataset=dataset, split=split,
                                        method="full", ipc=0, net="resnet18"))
-            row += [with_paper(cell, (paper or {}).get(("full", split, 0)))] + [""] * (len(ipcs) - 1)
+            cell = with_paper(cell, (paper or {}).get(("full", split, 0)))
+            if (anchors or {}).get(split) is not None:
+                cell += f" [our GPU {anchors[split]:.1f}]"
+            row += [cell] + [""] * (len(ipcs) - 1)
         rows.append(row)
     return Table(title, header, rows)
 

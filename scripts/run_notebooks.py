@@ -20,7 +20,7 @@ PARAMETERS = {"data_root": "data_root", "datasets": "datasets", "targets": "targ
 
 
 def notebook_parameters(args: argparse.Namespace) -> dict:
-    parameters = {"profile": args.profile, "progress": True}
+    parameters = {"profile": args.profile, "progress": not args.no_progress}
     for option, name in PARAMETERS.items():
         value = getattr(args, option)
         if value is not None:
@@ -33,6 +33,11 @@ def main(argv: list[str] | None = None) -> int:
     add_cell_options(parser)
     parser.add_argument("--fresh", action="store_true",
                         help="delete the profile's results and products first")
+    parser.add_argument("--into", default=None,
+                        help="folder for the executed notebooks (default runs/<profile>/"
+                             "notebooks; notebooks/ refreshes the committed reader copies, "
+                             "tests/notebooks/ the nbval references)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
     try:
         check(args)
@@ -46,13 +51,13 @@ def main(argv: list[str] | None = None) -> int:
         for folder in (ROOT / "results" / name, ROOT / "runs" / name):
             shutil.rmtree(folder, ignore_errors=True)
 
-    executed = ROOT / "runs" / name / "notebooks"
+    executed = Path(args.into).resolve() if args.into else ROOT / "runs" / name / "notebooks"
     executed.mkdir(parents=True, exist_ok=True)
     parameters = notebook_parameters(args)
-    for number, name in enumerate(NOTEBOOKS, 1):
-        print(f"[{number}/{len(NOTEBOOKS)}] {name}", file=sys.stderr, flush=True)
-        papermill.execute_notebook(str(ROOT / "notebooks" / f"{name}.ipynb"),
-                                   str(executed / f"{name}.ipynb"), parameters=parameters,
+    for number, notebook in enumerate(NOTEBOOKS, 1):
+        print(f"[{number}/{len(NOTEBOOKS)}] {notebook}", file=sys.stderr, flush=True)
+        papermill.execute_notebook(str(ROOT / "notebooks" / f"{notebook}.ipynb"),
+                                   str(executed / f"{notebook}.ipynb"), parameters=parameters,
                                    log_output=True, progress_bar=False, cwd=str(ROOT))
     return 0
 

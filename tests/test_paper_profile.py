@@ -37,3 +37,29 @@ def test_paper_route_on_pacs_with_tiny_steps(pacs_root, tmp_path):
     table = stage_tables(Runner(profile, results_dir=tmp_path / "r", progress=False))
     row = next(r for r in table["table1_pacs"].rows if r[0] == "cadm")
     assert "(3)" in row[2] and "[paper 48.7]" in row[2]  # column 2: ACS→P IPC 10
+
+
+@pytest.mark.slow
+def test_pacs_cpu_route_on_pacs_with_tiny_steps(pacs_root, tmp_path):
+    """profiles/pacs-cpu.yaml's exact route (32 px, width from the profile, the reference
+    behaviours) on the real PACS copy, with tiny step counts and a narrower network."""
+    profile = copy.deepcopy(load_profile("pacs-cpu"))
+    assert profile["datasets"]["pacs"]["resolution"] == 32
+    assert profile["stages"]["table1"]["methods"] == ["random", "mmd", "cadm"]
+    profile.update(name="pacs_cpu_tiny", workers=1)
+    profile["model"]["width"] = 4
+    profile["pretrain"]["epochs"] = 1
+    profile["distill"].update(steps=2, real_per_class=4, checkpoint_every=1)
+    profile["evaluate"].update(steps=2, seeds=2)
+    path = tmp_path / "pacs_cpu_tiny.yaml"
+    path.write_text(yaml.safe_dump(profile, allow_unicode=True))
+    runner, cells = open_run(path, pacs_root, targets="P", ipcs="1", results_dir=tmp_path / "r",
+                             run_dir=tmp_path / "runs", progress=False)
+    from cadm_utils.pipeline import evaluate_cells
+
+    records = evaluate_cells(runner, cells)
+    assert {(r["method"], r["ipc"]) for r in records} == {("random", 1), ("mmd", 1),
+                                                           ("cadm", 1), ("full", 0)}
+    table = stage_tables(Runner(profile, results_dir=tmp_path / "r", progress=False))
+    full = next(r for r in table["table1_pacs"].rows if r[0] == "Full dataset")
+    assert "[paper 61.1]" in full[1] and "[our GPU 53.7]" in full[1]

@@ -1,0 +1,30 @@
+"""The nbval references in tests/notebooks/ are the reader's notebooks executed with the ci
+profile (scripts/run_notebooks.py --profile ci --no-progress --into tests/notebooks); their
+code must not drift from notebooks/."""
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+READER = sorted((ROOT / "notebooks").glob("*.ipynb"))
+
+
+def code_cells(path: Path) -> list[str]:
+    cells = json.loads(path.read_text())["cells"]
+    return ["".join(c["source"]) for c in cells if c["cell_type"] == "code"
+            and not {"parameters", "injected-parameters"} & set(c["metadata"].get("tags", []))]
+
+
+@pytest.mark.parametrize("reader", READER, ids=lambda p: p.stem)
+def test_reference_copy_runs_the_readers_code(reader):
+    reference = ROOT / "tests" / "notebooks" / reader.name
+    assert reference.exists(), f"missing nbval reference {reference}"
+    assert code_cells(reference) == code_cells(reader)
+
+
+def test_reader_copies_open_on_a_readable_profile():
+    for path in READER:
+        cells = json.loads(path.read_text())["cells"]
+        parameters = next(c for c in cells if "parameters" in c["metadata"].get("tags", []))
+        assert "".join(parameters["source"]).startswith('profile = "smoke"')
