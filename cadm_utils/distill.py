@@ -15,7 +15,7 @@ from .data import Task
 from .errors import ConfigError
 from .methods import (MaskDraw, MaskingConfig, Method, calibration_losses, calibration_total,
                       matching_loss, total_loss)
-from .runtime import autocast, save_atomic, to_float
+from .runtime import autocast, prepare_model, save_atomic, to_float
 from .synthetic import SyntheticSet, decode, init_from_real
 
 
@@ -71,9 +71,9 @@ class ExpertPool:
                  device: torch.device, interpolate: bool):
         if interpolate and any(init is None for _, init in experts):
             raise ConfigError("interpolation needs each expert's initial weights")
-        self.trained = [m.to(device).eval().requires_grad_(False) for m, _ in experts]
-        self.initial = [i.to(device).eval().requires_grad_(False) if i is not None else None
-                        for _, i in experts]
+        self.trained = [prepare_model(m, device).eval().requires_grad_(False) for m, _ in experts]
+        self.initial = [prepare_model(i, device).eval().requires_grad_(False)
+                        if i is not None else None for _, i in experts]
         self.interpolate = interpolate
         self.work = copy.deepcopy(self.trained[0]) if interpolate else None
 

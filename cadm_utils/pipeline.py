@@ -26,7 +26,7 @@ from .profiles import REPO_ROOT, load_profile, pretrain_epochs
 from .results import (Table, ablation_table, append_record, base_record,
                       cross_architecture_table, latest_per_seed, load_records, method_table,
                       variant_table)
-from .runtime import pick_device, save_atomic, set_precision
+from .runtime import pick_device, save_atomic, set_precision, use_cuda_path
 from .settings import EVAL_SEED_OFFSET, code_constants, parse_ipcs, parse_names, with_overrides
 from .synthetic import SyntheticSet, check_ipc
 from .train import TrainConfig, accuracy, train_classifier
@@ -74,6 +74,7 @@ class Runner:
         self._variants = {}
         self._set_ids = {}
         set_precision(profile["precision"])
+        use_cuda_path(profile["cuda_path"])
         self.masking = MaskingConfig(**profile["masking"])
         self.spec = {"profile": profile, "data_root": data_root, "device": str(self.device),
                      "results_dir": str(self.results_dir), "run_dir": str(self.run_dir)}

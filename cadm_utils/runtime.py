@@ -15,15 +15,28 @@ def pick_device(requested: str | None = None) -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+# The CUDA path (bf16 autocast, channels_last) by default on CUDA only; a profile can force
+# it on the CPU (`cuda_path: true`) so that a dtype or memory-format error shows here first.
+_CUDA_PATH = {"force": False}
+
+
+def use_cuda_path(force: bool) -> None:
+    _CUDA_PATH["force"] = bool(force)
+
+
+def _cuda_path(device: torch.device) -> bool:
+    return device.type == "cuda" or _CUDA_PATH["force"]
+
+
 def autocast(device: torch.device):
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+    if _cuda_path(device):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 
 def prepare_model(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
     model = model.to(device)
-    if device.type == "cuda":  # about 10x slower on the CPU, so CUDA only
+    if _cuda_path(device):  # about 10x slower on the CPU, so CUDA only unless forced
         model = model.to(memory_format=torch.channels_last)
     return model
 

@@ -17,6 +17,7 @@ DEFAULTS = {
     "device": None,             # auto: CUDA when present, else CPU
     "workers": 1,               # CPU processes for independent jobs
     "precision": "float32",     # float64: CPU only, for checks that must hold on any processor
+    "cuda_path": False,         # bf16 autocast + channels_last on the CPU too (tests of the GPU path)
     "compare_with_paper": False,
     "model": {"width": 64, "stem": "auto", "grl_weight": 0.25},
     "pretrain": {
@@ -188,6 +189,8 @@ def resolve_profile(raw: dict) -> dict:
     evaluate = profile["evaluate"]
     if (evaluate["steps"] > 0) == (evaluate["epochs"] > 0):
         _fail(name, "evaluate", "needs exactly one of steps and epochs (a positive integer)")
+    if profile["precision"] == "float64" and profile["cuda_path"]:
+        _fail(name, "cuda_path", "(bf16 autocast) cannot be combined with precision float64")
     if profile["precision"] == "float64" and profile["device"] not in (None, "cpu"):
         _fail(name, "precision", "float64 is for the CPU only")
     return profile

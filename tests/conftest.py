@@ -58,5 +58,8 @@ def default_float_type():
     """A float64 profile sets torch's default float type; later tests expect float32."""
     import torch
 
+    from cadm_utils.runtime import use_cuda_path
+
     yield
     torch.set_default_dtype(torch.float32)
+    use_cuda_path(False)
