@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .errors import CadmError
+from .errors import CadmError, ConfigError
 
 
 def data_summary(args) -> None:
@@ -22,11 +22,34 @@ def domain_gap(args) -> None:
 
 
 def run_profile(args) -> None:
-    from .pipeline import run_pipeline
+    from .pipeline import open_run, run_pipeline
 
-    run_pipeline(args.profile, data_root=args.data_root, datasets=args.datasets,
-                 targets=args.targets, methods=args.methods, ipcs=args.ipc,
-                 stages=args.stages, results_dir=args.results_dir)
+    if args.time_budget is None:
+        if args.export:
+            raise ConfigError("--export goes with --time-budget")
+        run_pipeline(args.profile, data_root=args.data_root, datasets=args.datasets,
+                     targets=args.targets, methods=args.methods, ipcs=args.ipc,
+                     stages=args.stages, results_dir=args.results_dir)
+        return
+    from .budget import parse_duration, run_budgeted
+
+    budget = parse_duration(args.time_budget)
+    runner, cells = open_run(args.profile, args.data_root, args.datasets, args.targets,
+                             args.methods, args.ipc, args.stages, args.results_dir)
+    run_budgeted(runner, cells, budget, args.export)
+
+
+def merge(args) -> None:
+    from .budget import merge_export
+    from .pipeline import Runner, write_tables
+    from .profiles import load_profile
+
+    runner = Runner(load_profile(args.profile), results_dir=args.results_dir, device="cpu",
+                    progress=False)
+    added, products = merge_export(runner, args.export)
+    print(f"merged {added} records and {products} products into {runner.results_dir} and "
+          f"{runner.run_dir}")
+    write_tables(args.profile, results_dir=args.results_dir)
 
 
 def check(args) -> None:
@@ -78,7 +101,19 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="pretrain, distill and evaluate every cell of a profile")
     add_cell_options(run)
     run.add_argument("--results-dir", default=None)
+    run.add_argument("--time-budget", default=None,
+                     help="e.g. 11m: run whole cells in priority order that fit this time")
+    run.add_argument("--export", default=None,
+                     help="with --time-budget: folder for the new records and products "
+                          "(at most 8 files of at most 16 MiB)")
     run.set_defaults(func=run_profile)
+
+    merger = commands.add_parser("merge", help="bring a budgeted run's export into results/ "
+                                               "and runs/, then render the tables")
+    merger.add_argument("--profile", default="paper")
+    merger.add_argument("--export", required=True, help="folder with the export parts")
+    merger.add_argument("--results-dir", default=None)
+    merger.set_defaults(func=merge)
 
     checker = commands.add_parser("check", help="validate a profile and its cells, run nothing")
     add_cell_options(checker)
