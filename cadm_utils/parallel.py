@@ -32,14 +32,18 @@ def threads_per_worker(workers: int) -> int:
 
 
 def run_jobs(function: Callable, jobs: Iterable, workers: int = 1, desc: str = "jobs",
-             progress: bool = True, on_result: Callable | None = None) -> list:
+             progress: bool = True, on_result: Callable | None = None,
+             launcher: dict | None = None) -> list:
     """function(job) for every job; results in job order. With workers > 1 the jobs run in
-    spawned processes with cores // workers threads each; `function` must be importable
-    (module level) and jobs picklable. on_result(job, result) runs in this process as each
-    job ends, in the order they end."""
+    spawned processes with cores // workers threads each; with a submitit `launcher`
+    ({"kind": "submitit" or "submitit-local", "folder": ..., "slurm": {...}}) each job is a
+    Slurm job (or a local submitit process). `function` must be importable (module level)
+    and jobs picklable. on_result(job, result) runs in this process as each job ends."""
     jobs = list(jobs)
     results = [None] * len(jobs)
     bar = tqdm(total=len(jobs), desc=desc, disable=not progress or not jobs)
+    if launcher and launcher["kind"] != "local" and jobs:
+        return _run_submitit(function, jobs, launcher, on_result, bar)
     if workers <= 1 or len(jobs) <= 1:
         for index, job in enumerate(jobs):
             results[index] = function(job)
@@ -68,3 +72,24 @@ def _finish(on_result, job, result, bar) -> None:
     if on_result is not None:
         on_result(job, result)
     bar.update(1)
+
+
+def _run_submitit(function: Callable, jobs: list, launcher: dict, on_result, bar) -> list:
+    """Each job through submitit: Slurm via AutoExecutor, or its LocalExecutor (separate
+    processes on this machine, for tests). A job that fails raises here with its log."""
+    import submitit
+
+    folder = launcher["folder"]
+    if launcher["kind"] == "submitit-local":
+        executor = submitit.LocalExecutor(folder=folder)
+        executor.update_parameters(timeout_min=launcher["slurm"]["timeout_min"])
+    else:
+        executor = submitit.AutoExecutor(folder=folder)
+        executor.update_parameters(**{k: v for k, v in launcher["slurm"].items() if v is not None})
+    submitted = [executor.submit(function, job) for job in jobs]
+    results = []
+    for job, handle in zip(jobs, submitted):
+        results.append(handle.result())
+        _finish(on_result, job, results[-1], bar)
+    bar.close()
+    return results

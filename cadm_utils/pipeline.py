@@ -108,9 +108,18 @@ class Runner:
             raise ConfigError(f"invalid number of workers '{value}': expected an integer >= 1")
         return workers
 
+    @property
+    def launcher(self) -> dict:
+        """How independent jobs run: local processes, or submitit (logs in runs/<profile>/
+        submitit)."""
+        return {"kind": self.profile["launcher"], "slurm": self.profile["slurm"],
+                "folder": str(self.run_dir / "submitit")}
+
     def job_handle(self):
         """What a job carries to find this runner: itself in-process, else its settings."""
-        return self if self.workers == 1 else self.spec
+        if self.workers == 1 and self.profile["launcher"] == "local":
+            return self
+        return self.spec
 
     # ------------------------------------------------------------------ inputs
     def data(self, dataset: str):
@@ -533,13 +542,13 @@ def make_missing(runner: Runner, cells: list[Cell], distill: bool = True) -> Non
     by_path = {_expert_path(runner, key): key for key in needed_experts(runner, cells)}
     experts = [key for path, key in by_path.items() if not path.exists()]  # each path once
     run_jobs(_expert_job, [(handle, *key) for key in experts], runner.workers, "pretrain",
-             runner.progress)
+             runner.progress, launcher=runner.launcher)
     if not distill:
         return
     sets = [cell for cell in distilled_cells(cells)
             if not runner.for_cell(cell).synthetic_path(cell).exists()]
     run_jobs(_distill_job, [(handle, cell) for cell in sets], runner.workers, "distill",
-             runner.progress)
+             runner.progress, launcher=runner.launcher)
 
 
 def _expert_path(runner: Runner, key: tuple) -> Path:
@@ -583,7 +592,8 @@ def evaluate_cells(runner: Runner, cells: list[Cell]) -> list[dict]:
             print(f"[{len(done)}/{len(jobs)}] {job[1].label} seed {record['seed']}: "
                   f"{record['acc']:.1f} %", flush=True)
 
-    results = run_jobs(_evaluate_job, jobs, runner.workers, "evaluate", runner.progress, report)
+    results = run_jobs(_evaluate_job, jobs, runner.workers, "evaluate", runner.progress, report,
+                       launcher=runner.launcher)
     return [record for records in results for record in records]
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import fcntl
 import io
 import json
 import os
@@ -28,9 +29,11 @@ def append_record(path: str | Path, record: dict) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # many jobs (workers, Slurm) append to one file
         handle.write(json.dumps(record, sort_keys=True) + "\n")
         handle.flush()
         os.fsync(handle.fileno())
+        fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def load_records(path: str | Path) -> list[dict]:

@@ -16,6 +16,11 @@ DEFAULTS = {
     "seed": 0,
     "device": None,             # auto: CUDA when present, else CPU
     "workers": 1,               # CPU processes for independent jobs
+    # local: processes on this machine; submitit: one Slurm job per expert, set or
+    # evaluation run (submitit-local: submitit's local executor, for tests)
+    "launcher": "local",
+    "slurm": {"timeout_min": 60, "slurm_partition": None, "gpus_per_node": None,
+              "cpus_per_task": None},
     "precision": "float32",     # float64: CPU only, for checks that must hold on any processor
     "cuda_path": False,         # bf16 autocast + channels_last on the CPU too (tests of the GPU path)
     "compare_with_paper": False,
@@ -53,6 +58,7 @@ REQUIRED = ("name", "datasets", "stages")
 
 CHOICES = {
     "precision": ("float32", "float64"),
+    "launcher": ("local", "submitit", "submitit-local"),
     "model.stem": ("auto", "small", "strided", "imagenet"),
     "distill.phases": ("separate", "summed"),
     "distill.augment": ("ncfm", "dsa"),
@@ -60,7 +66,7 @@ CHOICES = {
 }
 # (minimum, maximum, maximum excluded) of numeric settings; ints where the default is an int
 RANGES = {
-    "seed": (0, None), "workers": (1, None),
+    "seed": (0, None), "workers": (1, None), "slurm.timeout_min": (1, None),
     "model.width": (1, None), "model.grl_weight": (0, None),
     "pretrain.epochs": (1, None), "pretrain.batch_size": (2, None),
     "pretrain.lr": (1e-12, None), "pretrain.mask_kl_weight": (0, None),

@@ -27,4 +27,4 @@ def test_reader_copies_open_on_a_readable_profile():
     for path in READER:
         cells = json.loads(path.read_text())["cells"]
         parameters = next(c for c in cells if "parameters" in c["metadata"].get("tags", []))
-        assert "".join(parameters["source"]).startswith('profile = "smoke"')
+        assert "".join(parameters["source"]).startswith('profile = "bench"')
