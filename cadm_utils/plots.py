@@ -1,6 +1,7 @@
 """One function per paper figure; each returns a matplotlib Figure and `save` writes PNG + PDF."""
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -239,8 +240,10 @@ def fig1b_distribution(variances: dict[str, np.ndarray]):
                           for m, values in variances.items() for v in values])
     fig, ax = plt.subplots(figsize=(4.5, 3))
     palette = {METHOD_LABELS.get(m, m): COLOURS.get(m) for m in variances}
-    sns.boxplot(frame, x="method", y="variance", hue="method", palette=palette, ax=ax,
-                showfliers=False, legend=False)
+    with warnings.catch_warnings():  # seaborn 0.13 passes matplotlib's deprecated `vert`
+        warnings.simplefilter("ignore", DeprecationWarning)
+        sns.boxplot(frame, x="method", y="variance", hue="method", palette=palette, ax=ax,
+                    showfliers=False, legend=False)
     sns.stripplot(frame, x="method", y="variance", color="black", size=2, alpha=0.5, ax=ax)
     ax.set_yscale("log")
     ax.set_xlabel("")

@@ -61,7 +61,8 @@ def test_notebook_parameters_follow_the_command_line(tmp_path):
     sys.path.insert(0, str(REPO_ROOT / "scripts"))
     from run_notebooks import notebook_parameters
     args = argparse.Namespace(profile="smoke", data_root=str(tmp_path), datasets=None,
-                              targets="P,S", methods=None, ipc="10", stages="table1")
+                              targets="P,S", methods=None, ipc="10", stages="table1",
+                              no_progress=False)
     assert notebook_parameters(args) == {"profile": "smoke", "progress": True,
                                          "data_root": str(tmp_path.resolve()),
                                          "targets": "P,S", "ipcs": "10", "stages": "table1"}
