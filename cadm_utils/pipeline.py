@@ -80,18 +80,22 @@ class Runner:
                      "results_dir": str(self.results_dir), "run_dir": str(self.run_dir)}
 
     def for_cell(self, cell: "Cell") -> "Runner":
-        """This runner, or the one of the cell's variant row (the profile with its overrides),
-        sharing data and output folders."""
-        if not cell.overrides:
+        """This runner, or the one of the cell's variant row."""
+        return self.variant(cell.overrides)
+
+    def variant(self, overrides: tuple) -> "Runner":
+        """The runner of a variant row (the profile with its overrides, ((path, value), ...)),
+        sharing data and output folders; this runner itself without overrides."""
+        if not overrides:
             return self
-        if cell.overrides not in self._variants:
+        if overrides not in self._variants:
             variant = Runner.__new__(Runner)
             variant.__dict__.update(self.__dict__)
-            variant.profile = with_overrides(self.profile, dict(cell.overrides))
+            variant.profile = with_overrides(self.profile, dict(overrides))
             variant.masking = MaskingConfig(**variant.profile["masking"])
             variant._variants = {}
-            self._variants[cell.overrides] = variant
-        return self._variants[cell.overrides]
+            self._variants[overrides] = variant
+        return self._variants[overrides]
 
     @property
     def workers(self) -> int:
@@ -174,8 +178,7 @@ class Runner:
         return latest_per_seed(fresh)
 
     def variant_runner(self, record: dict) -> "Runner | None":
-        overrides = tuple(tuple(o) for o in record.get("overrides", ()))
-        return self.for_cell(Cell("", "", "", Method(""), 0, overrides=overrides))
+        return self.variant(tuple(tuple(o) for o in record.get("overrides", ())))
 
     def stored_set_id(self, set_file: str | None) -> str | None:
         """Content id of a synthetic set on disk (None when it is not here)."""
@@ -553,8 +556,7 @@ def make_missing(runner: Runner, cells: list[Cell], distill: bool = True) -> Non
 
 def _expert_path(runner: Runner, key: tuple) -> Path:
     overrides, dataset, target, kind, index = key
-    variant = runner.for_cell(Cell("", dataset, target, Method(""), 0, overrides=overrides))
-    return variant.expert_path(dataset, split_name(dataset, target), kind, index)
+    return runner.variant(overrides).expert_path(dataset, split_name(dataset, target), kind, index)
 
 
 def pretrain_experts(runner: Runner, cells: list[Cell]) -> list[dict]:
@@ -617,8 +619,7 @@ def _runner_for(handle) -> Runner:
 
 def _expert_job(job) -> dict:
     handle, overrides, dataset, target, kind, index = job
-    runner = _runner_for(handle).for_cell(Cell("", dataset, target, Method(""), 0,
-                                               overrides=overrides))
+    runner = _runner_for(handle).variant(overrides)
     return _expert_row(runner, dataset, target, kind, index)
 
 
