@@ -18,9 +18,11 @@ from pathlib import Path
 import torch
 
 from cadm_utils.data import load_dataset, make_task
-from cadm_utils.models import DomainAwareResNet, build_eval_net
+from cadm_utils.method.masking import MaskingConfig
+from cadm_utils.method.methods import METHODS
+from cadm_utils.method.models import DomainAwareResNet, build_eval_net
+from cadm_utils.method.train import TrainConfig, accuracy, train_classifier
 from cadm_utils.runtime import git_commit
-from cadm_utils.train import TrainConfig, accuracy, train_classifier
 
 CPU = torch.device("cpu")
 EXPERTS = [  # (objective, epochs, lr, stem)
@@ -35,13 +37,21 @@ EVALUATIONS = [  # (net, lr)
 ]
 
 
+def objective_of(kind: str):
+    """The pretraining objective of the registered method with this expert kind (the
+    'domain' expert without DomainDrop's masks, as tuned at the time)."""
+    method = next(m for m in METHODS.values() if m.expert_kind == kind)
+    return method.pretraining_objective({"masked": False}, MaskingConfig())
+
+
 def expert_row(task, objective, epochs, lr, stem) -> dict:
     torch.manual_seed(0)
     model = DomainAwareResNet(task.n_classes, task.n_domains, 8, 32, stem=stem)
     start = time.perf_counter()
     model = train_classifier(model, task.train.images, task.train.labels,
                              TrainConfig(epochs=epochs, lr=lr, batch_size=64), 0, CPU,
-                             domains=task.train.domains, objective=objective, progress=False)
+                             domains=task.train.domains, progress=False,
+                             loss=objective_of(objective))
     return {"kind": "expert", "objective": objective, "epochs": epochs, "lr": lr, "stem": stem,
             "wall_s": round(time.perf_counter() - start, 1),
             "source_val_acc": round(accuracy(model, task.val.images, task.val.labels, CPU), 1)}

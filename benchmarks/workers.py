@@ -13,9 +13,9 @@ import time
 
 import torch
 
-from cadm_utils.models import build_eval_net
-from cadm_utils.parallel import run_jobs, threads_per_worker
-from cadm_utils.train import TrainConfig, train_classifier
+from cadm_utils.experiment.parallel import run_jobs, threads_per_worker
+from cadm_utils.method.models import build_eval_net
+from cadm_utils.method.train import TrainConfig, train_classifier
 
 
 def training_job(job: tuple) -> float:

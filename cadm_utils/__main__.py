@@ -15,14 +15,14 @@ def data_summary(args) -> None:
 
 
 def domain_gap(args) -> None:
-    from .gap import measure_domain_gap
+    from .experiment.gap import measure_domain_gap
 
     measure_domain_gap(args.dataset, args.data_root, args.resolution, args.width, args.epochs,
                        args.seeds, args.out, args.targets.split(",") if args.targets else None)
 
 
 def run_profile(args) -> None:
-    from .pipeline import open_run, run_pipeline
+    from .experiment.pipeline import open_run, run_pipeline
 
     if args.time_budget is None:
         if args.export:
@@ -31,7 +31,7 @@ def run_profile(args) -> None:
                      targets=args.targets, methods=args.methods, ipcs=args.ipc,
                      stages=args.stages, results_dir=args.results_dir)
         return
-    from .budget import parse_duration, run_budgeted
+    from .experiment.budget import parse_duration, run_budgeted
 
     budget = parse_duration(args.time_budget)
     runner, cells = open_run(args.profile, args.data_root, args.datasets, args.targets,
@@ -40,8 +40,9 @@ def run_profile(args) -> None:
 
 
 def merge(args) -> None:
-    from .budget import merge_export
-    from .pipeline import Runner, write_tables
+    from .experiment.budget import merge_export
+    from .experiment.runner import Runner
+    from .reporting.tables import write_tables
     from .profiles import load_profile
 
     runner = Runner(load_profile(args.profile), results_dir=args.results_dir, device="cpu",
@@ -53,7 +54,7 @@ def merge(args) -> None:
 
 
 def check(args) -> None:
-    from .pipeline import open_run
+    from .experiment.pipeline import open_run
 
     _, cells = open_run(args.profile, args.data_root, args.datasets, args.targets, args.methods,
                         args.ipc, args.stages, progress=False)
@@ -61,7 +62,7 @@ def check(args) -> None:
 
 
 def tables(args) -> None:
-    from .pipeline import write_tables
+    from .reporting.tables import write_tables
 
     write_tables(args.profile, results_dir=args.results_dir, figures_dir=args.figures_dir)
 

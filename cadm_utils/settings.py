@@ -89,9 +89,11 @@ STAGE_KEYS = ("datasets", "targets", "methods", "ipcs", "full_data", "ablation",
 def code_constants() -> dict:
     """Constants that live in code but change numbers: they enter every product key, so an
     edit of one remakes what depends on it instead of reusing a stale product."""
-    from . import dam, embedded, train
+    from .data import embedded
+    from .method import dam, pretraining
 
-    return {"irm": {"lambda": train.IRM_LAMBDA, "anneal_steps": train.IRM_ANNEAL_STEPS},
+    return {"irm": {"lambda": pretraining.IRM_LAMBDA,
+                    "anneal_steps": pretraining.IRM_ANNEAL_STEPS},
             "dam": {"pseudo": dam.N_PSEUDO, "low_freq": dam.LOW_FREQ,
                     "temperature": dam.TEMPERATURE},
             "embedded": embedded.GENERATOR_SETTINGS,

@@ -1,6 +1,6 @@
 import torch
 
-from cadm_utils.augment import OPS, DsaParams, apply_dsa, crop_flip, sample_dsa
+from cadm_utils.method.augment import DsaParams, OPS, apply_dsa, crop_flip, sample_dsa
 
 
 def test_shared_params_transform_real_and_synthetic_alike():

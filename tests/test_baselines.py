@@ -3,11 +3,12 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-from cadm_utils.augment import amplitude_mix, random_amplitude_mix
 from cadm_utils.errors import ConfigError
-from cadm_utils.losses import irm_penalty
-from cadm_utils.pipeline import run_pipeline
-from cadm_utils.train import TrainConfig, irm_loss, train_classifier
+from cadm_utils.experiment.pipeline import run_pipeline
+from cadm_utils.method.augment import amplitude_mix, random_amplitude_mix
+from cadm_utils.method.losses import irm_penalty
+from cadm_utils.method.pretraining import irm_loss
+from cadm_utils.method.train import TrainConfig
 
 from .test_pipeline import TINY
 
@@ -63,14 +64,28 @@ def test_unknown_augmentation_is_refused():
         TrainConfig(epochs=1, augment="mixup")
 
 
-def test_objectives_need_domains():
-    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 3))
-    with pytest.raises(ConfigError, match="needs domain labels"):
-        train_classifier(model, torch.rand(4, 3, 2, 2), torch.zeros(4, dtype=torch.long),
-                         TrainConfig(epochs=1), 0, torch.device("cpu"), objective="irm")
-    with pytest.raises(ConfigError, match="unknown training objective"):
-        train_classifier(model, torch.rand(4, 3, 2, 2), torch.zeros(4, dtype=torch.long),
-                         TrainConfig(epochs=1), 0, torch.device("cpu"), objective="coral")
+def test_each_baseline_pretrains_with_its_own_objective():
+    from cadm_utils.method.masking import MaskingConfig
+    from cadm_utils.method.methods import METHODS
+    from cadm_utils.method.pretraining import fact_loss
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 3))
+    x, y = torch.rand(8, 3, 8, 8), torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])
+    d = torch.tensor([0, 0, 0, 0, 1, 1, 1, 1])
+    objective = {name: METHODS[name].pretraining_objective({}, MaskingConfig())
+                 for name in ("mmd", "mmd_dam", "mmd_irm", "mmd_fact")}
+    for plain in ("mmd", "mmd_dam"):
+        assert torch.allclose(objective[plain](model, x, y, d, 0, None),
+                              F.cross_entropy(model(x), y))
+    assert torch.allclose(objective["mmd_irm"](model, x, y, d, 600, None),
+                          irm_loss(model, x, y, d, 600))
+    assert not torch.allclose(objective["mmd_irm"](model, x, y, d, 600, None),
+                              F.cross_entropy(model(x), y))
+    fact = objective["mmd_fact"](model, x, y, d, 0, torch.Generator().manual_seed(3))
+    assert torch.allclose(fact, fact_loss(model, x, y, torch.Generator().manual_seed(3)))
+    kinds = {name: METHODS[name].expert_kind for name in objective}
+    assert kinds == {"mmd": "plain", "mmd_dam": "plain", "mmd_irm": "irm", "mmd_fact": "fact"}
 
 
 @pytest.mark.slow
@@ -89,7 +104,7 @@ def test_irm_and_fact_baselines_end_to_end(tmp_path):
 
 
 def test_dam_views_sum_back_to_the_image():
-    from cadm_utils.dam import N_PSEUDO, domain_views
+    from cadm_utils.method.dam import N_PSEUDO, domain_views
 
     x = torch.rand(5, 3, 8, 8)
     logits = torch.randn(5, N_PSEUDO, 8, 8)
@@ -99,7 +114,7 @@ def test_dam_views_sum_back_to_the_image():
 
 
 def test_pseudo_domains_are_equal_bins_of_low_frequency_energy():
-    from cadm_utils.dam import low_frequency_energy, pseudo_domains
+    from cadm_utils.method.dam import low_frequency_energy, pseudo_domains
 
     g = torch.Generator().manual_seed(0)
     flat = torch.full((20, 3, 16, 16), 128, dtype=torch.uint8)
@@ -112,7 +127,7 @@ def test_pseudo_domains_are_equal_bins_of_low_frequency_energy():
 
 
 def test_dam_matching_skips_absent_pseudo_domains():
-    from cadm_utils.dam import dam_matching_loss
+    from cadm_utils.method.dam import dam_matching_loss
 
     real = torch.tensor([[1.0, 0.0], [3.0, 0.0]])
     real_y, real_pseudo = torch.tensor([0, 0]), torch.tensor([0, 0])

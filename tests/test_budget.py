@@ -2,11 +2,14 @@
 import pytest
 import yaml
 
-from cadm_utils.budget import MAX_PARTS, PART_BYTES, merge_export, parse_duration, priority
 from cadm_utils.errors import ConfigError
-from cadm_utils.pipeline import Runner, open_run, plan_cells
+from cadm_utils.experiment.budget import (MAX_PARTS, PART_BYTES, merge_export, parse_duration,
+                                          priority)
+from cadm_utils.experiment.cells import plan_cells
+from cadm_utils.experiment.pipeline import open_run
+from cadm_utils.experiment.records import load_records
+from cadm_utils.experiment.runner import Runner
 from cadm_utils.profiles import load_profile
-from cadm_utils.results import load_records
 
 
 @pytest.mark.parametrize("text, seconds", [("11m", 660), ("90s", 90), ("1h30m", 5400), ("45", 45)])
@@ -43,7 +46,7 @@ def test_budgeted_dry_run_exports_and_merges(tmp_path):
     profile["evaluate"].update(steps=2, seeds=1)
     path = tmp_path / "ci_budget.yaml"
     path.write_text(yaml.safe_dump(profile, allow_unicode=True))
-    from cadm_utils.budget import run_budgeted
+    from cadm_utils.experiment.budget import run_budgeted
 
     runner, cells = open_run(path, stages="table1", results_dir=tmp_path / "gpu_results",
                              run_dir=tmp_path / "gpu_runs", progress=False)

@@ -5,7 +5,7 @@ import pytest
 import torch
 import yaml
 
-from cadm_utils.pipeline import evaluate_cells, open_run
+from cadm_utils.experiment.pipeline import evaluate_cells, open_run
 from cadm_utils.profiles import load_profile
 
 

@@ -1,9 +1,10 @@
 import torch
 
 from cadm_utils.data import leave_one_domain_out, load_dataset
-from cadm_utils.distill import DistillConfig, distill
-from cadm_utils.methods import METHODS, MaskingConfig
-from cadm_utils.models import DomainAwareResNet
+from cadm_utils.method.distill import DistillConfig, distill
+from cadm_utils.method.masking import MaskingConfig
+from cadm_utils.method.methods import METHODS
+from cadm_utils.method.models import DomainAwareResNet
 
 
 def _setup():

@@ -3,7 +3,7 @@ import time
 import torch
 
 from cadm_utils.data import TRAIN, VAL, leave_one_domain_out, load_dataset
-from cadm_utils.embedded import CLASSES, DOMAINS
+from cadm_utils.data.embedded import CLASSES, DOMAINS
 
 
 def test_generation_is_fast_and_deterministic():
@@ -43,7 +43,7 @@ def test_other_resolution():
 
 
 def test_domain_gap_command_writes_records(tmp_path):
-    from cadm_utils.gap import measure_domain_gap
+    from cadm_utils.experiment.gap import measure_domain_gap
 
     out = tmp_path / "gap.jsonl"
     records = measure_domain_gap(width=4, epochs=1, out=out, targets=["S"])

@@ -3,14 +3,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cadm_utils.augment import DsaParams, augment_for_distillation
 from cadm_utils.data import leave_one_domain_out, load_dataset
-from cadm_utils.distill import DistillConfig, ExpertPool, distill, interpolate_into
-from cadm_utils.losses import temperature_kl
-from cadm_utils.masking import channel_mask, rescale_mask, sensitive_channel_mask
-from cadm_utils.methods import METHODS, MaskingConfig
-from cadm_utils.models import MEAN, DomainAwareResNet
-from cadm_utils.train import masked_pretraining_loss, pretraining_loss
+from cadm_utils.method.augment import DsaParams, augment_for_distillation
+from cadm_utils.method.distill import DistillConfig, ExpertPool, distill, interpolate_into
+from cadm_utils.method.losses import temperature_kl
+from cadm_utils.method.masking import (MaskingConfig, channel_mask, rescale_mask,
+                                       sensitive_channel_mask)
+from cadm_utils.method.methods import METHODS
+from cadm_utils.method.models import DomainAwareResNet, MEAN
+from cadm_utils.method.pretraining import masked_pretraining_loss, pretraining_loss
 
 
 @pytest.fixture(scope="module")
@@ -143,32 +144,35 @@ def test_masked_pretraining_without_masks_is_eq10(task):
 
 
 def test_masked_expert_training_changes_the_expert(task):
-    from cadm_utils.train import TrainConfig, train_classifier
+    from cadm_utils.method.train import TrainConfig, train_classifier
 
     config = TrainConfig(steps=3, batch_size=16, lr=0.01)
     images, labels, domains = task.train.images[:64], task.train.labels[:64], task.train.domains[:64]
+    cadm, masking = METHODS["cadm"], MaskingConfig(p_active=1.0)
     plain = train_classifier(small_model(task), images, labels, config, 0, torch.device("cpu"),
-                             domains=domains, objective="domain", progress=False)
+                             domains=domains, progress=False,
+                             loss=cadm.pretraining_objective({"masked": False}, masking))
     masked = train_classifier(small_model(task), images, labels, config, 0, torch.device("cpu"),
-                              domains=domains, objective="domain", progress=False,
-                              masked={"masking": MaskingConfig(p_active=1.0), "kl_weight": 1.5})
+                              domains=domains, progress=False,
+                              loss=cadm.pretraining_objective(
+                                  {"masked": True, "mask_kl_weight": 1.5}, masking))
     assert not torch.equal(plain.classifier.weight, masked.classifier.weight)
 
 
 # --------------------------------------------------------------- item 6: evaluation seeds
 def test_evaluation_networks_do_not_start_from_the_experts_weights(tmp_path, monkeypatch):
-    from cadm_utils import pipeline
+    from cadm_utils.experiment import runner as runner_module
+    from cadm_utils.experiment.pipeline import open_run
 
-    runner, cells = pipeline.open_run("ci", methods="full", stages="table1",
-                                      results_dir=tmp_path / "r", run_dir=tmp_path / "w",
-                                      progress=False)
+    runner, cells = open_run("ci", methods="full", stages="table1",
+                             results_dir=tmp_path / "r", run_dir=tmp_path / "w", progress=False)
     started = []
 
     def untrained(model, *args, **kwargs):  # keep the fresh network as it was built
         started.append({k: v.clone() for k, v in model.state_dict().items()})
         return model
 
-    monkeypatch.setattr(pipeline, "train_classifier", untrained)
+    monkeypatch.setattr(runner_module, "train_classifier", untrained)
     runner.run_cell(cells[0], [0, 1])
     task = runner.task("embedded", "P")
     for seed, state in enumerate(started):

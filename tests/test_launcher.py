@@ -5,9 +5,9 @@ import json
 import pytest
 import yaml
 
-from cadm_utils.pipeline import evaluate_cells, open_run
+from cadm_utils.experiment.pipeline import evaluate_cells, open_run
+from cadm_utils.experiment.records import load_records
 from cadm_utils.profiles import load_profile
-from cadm_utils.results import load_records
 
 
 @pytest.mark.slow

@@ -1,7 +1,7 @@
 import torch
 import torch.nn.functional as F
 
-from cadm_utils.losses import irm_penalty, mmd_loss, regularization_loss, symmetric_kl
+from cadm_utils.method.losses import irm_penalty, mmd_loss, regularization_loss, symmetric_kl
 
 
 def test_mmd_equals_loop_over_classes():

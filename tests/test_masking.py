@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from cadm_utils.errors import ConfigError
-from cadm_utils.masking import activation_scores, channel_mask, masked_count
+from cadm_utils.method.masking import activation_scores, channel_mask, masked_count
 
 
 def test_scores_equal_eq5_on_hand_made_tensor():

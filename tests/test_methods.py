@@ -3,9 +3,9 @@ import torch
 
 from cadm_utils.data import leave_one_domain_out, load_dataset
 from cadm_utils.errors import ConfigError
-from cadm_utils.methods import (METHODS, MaskingConfig, ablation_variant, distillation_losses,
-                                get_method)
-from cadm_utils.models import DomainAwareResNet
+from cadm_utils.method.masking import MaskingConfig
+from cadm_utils.method.methods import METHODS, ablation_variant, distillation_losses, get_method
+from cadm_utils.method.models import DomainAwareResNet
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +62,7 @@ def test_p_active_zero_never_masks(batch):
 
 
 def test_registry_and_invalid_settings():
-    assert get_method("cadm").pretrain == "domain" and get_method("mmd").pretrain == "plain"
+    assert get_method("cadm").expert_kind == "domain" and get_method("mmd").expert_kind == "plain"
     with pytest.raises(ConfigError, match="unknown method 'dm'"):
         get_method("dm")
     with pytest.raises(ConfigError, match="p_active"):

@@ -1,7 +1,7 @@
 import torch
 import torch.nn as nn
 
-from cadm_utils.models import DomainAwareResNet, grad_reverse
+from cadm_utils.method.models import DomainAwareResNet, grad_reverse
 
 
 def test_grl_is_identity_forward_and_flips_scaled_gradient():
@@ -60,7 +60,7 @@ def test_evaluation_nets_shapes_and_sizes():
     import torchvision
 
     from cadm_utils.errors import ConfigError
-    from cadm_utils.models import EVAL_NETS, build_eval_net
+    from cadm_utils.method.models import EVAL_NETS, build_eval_net
 
     for resolution in (32, 64):
         for name in EVAL_NETS:

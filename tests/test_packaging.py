@@ -66,3 +66,18 @@ def test_notebook_parameters_follow_the_command_line(tmp_path):
     assert notebook_parameters(args) == {"profile": "smoke", "progress": True,
                                          "data_root": str(tmp_path.resolve()),
                                          "targets": "P,S", "ipcs": "10", "stages": "table1"}
+
+
+LAYERS = ("data", "method", "experiment", "reporting")  # each imports only those before it
+
+
+def test_layers_import_one_way():
+    import ast
+
+    for rank, layer in enumerate(LAYERS):
+        for path in (REPO_ROOT / "cadm_utils" / layer).glob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.ImportFrom) and node.level == 2 and node.module:
+                    imported = node.module.split(".")[0]
+                    assert LAYERS.index(imported) < rank if imported in LAYERS else True, \
+                        f"{path.name} ({layer}) imports {imported}"

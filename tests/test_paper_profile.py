@@ -4,8 +4,10 @@ import copy
 import pytest
 import yaml
 
-from cadm_utils.pipeline import Runner, open_run, stage_tables
+from cadm_utils.experiment.pipeline import open_run
+from cadm_utils.experiment.runner import Runner
 from cadm_utils.profiles import load_profile
+from cadm_utils.reporting.tables import stage_tables
 
 
 def test_paper_profile_is_complete_and_plans_every_table():
@@ -55,7 +57,7 @@ def test_pacs_cpu_route_on_pacs_with_tiny_steps(pacs_root, tmp_path):
     path.write_text(yaml.safe_dump(profile, allow_unicode=True))
     runner, cells = open_run(path, pacs_root, targets="P", ipcs="1", results_dir=tmp_path / "r",
                              run_dir=tmp_path / "runs", progress=False)
-    from cadm_utils.pipeline import evaluate_cells
+    from cadm_utils.experiment.pipeline import evaluate_cells
 
     records = evaluate_cells(runner, cells)
     assert {(r["method"], r["ipc"]) for r in records} == {("random", 1), ("mmd", 1),

@@ -5,9 +5,13 @@ import torch
 import yaml
 
 from cadm_utils.errors import ConfigError
-from cadm_utils.pipeline import Runner, plan_cells, run_pipeline, stage_tables
+from cadm_utils.experiment.cells import plan_cells
+from cadm_utils.experiment.pipeline import run_pipeline
+from cadm_utils.experiment.records import load_records
+from cadm_utils.experiment.runner import Runner
+from cadm_utils.method.methods import get_method
 from cadm_utils.profiles import load_profile
-from cadm_utils.results import load_records
+from cadm_utils.reporting.tables import stage_tables
 
 TINY = {
     "name": "tiny", "seed": 0, "device": "cpu",
@@ -81,7 +85,8 @@ def test_expert_does_not_depend_on_global_rng(tiny_profile, tmp_path):
         torch.manual_seed(global_seed)
         runner = Runner(profile, results_dir=tmp_path / f"r{i}", run_dir=tmp_path / f"runs{i}",
                         progress=False)
-        model, _ = runner.expert("embedded", runner.task("embedded", "P"), "domain")
+        model, _ = runner.expert("embedded", runner.task("embedded", "P"),
+                                 get_method("cadm"))
         states.append(model.state_dict())
     assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
 
@@ -118,8 +123,8 @@ def test_invalid_hyper_parameter_in_profile(tmp_path):
 
 
 def test_tables_show_the_paper_value_beside_ours():
-    from cadm_utils.paper_numbers import TABLE2, TABLE3, table1
-    from cadm_utils.results import ablation_table, cross_architecture_table, method_table
+    from cadm_utils.reporting.paper_numbers import TABLE2, TABLE3, table1
+    from cadm_utils.reporting.tables import ablation_table, cross_architecture_table, method_table
 
     records = [{"dataset": "pacs", "split": "ACS→P", "method": m, "ipc": 10, "net": n,
                 "seed": s, "acc": 40.0 + s} for m in ("mmd", "cadm", "cadm[adm]")

@@ -2,7 +2,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-from cadm_utils import plots  # noqa: E402
+from cadm_utils.reporting import plots  # noqa: E402
 
 
 def test_saving_an_unchanged_figure_twice_writes_the_same_bytes(tmp_path):
@@ -18,7 +18,7 @@ def test_saving_an_unchanged_figure_twice_writes_the_same_bytes(tmp_path):
 def test_teaching_figures_draw_from_stored_arrays():
     import numpy as np
 
-    from cadm_utils.analysis import ChannelActivation
+    from cadm_utils.reporting.analysis import ChannelActivation
 
     rng = np.random.default_rng(0)
     anatomy = {"block": np.array([2]), "scores": rng.random((12, 16)),

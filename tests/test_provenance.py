@@ -8,9 +8,10 @@ import pytest
 import yaml
 
 from cadm_utils.errors import ConfigError
-from cadm_utils.pipeline import Runner, open_run
+from cadm_utils.experiment.pipeline import open_run
+from cadm_utils.experiment.records import load_records
+from cadm_utils.experiment.runner import Runner
 from cadm_utils.profiles import load_profile
-from cadm_utils.results import load_records
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -58,11 +59,12 @@ def test_run_all_rejects_bad_input_before_work(tmp_path, case):
 
 
 def test_code_constants_enter_the_product_keys(monkeypatch):
-    from cadm_utils import embedded, train
+    from cadm_utils.data import embedded
+    from cadm_utils.method import pretraining
 
     runner = Runner(load_profile("ci"), device="cpu", progress=False)
     before = runner.product_hash("embedded", 1)
-    monkeypatch.setattr(train, "IRM_LAMBDA", 10.0)
+    monkeypatch.setattr(pretraining, "IRM_LAMBDA", 10.0)
     assert runner.product_hash("embedded", 1) != before
     monkeypatch.undo()
     monkeypatch.setitem(embedded.GENERATOR_SETTINGS, "max_rotation", 1.0)
@@ -74,7 +76,7 @@ def test_records_are_bound_to_their_synthetic_set(tmp_path):
     args = dict(methods="random", stages="table1", results_dir=tmp_path / "results",
                 run_dir=tmp_path / "runs", progress=False)
     runner, cells = open_run("ci", **args)
-    from cadm_utils.pipeline import evaluate_cells
+    from cadm_utils.experiment.pipeline import evaluate_cells
 
     records = evaluate_cells(runner, cells)
     assert {r["set_id"] for r in records} == {runner.stored_set_id(
@@ -111,9 +113,10 @@ def test_a_deliberate_change_moves_the_checked_digits(change):
     import torch
 
     from cadm_utils.data import leave_one_domain_out, load_dataset
-    from cadm_utils.distill import DistillConfig, distill
-    from cadm_utils.methods import METHODS, MaskingConfig
-    from cadm_utils.models import DomainAwareResNet
+    from cadm_utils.method.distill import DistillConfig, distill
+    from cadm_utils.method.methods import METHODS
+    from cadm_utils.method.masking import MaskingConfig
+    from cadm_utils.method.models import DomainAwareResNet
     from cadm_utils.runtime import set_precision
 
     set_precision("float64")

@@ -3,7 +3,7 @@ import torch
 
 from cadm_utils.data import leave_one_domain_out, load_dataset
 from cadm_utils.errors import ConfigError
-from cadm_utils.synthetic import decode, encode, init_from_real
+from cadm_utils.method.synthetic import decode, encode, init_from_real
 
 
 @pytest.fixture(scope="module")

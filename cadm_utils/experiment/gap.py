@@ -6,11 +6,11 @@ import time
 
 import torch
 
-from .data import leave_one_domain_out, load_dataset
-from .models import DomainAwareResNet
-from .results import append_record, base_record
-from .runtime import pick_device
-from .train import TrainConfig, accuracy, train_classifier
+from ..data import leave_one_domain_out, load_dataset
+from ..method.models import DomainAwareResNet
+from ..method.train import TrainConfig, accuracy, train_classifier
+from ..runtime import pick_device
+from .records import append_record, base_record
 
 
 def measure_domain_gap(dataset: str = "embedded", data_root=None, resolution=None,

@@ -1,52 +1,26 @@
-"""Result records (one JSON object per line) and the tables built from them."""
+"""The tables of the paper, built from result records: mean ± std over seeds, the paper's
+value beside ours, written as Markdown, CSV and LaTeX."""
 from __future__ import annotations
 
 import csv
-import fcntl
 import io
-import json
-import os
 import statistics
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 
-import torch
-
-from .runtime import device_name, git_commit
-
-
-def base_record(kind: str, dataset: str, split: str, seed: int, device: torch.device,
-                **fields) -> dict:
-    return {"kind": kind, "dataset": dataset, "split": split, "seed": seed,
-            "device": device_name(device), "torch": torch.__version__, "commit": git_commit(),
-            "time": datetime.now(timezone.utc).isoformat(timespec="seconds"), **fields}
+from ..data import split_name
+from ..experiment.cells import ABLATION_ROWS, stage_methods, stage_rows
+from ..experiment.records import matching
+from ..experiment.runner import Runner
+from ..method.methods import ablation_variant
+from ..profiles import load_profile
+from .paper_numbers import GPU_FULL_DATA_ANCHORS, TABLE2, TABLE3, paper_values
 
 
-def append_record(path: str | Path, record: dict) -> None:
-    """One line per record in a single write, flushed, so an interruption loses at most
-    the record being written (and `load_records` skips a torn last line)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)  # many jobs (workers, Slurm) append to one file
-        handle.write(json.dumps(record, sort_keys=True) + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-        fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def load_records(path: str | Path) -> list[dict]:
-    path = Path(path)
-    if not path.exists():
-        return []
-    records = []
-    for line in path.read_text().splitlines():
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue  # a line torn by an interruption
-    return records
+def accuracies(records: list[dict], field: str = "acc", **wanted) -> list[float]:
+    """`field` of the matching records that have it (accuracy on the unseen domain by
+    default; "source_val_acc" for the source domains' held-out images)."""
+    return [r[field] for r in matching(records, **wanted) if r.get(field) is not None]
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
@@ -61,22 +35,6 @@ def format_cell(values: list[float]) -> str:
         return "–"
     mean, std = mean_std(values)
     return f"{mean:.1f} ± {std:.1f} ({len(values)})"
-
-
-# ----------------------------------------------------------------------------- tables
-
-def latest_per_seed(records: list[dict]) -> list[dict]:
-    """The newest record of each (dataset, split, method, ipc, net, seed): a cell shared by
-    two tables (e.g. CADM in Tables 1 and 2) is computed once."""
-    latest = {}
-    for record in records:
-        key = tuple(record.get(k) for k in ("dataset", "split", "method", "ipc", "net", "seed"))
-        latest[key] = record
-    return list(latest.values())
-
-
-def collect(records: list[dict], **match) -> list[float]:
-    return [r["acc"] for r in records if all(r.get(k) == v for k, v in match.items())]
 
 
 def with_paper(cell: str, paper_value: float | None) -> str:
@@ -134,14 +92,14 @@ def method_table(records: list[dict], title: str, dataset: str, splits: list[str
         row = [method]
         for split in splits:
             for ipc in ipcs:
-                cell = format_cell(collect(records, dataset=dataset, split=split,
+                cell = format_cell(accuracies(records, dataset=dataset, split=split,
                                            method=method, ipc=ipc, net="resnet18"))
                 row.append(with_paper(cell, (paper or {}).get((method, split, ipc))))
         rows.append(row)
     if full_data:
         row = ["Full dataset"]
         for split in splits:
-            cell = format_cell(collect(records, dataset=dataset, split=split,
+            cell = format_cell(accuracies(records, dataset=dataset, split=split,
                                        method="full", ipc=0, net="resnet18"))
             cell = with_paper(cell, (paper or {}).get(("full", split, 0)))
             if (anchors or {}).get(split) is not None:
@@ -159,7 +117,7 @@ def ablation_table(records: list[dict], title: str, dataset: str, split: str, ip
     for name, *switches in rows:
         row = ["✓" if on else "-" for on in switches]
         for i, ipc in enumerate(ipcs):
-            cell = format_cell(collect(records, dataset=dataset, split=split, method=name, ipc=ipc,
+            cell = format_cell(accuracies(records, dataset=dataset, split=split, method=name, ipc=ipc,
                                        net="resnet18"))
             reported = (paper or {}).get(tuple(switches))
             row.append(with_paper(cell, reported[(1, 10).index(ipc)]
@@ -178,7 +136,7 @@ def cross_architecture_table(records: list[dict], title: str, dataset: str, spli
         for method in methods:
             row = [str(ipc), method]
             for net in nets:
-                cell = format_cell(collect(records, dataset=dataset, split=split, method=method,
+                cell = format_cell(accuracies(records, dataset=dataset, split=split, method=method,
                                            ipc=ipc, net=net))
                 row.append(with_paper(cell, (paper or {}).get((method, ipc), {}).get(net)))
             body.append(row)
@@ -198,9 +156,67 @@ def variant_table(records: list[dict], title: str, dataset: str, splits: list[st
         for split in splits:
             for ipc in ipcs:
                 match = dict(dataset=dataset, split=split, method=name, ipc=ipc, net="resnet18")
-                row.append(format_cell([r["source_val_acc"] for r in records
-                                        if all(r.get(k) == v for k, v in match.items())
-                                        and r.get("source_val_acc") is not None]))
-                row.append(format_cell(collect(records, **match)))
+                row.append(format_cell(accuracies(records, "source_val_acc", **match)))
+                row.append(format_cell(accuracies(records, **match)))
         body.append(row)
     return Table(title, header, body)
+
+
+# ----------------------------------------------------------------------------- stages
+
+def stage_tables(runner: Runner) -> dict[str, Table]:
+    """Tables of every stage of the profile from the current records, keyed by file stem."""
+    records = runner.current_records()
+    compare = runner.profile.get("compare_with_paper", False)
+    tables = {}
+    for stage, settings in runner.profile["stages"].items():
+        for dataset in settings["datasets"]:
+            targets = settings.get("targets") or runner.profile["datasets"][dataset]["targets"]
+            splits = [split_name(dataset, t) for t in targets]
+            title = f"{STAGE_TITLES.get(stage, stage)}: {dataset} ({runner.profile['name']} profile)"
+            if settings.get("nets"):
+                paper = TABLE3 if compare and dataset == "pacs" else None
+                tables[f"{stage}_{dataset}"] = cross_architecture_table(
+                    records, title, dataset, splits[0],
+                    [m.name for m in stage_methods(settings, None)], settings["ipcs"],
+                    settings["nets"], paper)
+                continue
+            if settings.get("variants"):
+                rows = [(method.name, ", ".join(f"{k}={v}" for k, v in overrides) or "reference")
+                        for method, overrides in stage_rows(settings, None)]
+                tables[f"{stage}_{dataset}"] = variant_table(records, title, dataset, splits,
+                                                             settings["ipcs"], rows)
+                continue
+            if settings.get("ablation"):
+                rows = [(ablation_variant(*row).name, *row) for row in ABLATION_ROWS]
+                paper = TABLE2 if compare and dataset == "pacs" else None
+                tables[f"{stage}_{dataset}"] = ablation_table(records, title, dataset, splits[0],
+                                                              settings["ipcs"], rows, paper)
+                continue
+            methods = [m.name for m in stage_methods(settings, None)]
+            tables[f"{stage}_{dataset}"] = method_table(
+                records, title, dataset, splits, methods, settings["ipcs"],
+                full_data=settings.get("full_data", False),
+                paper=paper_values(stage, dataset) if compare else None,
+                anchors=GPU_FULL_DATA_ANCHORS.get(
+                    (dataset, runner.profile["datasets"][dataset].get("resolution")))
+                if compare and stage == "table1" else None)
+    return tables
+
+
+STAGE_TITLES = {"table1": "Table 1, leave-one-domain-out accuracy %",
+                "table2": "Table 2, loss ablation, accuracy %",
+                "table3": "Table 3, cross-architecture accuracy %",
+                "table4": "Table 4, in-domain accuracy %",
+                "fidelity": "Reference behaviours, one switched off per row, accuracy %"}
+
+
+def write_tables(profile_name: str, results_dir=None, figures_dir=None) -> list[Path]:
+    profile = load_profile(profile_name)
+    runner = Runner(profile, results_dir=results_dir, progress=False, device="cpu")
+    folder = Path(figures_dir or runner.figures_dir)
+    paths = []
+    for stem, table in stage_tables(runner).items():
+        paths += table.write(folder, stem)
+        print(table.markdown())
+    return paths

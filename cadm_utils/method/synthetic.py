@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .data import MultiDomainData
-from .errors import ConfigError
+from ..data import MultiDomainData
+from ..errors import ConfigError
 
 
 @dataclass

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .masking import activation_scores
-from .models import N_BLOCKS
-from .runtime import to_float, write_atomic
+from ..method.masking import activation_scores
+from ..method.models import N_BLOCKS
+from ..runtime import to_float, write_atomic
 
 
 @dataclass
@@ -77,8 +77,8 @@ def umap_2d(features: np.ndarray, seed: int = 0, n_neighbors: int = 15) -> np.nd
 # figures always come from the same products; a fresh clone renders the stored data.
 
 def analysis_cells(runner, methods) -> dict:
-    from .methods import get_method
-    from .pipeline import Cell
+    from ..experiment.cells import Cell
+    from ..method.methods import get_method
 
     settings = runner.profile["analysis"]
     return {name: Cell("analysis", settings["dataset"], settings["target"], get_method(name),
@@ -87,15 +87,15 @@ def analysis_cells(runner, methods) -> dict:
 
 def current_set_ids(runner, methods) -> dict:
     """Each method's current synthetic-set id on the analysis split (None: no set yet)."""
-    from .pipeline import record_cell_key
+    from ..experiment.records import matching
 
     records = runner.current_records()
     ids = {}
     for name, cell in analysis_cells(runner, methods).items():
         on_disk = runner.stored_set_id(runner.synthetic_path(cell).name)
-        key = (cell.dataset, runner.task(cell.dataset, cell.target).name, name, cell.ipc,
-               "resnet18")
-        from_records = [r.get("set_id") for r in records if record_cell_key(r) == key]
+        from_records = [r.get("set_id") for r in matching(
+            records, dataset=cell.dataset, split=runner.task(cell.dataset, cell.target).name,
+            method=name, ipc=cell.ipc, net="resnet18")]
         ids[name] = on_disk or (from_records[-1] if from_records else None)
     return ids
 
@@ -106,7 +106,7 @@ def stored_analysis(runner, kind: str, methods, compute) -> dict[str, dict[str, 
     products) stored there."""
     import json
 
-    from .pipeline import short_hash
+    from ..experiment.runner import short_hash
 
     settings = runner.profile["analysis"]
     key = short_hash([kind, settings, list(methods),
@@ -146,8 +146,10 @@ def activation_by_method(runner, methods=("mmd", "cadm")) -> dict[str, ChannelAc
 
 
 def _activation_arrays(runner, methods) -> dict:
+    from ..method.methods import get_method
+
     task, sets = analysis_sets(runner, methods)
-    probe, _ = runner.expert(runner.profile["analysis"]["dataset"], task, "domain")
+    probe, _ = runner.expert(runner.profile["analysis"]["dataset"], task, get_method("cadm"))
     out = {}
     for name, synthetic in sets.items():
         images, _, domains = synthetic.decoded()
@@ -171,7 +173,7 @@ def grid_by_method(runner, methods=("random", "mmd", "cadm"), per_class: int = 2
 
 
 def _umap_panels(runner, methods) -> dict[str, dict]:
-    from .methods import get_method
+    from ..method.methods import get_method
 
     settings = runner.profile["analysis"]
     task, sets = analysis_sets(runner, methods)
@@ -185,7 +187,7 @@ def _umap_panels(runner, methods) -> dict[str, dict]:
     real_index = torch.cat(real_index)
     panels = {}
     for name, synthetic in sets.items():
-        expert, _ = runner.expert(settings["dataset"], task, get_method(name).pretrain)
+        expert, _ = runner.expert(settings["dataset"], task, get_method(name))
         images, labels, domains = synthetic.decoded()
         chosen = labels == target_class
         real = embeddings(expert, task.train.images[real_index])
@@ -223,15 +225,14 @@ def step_anatomy(runner, method: str = "cadm", per_class: int = 8) -> dict[str, 
 
 
 def _anatomy_arrays(runner, method: str, per_class: int) -> dict[str, np.ndarray]:
-    from .distill import RealSampler
-    from .masking import activation_scores, channel_mask
-    from .methods import MaskDraw, calibration_losses, matching_loss
-    from .synthetic import decode, init_from_real
+    from ..method.distill import RealSampler
+    from ..method.masking import MaskDraw, channel_mask
+    from ..method.synthetic import decode, init_from_real
 
     cell = analysis_cells(runner, [method])[method]
     task = runner.task(cell.dataset, cell.target)
     synthetic, info = runner.synthetic_set(cell, task)
-    expert, _ = runner.expert(cell.dataset, task, cell.method.pretrain)
+    expert, _ = runner.expert(cell.dataset, task, cell.method)
     config = runner.distill_config(cell.ipc, cell.method)
     generator = torch.Generator().manual_seed(runner.profile["seed"])
     initial = init_from_real(task.train, task.source_domains, cell.ipc, config.factor, generator)
@@ -245,10 +246,10 @@ def _anatomy_arrays(runner, method: str, per_class: int) -> dict[str, np.ndarray
         mask = channel_mask(scores, runner.masking.p_mask, generator)
         syn_x = decode(initial.images, config.factor)
         syn_y = initial.labels.repeat_interleave(config.factor ** 2)
-        match = matching_loss(expert, cell.method, runner.masking, draw, task.n_classes, real_x,
-                              real_y, real_d, syn_x, syn_y, generator)
-        calib = calibration_losses(expert, cell.method, runner.masking, draw, syn_x, syn_y,
-                                   initial.sub_domains, generator)
+        match = cell.method.matching_loss(expert, runner.masking, draw, task.n_classes, real_x,
+                                          real_y, real_d, syn_x, syn_y, generator)
+        calib = cell.method.calibration_losses(expert, runner.masking, draw, syn_x, syn_y,
+                                               initial.sub_domains, generator)
     history = info["history"]
     names = ("match", "reg", "cons")
     return {"block": np.array([draw.block]), "scores": scores.numpy(), "domains": real_d.numpy(),

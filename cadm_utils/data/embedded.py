@@ -15,6 +15,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from .base import MultiDomainData, random_split
+
 DOMAINS = ("art_painting", "cartoon", "photo", "sketch")
 LETTERS = ("A", "C", "P", "S")
 CLASSES = ("disk", "square", "triangle", "cross", "ring")
@@ -29,8 +31,6 @@ GENERATOR_SETTINGS = {"version": 2, "max_rotation": MAX_ROTATION, "per_class": D
 
 def make_embedded_benchmark(seed: int = 0, resolution: int = 32,
                             per_class: tuple[int, ...] = DEFAULT_PER_CLASS):
-    from .data import MultiDomainData, random_split
-
     generator = torch.Generator().manual_seed(seed)
     images, labels, domains = [], [], []
     for d, style in enumerate(DOMAINS):

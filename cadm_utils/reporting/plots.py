@@ -7,7 +7,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
-from .results import mean_std
+from .tables import accuracies, mean_std
 
 METHOD_LABELS = {"random": "Random", "mmd": "MMD", "mmd_irm": "MMD+IRM", "mmd_fact": "MMD+FACT",
                  "mmd_dam": "MMD+DAM", "cadm": "CADM", "full": "Full data"}
@@ -41,9 +41,8 @@ def _bar_groups(ax, groups: list[str], series: dict[str, list[list[float]]], col
 def fig1a_in_vs_unseen(records: list[dict], split: str, methods: list[str], ipc: int):
     """Fig. 1(a): accuracy on held-out source-domain images vs on the unseen domain."""
     fig, ax = plt.subplots(figsize=(5, 3))
-    pick = lambda m, key: [r[key] for r in records if r["method"] == m and r["split"] == split
-                           and r["ipc"] == ipc and r.get(key) is not None
-                           and r.get("net", "resnet18") == "resnet18"]
+    pick = lambda m, key: accuracies(records, key, method=m, split=split, ipc=ipc,
+                                     net="resnet18")
     _bar_groups(ax, [METHOD_LABELS.get(m, m) for m in methods],
                 {"source domains (held out)": [pick(m, "source_val_acc") for m in methods],
                  "unseen domain": [pick(m, "acc") for m in methods]})
@@ -56,10 +55,9 @@ def fig1a_in_vs_unseen(records: list[dict], split: str, methods: list[str], ipc:
 def fig1c_methods(records: list[dict], splits: list[str], methods: list[str], ipc: int):
     """Fig. 1(c): unseen-domain accuracy of every method on every split."""
     fig, ax = plt.subplots(figsize=(6, 3))
-    series = {METHOD_LABELS.get(m, m): [[r["acc"] for r in records if r["method"] == m
-                                          and r["split"] == s and r["ipc"] == ipc
-                                          and r.get("net", "resnet18") == "resnet18"]
-                                         for s in splits] for m in methods}
+    series = {METHOD_LABELS.get(m, m): [accuracies(records, method=m, split=s, ipc=ipc,
+                                                   net="resnet18") for s in splits]
+              for m in methods}
     colours = {METHOD_LABELS.get(m, m): COLOURS.get(m) for m in methods}
     _bar_groups(ax, splits, series, colours)
     ax.set_ylabel("unseen-domain accuracy %")

@@ -11,8 +11,8 @@ import tarfile
 import time
 from pathlib import Path
 
-from .errors import ConfigError
-from .results import append_record, load_records
+from ..errors import ConfigError
+from .records import append_record, load_records, matching
 
 PART_BYTES = 16 * 2 ** 20
 MAX_PARTS = 8
@@ -61,10 +61,8 @@ def cell_cost(record: dict) -> float:
 def estimate(cell, seeds: int, records: list[dict]) -> float | None:
     """Measured cost of a cell like this one (same method, IPC and network), or None when
     nothing comparable has run yet."""
-    alike = [r for r in records if r.get("method") == cell.method.name and r.get("ipc") == cell.ipc
-             and r.get("net") == cell.net]
-    if not alike:
-        alike = [r for r in records if r.get("ipc") == cell.ipc and r.get("net") == cell.net]
+    alike = matching(records, method=cell.method.name, ipc=cell.ipc, net=cell.net) or \
+        matching(records, ipc=cell.ipc, net=cell.net)
     if not alike:
         return None
     per_seed = sum(r.get("eval_s", 0.0) for r in alike) / len(alike)

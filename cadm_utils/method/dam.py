@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import torch
 
+from ..runtime import upcast
 from .losses import class_means
-from .runtime import upcast
 
 N_PSEUDO = 4
 LOW_FREQ = 0.125

@@ -1,12 +1,50 @@
-"""Domain-sensitive channel masking: activation scores (Eq. 5) and weighted random masks (Eq. 6)."""
+"""Domain-sensitive channel masking: its settings, the per-step draw, activation scores
+(Eq. 5) and weighted random masks (Eq. 6)."""
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 
-from .errors import ConfigError
-from .runtime import upcast
+from ..errors import ConfigError
+from ..runtime import upcast
+from .models import N_BLOCKS
+
+
+@dataclass(frozen=True)
+class MaskingConfig:
+    """CADM's masking hyper-parameters (the profile's `masking` section; defaults in
+    settings.DEFAULTS, which the dataclass defaults repeat for direct use in tests)."""
+    p_mask: float = 0.33
+    p_active: float = 0.8
+    lam: float = 100.0  # λ of Eq. 12
+    rescale: bool = True  # DomainDrop's recover flag
+    kl: str = "temperature"  # L_cons form: DomainDrop's "temperature" KL or Eq. 9 "symmetric"
+    kl_temperature: float = 5.0
+
+    def __post_init__(self):
+        if not 0.0 <= self.p_mask < 1.0:
+            raise ConfigError(f"p_mask must be in [0, 1), got {self.p_mask}")
+        if not 0.0 <= self.p_active <= 1.0:
+            raise ConfigError(f"p_active must be in [0, 1], got {self.p_active}")
+        if self.lam < 0:
+            raise ConfigError(f"lambda must be non-negative, got {self.lam}")
+
+
+@dataclass(frozen=True)
+class MaskDraw:
+    """The step's masking decision: the block (drawn uniformly) and whether it is masked
+    (probability P_active), shared by the matching and the calibration phase."""
+    block: int
+    active: bool
+
+    @classmethod
+    def sample(cls, masking: MaskingConfig, generator: torch.Generator) -> "MaskDraw":
+        block = int(torch.randint(N_BLOCKS, (1,), generator=generator, device=generator.device))
+        active = float(torch.rand(1, generator=generator, device=generator.device)) < \
+            masking.p_active
+        return cls(block, active)
 
 
 def activation_scores(features: torch.Tensor, head_weight: torch.Tensor, domains: torch.Tensor,

@@ -9,13 +9,12 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from .augment import augment_for_distillation, random_amplitude_mix, sample_augmentation
-from .dam import N_PSEUDO, pseudo_domains
-from .data import Task
-from .errors import ConfigError
-from .methods import (MaskDraw, MaskingConfig, Method, calibration_losses, calibration_total,
-                      matching_loss, total_loss)
-from .runtime import autocast, prepare_model, save_atomic, to_float
+from ..data import Task
+from ..errors import ConfigError
+from ..runtime import autocast, prepare_model, save_atomic, to_float
+from .augment import augment_for_distillation, sample_augmentation
+from .masking import MaskDraw, MaskingConfig
+from .methods import Method, calibration_total, total_loss
 from .synthetic import SyntheticSet, decode, init_from_real
 
 
@@ -46,11 +45,10 @@ class DistillConfig:
 class RealSampler:
     """Draws `per_class` real images of every class (without replacement within a class)."""
 
-    def __init__(self, task: Task, device: torch.device, with_pseudo_domains: bool = False):
+    def __init__(self, task: Task, device: torch.device):
         self.images = task.train.images.to(device)
         self.labels = task.train.labels.to(device)
         self.domains = task.train.domains.to(device)
-        self.pseudo = pseudo_domains(task.train.images).to(device) if with_pseudo_domains else None
         self.by_class = [(task.train.labels == c).nonzero().flatten()
                          for c in range(task.n_classes)]
 
@@ -113,18 +111,14 @@ def distill(experts, task: Task, method: Method, config: DistillConfig,
     generator = torch.Generator().manual_seed(seed)
     synthetic = init_from_real(task.train, task.source_domains, config.ipc, config.factor,
                                generator)
-    if not method.distill or config.steps == 0:
+    if not method.distills or config.steps == 0:
         return synthetic, []
     if isinstance(experts, torch.nn.Module):
         experts = [(experts, None)]
     pool = ExpertPool(experts, device, config.interpolate)
     pixels = synthetic.images.to(device).requires_grad_(True)
-    parameters = [pixels]
-    if method.dam:  # DAM's soft masks, one per decoded image and pseudo-domain
-        h, w = synthetic.images.shape[-2:]  # decoded images keep the full size
-        mask_logits = torch.zeros(len(synthetic.sub_domains), N_PSEUDO, h, w, device=device,
-                                  requires_grad=True)
-        parameters.append(mask_logits)
+    method_state = method.start(task, synthetic, device)
+    parameters = [pixels, *method_state.parameters]
     optimizer = torch.optim.Adam(parameters, lr=config.lr)
     history, start = [], 0
     if checkpoint is not None and checkpoint.exists():
@@ -135,7 +129,7 @@ def distill(experts, task: Task, method: Method, config: DistillConfig,
         optimizer.load_state_dict(state["optimizer"])
         generator.set_state(state["generator"])
         history, start = state["history"], state["step"]
-    real = RealSampler(task, device, with_pseudo_domains=method.dam)
+    real = RealSampler(task, device)
     syn_labels = synthetic.labels.repeat_interleave(config.factor ** 2).to(device)
     syn_domains = synthetic.sub_domains.to(device)
 
@@ -157,19 +151,15 @@ def distill(experts, task: Task, method: Method, config: DistillConfig,
         real_x, real_y, real_d, real_index = real.sample(config.real_per_class, generator)
         params = sample_augmentation(config.augment, generator)  # the same for both batches
         real_x, syn_x = augmented(real_x, params), augmented(decode(pixels, config.factor), params)
-        if method.fact:
-            real_x = random_amplitude_mix(real_x, generator)
-            syn_x = random_amplitude_mix(syn_x, generator)
-        dam_state = {"mask_logits": mask_logits, "real_pseudo": real.pseudo[real_index]} \
-            if method.dam else None
+        real_x, syn_x = method.transform(real_x, syn_x, generator)
         with autocast(device):
-            match = matching_loss(match_model, method, masking, draw, task.n_classes, real_x,
-                                  real_y, real_d, syn_x, syn_labels, generator, dam_state)
+            match = method.matching_loss(match_model, masking, draw, task.n_classes, real_x,
+                                         real_y, real_d, syn_x, syn_labels, generator,
+                                         method_state.for_batch(real_index))
         if config.phases == "summed":
             with autocast(device):
-                terms = {"match": match, **calibration_losses(
-                    calib_model, method, masking, draw, syn_x, syn_labels, syn_domains,
-                    generator)}
+                terms = {"match": match, **method.calibration_losses(
+                    calib_model, masking, draw, syn_x, syn_labels, syn_domains, generator)}
             take_step(total_loss(terms, masking))
         else:
             take_step(match)
@@ -178,8 +168,8 @@ def distill(experts, task: Task, method: Method, config: DistillConfig,
                 syn_x = augmented(decode(pixels, config.factor),
                                   sample_augmentation(config.augment, generator))
                 with autocast(device):
-                    calib = calibration_losses(calib_model, method, masking, draw, syn_x,
-                                               syn_labels, syn_domains, generator)
+                    calib = method.calibration_losses(calib_model, masking, draw, syn_x,
+                                                      syn_labels, syn_domains, generator)
                 take_step(calibration_total(calib, masking))
                 terms.update(calib)
             terms.setdefault("reg", match.new_zeros(()))

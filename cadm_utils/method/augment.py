@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .runtime import upcast
+from ..runtime import upcast
 
 OPS = ("color", "crop", "cutout", "flip", "scale", "rotate")
 FLIP, SCALE, ROTATE_DEG, CROP, CUTOUT = 0.5, 1.2, 15.0, 0.125, 0.5

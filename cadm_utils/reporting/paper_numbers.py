@@ -3,7 +3,7 @@ the full-data reference has method 'full' and ipc 0. Splits are named in our dom
 (e.g. the paper's ASP→C is our APS→C)."""
 from __future__ import annotations
 
-from .data import split_name
+from ..data import split_name
 
 METHOD_ROWS = ("random", "mmd", "mmd_irm", "mmd_fact", "mmd_dam", "cadm")
 

@@ -1,25 +1,22 @@
-"""Multi-domain image data: registry, DomainBed-layout folder loader, splits, cache.
-
-Every data set, real or embedded, becomes a `MultiDomainData`: uint8 images of one
-resolution with class labels, domain labels and a split code per image. Tasks
-(leave-one-domain-out or in-domain) are views of it.
+"""Real data sets in DomainBed's folder layout (<root>/<folder>/<domain>/<class>/<image>):
+their specs, the folder scan, decoding with an on-disk cache, and the official split lists.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .errors import DataError
-from .runtime import save_atomic
+from ..errors import DataError
+from ..runtime import save_atomic
+from .base import TRAIN, UNLISTED, VAL, MultiDomainData, random_split
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
-TRAIN, VAL, UNLISTED = 0, 1, 2
 
 # DomainNet-Sub: the paper names no classes, so we fix the first 100 DomainNet classes in
 # case-insensitive alphabetical order (README, "Data"). Folder names as DomainBed ships them.
@@ -68,147 +65,6 @@ REAL_DATASETS = {
         ("clipart", "infograph", "painting", "quickdraw", "real", "sketch"),
         ("C", "I", "P", "Q", "R", "S"), 0.2, DOMAINNET_SUB_CLASSES, other_classes_allowed=True),
 }
-EMBEDDED = "embedded"
-DATASET_NAMES = (*REAL_DATASETS, EMBEDDED)
-
-
-@dataclass
-class MultiDomainData:
-    name: str
-    images: torch.Tensor  # (N, 3, H, W) uint8
-    labels: torch.Tensor  # (N,) int64 class index
-    domains: torch.Tensor  # (N,) int64 index into domain_names
-    split: torch.Tensor  # (N,) int8: TRAIN, VAL or UNLISTED
-    class_names: list[str]
-    domain_names: list[str]
-    domain_letters: list[str]
-    paths: list[str] = field(default_factory=list)  # relative file paths, empty if generated
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    @property
-    def resolution(self) -> int:
-        return self.images.shape[-1]
-
-    def subset(self, keep: torch.Tensor) -> "MultiDomainData":
-        index = keep.nonzero().flatten()
-        paths = [self.paths[i] for i in index.tolist()] if self.paths else []
-        return MultiDomainData(
-            self.name, self.images[index], self.labels[index], self.domains[index],
-            self.split[index], self.class_names, self.domain_names, self.domain_letters, paths)
-
-    def counts(self) -> torch.Tensor:
-        """(n_domains, n_classes) image counts."""
-        flat = self.domains * len(self.class_names) + self.labels
-        total = len(self.domain_names) * len(self.class_names)
-        return torch.bincount(flat, minlength=total).view(len(self.domain_names), -1)
-
-
-@dataclass
-class Task:
-    """One experimental setting: what distillation sees and what evaluation tests on."""
-
-    name: str  # e.g. "ACS→P" or "in-domain"
-    train: MultiDomainData  # source domains, train parts
-    val: MultiDomainData  # source domains, validation parts (model selection only)
-    test: MultiDomainData  # the whole target domain (or all val parts in-domain)
-    source_domains: list[int]
-
-    @property
-    def n_classes(self) -> int:
-        return len(self.train.class_names)
-
-    @property
-    def n_domains(self) -> int:
-        return len(self.train.domain_names)
-
-
-def domain_index(data: MultiDomainData, target: str) -> int:
-    """Accept a domain name ('photo') or the paper's letter ('P')."""
-    if target in data.domain_names:
-        return data.domain_names.index(target)
-    if target in data.domain_letters:
-        return data.domain_letters.index(target)
-    raise DataError(f"unknown domain '{target}' for {data.name}: "
-                    f"expected one of {', '.join(data.domain_names)}")
-
-
-def split_name(dataset: str, target: str) -> str:
-    """'ACS→P' for target 'P' or 'photo' without loading any image; 'in-domain' as is."""
-    if target == "in-domain":
-        return target
-    if dataset == EMBEDDED:
-        from .embedded import DOMAINS, LETTERS
-    elif dataset in REAL_DATASETS:
-        DOMAINS, LETTERS = REAL_DATASETS[dataset].domains, REAL_DATASETS[dataset].letters
-    else:
-        raise DataError(f"unknown data set '{dataset}': expected one of {', '.join(DATASET_NAMES)}")
-    if target not in LETTERS and target not in DOMAINS:
-        raise DataError(f"unknown domain '{target}' for {dataset}: expected one of "
-                        f"{', '.join(DOMAINS)}")
-    index = LETTERS.index(target) if target in LETTERS else DOMAINS.index(target)
-    return "".join(l for i, l in enumerate(LETTERS) if i != index) + "→" + LETTERS[index]
-
-
-def leave_one_domain_out(data: MultiDomainData, target: str) -> Task:
-    target_index = domain_index(data, target)
-    sources = [d for d in range(len(data.domain_names)) if d != target_index]
-    is_source = data.domains != target_index
-    letters = "".join(data.domain_letters[d] for d in sources)
-    return Task(
-        name=f"{letters}→{data.domain_letters[target_index]}",
-        train=data.subset(is_source & (data.split == TRAIN)),
-        val=data.subset(is_source & (data.split == VAL)),
-        test=data.subset(~is_source),
-        source_domains=sources,
-    )
-
-
-def in_domain(data: MultiDomainData) -> Task:
-    """Paper Table 4: all domains are sources and targets; tested on the held-out parts."""
-    return Task(
-        name="in-domain",
-        train=data.subset(data.split == TRAIN),
-        val=data.subset(data.split == VAL),
-        test=data.subset(data.split == VAL),
-        source_domains=list(range(len(data.domain_names))),
-    )
-
-
-def make_task(data: MultiDomainData, target: str) -> Task:
-    return in_domain(data) if target == "in-domain" else leave_one_domain_out(data, target)
-
-
-# ----------------------------------------------------------------------------- loading
-
-def default_cache_dir() -> Path:
-    return Path(os.environ.get("CADM_CACHE_DIR", Path.home() / ".cache" / "cadm_utils"))
-
-
-def load_dataset(name: str, data_root: str | Path | None = None, resolution: int | None = None,
-                 seed: int = 0, cache_dir: str | Path | None = None,
-                 progress: bool = True) -> MultiDomainData:
-    """Load a registered data set by name; `embedded` needs no data root."""
-    if name == EMBEDDED:
-        from .embedded import make_embedded_benchmark
-        return make_embedded_benchmark(seed=seed, resolution=resolution or 32)
-    if name not in REAL_DATASETS:
-        raise DataError(f"unknown data set '{name}': expected one of {', '.join(DATASET_NAMES)}")
-    if data_root is None:
-        raise DataError(f"data set '{name}' needs a data root (--data-root DIR)")
-    spec = REAL_DATASETS[name]
-    files = scan_folder(spec, Path(data_root))
-    resolution = resolution or 64
-    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    images = cached_decode(spec, Path(data_root) / spec.folder, files, resolution, cache, progress)
-    class_names = sorted({f[1] for f in files})
-    labels = torch.tensor([class_names.index(f[1]) for f in files])
-    domains = torch.tensor([spec.domains.index(f[0]) for f in files])
-    rel_paths = [f"{d}/{c}/{n}" for d, c, n, _ in files]
-    split = assign_splits(spec, Path(data_root), rel_paths, labels, domains, seed)
-    return MultiDomainData(name, images, labels, domains, split, class_names,
-                           list(spec.domains), list(spec.letters), rel_paths)
 
 
 def scan_folder(spec: DatasetSpec, root: Path) -> list[tuple[str, str, str, int]]:
@@ -336,32 +192,21 @@ def split_from_lists(rel_paths: list[str], train_lists: list[Path],
     return torch.tensor(codes, dtype=torch.int8)
 
 
-def random_split(labels: torch.Tensor, domains: torch.Tensor, val_fraction: float,
-                 seed: int) -> torch.Tensor:
-    """Seeded split stratified by (domain, class): round(val_fraction·n) to validation."""
-    generator = torch.Generator().manual_seed(seed)
-    split = torch.full((len(labels),), TRAIN, dtype=torch.int8)
-    groups = domains * (int(labels.max()) + 1) + labels
-    for group in torch.unique(groups):
-        members = (groups == group).nonzero().flatten()
-        order = members[torch.randperm(len(members), generator=generator)]
-        split[order[: round(val_fraction * len(members))]] = VAL
-    return split
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("CADM_CACHE_DIR", Path.home() / ".cache" / "cadm_utils"))
 
 
-def summary_lines(data: MultiDomainData) -> list[str]:
-    """Images per domain and class, and split sizes, as text lines."""
-    counts = data.counts()
-    width = max(len(c) for c in data.class_names) + 2
-    header = "domain".ljust(16) + "".join(c[:width - 1].rjust(width) for c in data.class_names)
-    lines = [f"{data.name}: {len(data)} images, {len(data.domain_names)} domains, "
-             f"{len(data.class_names)} classes, {data.resolution}x{data.resolution} px",
-             header + "total".rjust(8) + "train".rjust(8) + "val".rjust(7) + "unlisted".rjust(10)]
-    for d, domain in enumerate(data.domain_names):
-        in_domain_split = data.split[data.domains == d]
-        row = domain[:15].ljust(16) + "".join(str(int(n)).rjust(width) for n in counts[d])
-        row += str(int(counts[d].sum())).rjust(8)
-        row += "".join(str(int((in_domain_split == code).sum())).rjust(w)
-                       for code, w in ((TRAIN, 8), (VAL, 7), (UNLISTED, 10)))
-        lines.append(row)
-    return lines
+def load_folder_dataset(spec: DatasetSpec, data_root: str | Path, resolution: int = 64,
+                        seed: int = 0, cache_dir: str | Path | None = None,
+                        progress: bool = True) -> MultiDomainData:
+    """Scan, decode (cached) and split a real data set under `data_root`."""
+    files = scan_folder(spec, Path(data_root))
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    images = cached_decode(spec, Path(data_root) / spec.folder, files, resolution, cache, progress)
+    class_names = sorted({f[1] for f in files})
+    labels = torch.tensor([class_names.index(f[1]) for f in files])
+    domains = torch.tensor([spec.domains.index(f[0]) for f in files])
+    rel_paths = [f"{d}/{c}/{n}" for d, c, n, _ in files]
+    split = assign_splits(spec, Path(data_root), rel_paths, labels, domains, seed)
+    return MultiDomainData(spec.name, images, labels, domains, split, class_names,
+                           list(spec.domains), list(spec.letters), rel_paths)

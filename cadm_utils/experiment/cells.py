@@ -1,0 +1,118 @@
+"""Planning: a profile's stages become cells, one table entry each (a method at one IPC on
+one split, evaluated over seeds); variant rows and Table 2's ablation rows are cells too."""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from ..data import split_name
+from ..errors import ConfigError
+from ..method.methods import FULL_DATA, Method, ablation_variant, get_method
+from ..method.models import EVAL_NETS
+from ..settings import parse_ipcs, parse_names
+
+ABLATION_ROWS = ((False, False, False), (True, False, False), (False, True, False),
+                 (False, True, True), (True, True, True))
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One table entry: a method at one IPC on one split, evaluated over several seeds."""
+
+    stage: str
+    dataset: str
+    target: str
+    method: Method
+    ipc: int  # 0 for the full-data reference
+    net: str = "resnet18"  # evaluation network (Table 3 varies it)
+    overrides: tuple = ()  # ((setting path, value), ...) of a variant row (method checks)
+
+    @property
+    def label(self) -> str:
+        net = "" if self.net == "resnet18" else f" on {self.net}"
+        return f"{self.stage}: {self.dataset} {self.target} {self.method.name} ipc{self.ipc}{net}"
+
+
+def _split_arg(value, default, option: str = ""):
+    """A cell filter: None = the profile's list; else the command line's (checked)."""
+    if value is None:
+        return list(default)
+    if option == "ipc":
+        return parse_ipcs(",".join(map(str, value)) if isinstance(value, (list, tuple)) else value)
+    return parse_names(option, value)
+
+
+def plan_cells(profile: dict, datasets=None, targets=None, methods=None, ipcs=None,
+               stages=None) -> list[Cell]:
+    """All cells of the chosen stages, filtered; raises ConfigError on unknown or repeated
+    names and on IPCs that are not integers >= 1."""
+    chosen_ipcs = _split_arg(ipcs, [], "ipc") if ipcs is not None else None
+    chosen_methods = _split_arg(methods, [], "methods") if methods is not None else None
+    chosen_targets = _split_arg(targets, [], "targets") if targets is not None else None
+    cells = []
+    stage_settings = profile["stages"]
+    for stage in _split_arg(stages, stage_settings, "stages"):
+        if stage not in stage_settings:
+            raise ConfigError(f"unknown stage '{stage}': profile has {', '.join(stage_settings)}")
+        settings = stage_settings[stage]
+        _check_nets(settings)
+        for dataset in _split_arg(datasets, settings["datasets"], "datasets"):
+            if dataset not in profile["datasets"]:
+                raise ConfigError(f"data set '{dataset}' is not in the profile "
+                                  f"(has {', '.join(profile['datasets'])})")
+            if dataset not in settings["datasets"]:
+                continue
+            for target in chosen_targets or []:
+                split_name(dataset, target)  # raises on an unknown domain
+            stage_targets = settings.get("targets") or profile["datasets"][dataset]["targets"]
+            chosen = chosen_targets or stage_targets
+            if stage_targets == ["in-domain"]:
+                chosen = stage_targets  # Table 4 has no target to choose
+            for target in chosen:
+                if target not in stage_targets:
+                    continue
+                for method, overrides in stage_rows(settings, chosen_methods):
+                    for ipc in chosen_ipcs or settings["ipcs"]:
+                        for net in settings.get("nets", ["resnet18"]):
+                            cells.append(Cell(stage, dataset, target, method, int(ipc), net,
+                                              overrides))
+                if settings.get("full_data") and (chosen_methods is None
+                                                  or "full" in chosen_methods):
+                    cells.append(Cell(stage, dataset, target, FULL_DATA, 0))
+    return cells
+
+
+def _check_nets(settings: dict) -> None:
+    for net in settings.get("nets", []):
+        if net not in EVAL_NETS:
+            raise ConfigError(f"unknown evaluation network '{net}': "
+                              f"expected one of {', '.join(EVAL_NETS)}")
+
+
+def stage_methods(settings: dict, chosen) -> list[Method]:
+    """The stage's methods in profile order, restricted to `chosen` (names checked)."""
+    return [method for method, _ in stage_rows(settings, chosen)]
+
+
+def stage_rows(settings: dict, chosen) -> list[tuple[Method, tuple]]:
+    """(method, overrides) per row: Table 2's loss ablation, a stage's `variants` (one
+    method under named setting overrides, e.g. the reference-behaviour checks), or its
+    methods in profile order restricted to `chosen`."""
+    if settings.get("ablation"):
+        return [(ablation_variant(*row), ()) for row in ABLATION_ROWS]
+    for name in chosen or []:
+        if name != "full":
+            get_method(name)  # raises on an unknown name
+    if settings.get("variants"):
+        base = get_method(settings["methods"][0])
+        if chosen is not None and base.name not in chosen:
+            return []
+        return [(variant_method(base, row, overrides), tuple(sorted(overrides.items())))
+                for row, overrides in settings["variants"].items()]
+    wanted = chosen if chosen is not None else settings["methods"]
+    return [(get_method(m), ()) for m in settings["methods"] if m in wanted]
+
+
+def variant_method(base: Method, row: str, overrides: dict) -> Method:
+    """The base method named for its variant row; without overrides it is the base itself
+    (and shares its cells)."""
+    return base if not overrides else replace(base, name=f"{base.name}{{{row}}}")

@@ -1,0 +1,175 @@
+"""Runs the cells of a profile: check everything first, then pretrain the experts, distil
+the sets and evaluate, in parallel where the profile asks for workers or a launcher."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..data import split_name
+from ..errors import ConfigError
+from ..method.models import resolve_stem
+from ..method.synthetic import check_ipc
+from ..profiles import load_profile
+from .cells import Cell, plan_cells
+from .parallel import run_jobs, worker_cache
+from .records import load_records
+from .runner import Runner, short_hash
+
+
+def validate_cells(runner: Runner, cells: list[Cell]) -> None:
+    """Everything that can fail before long work: data, targets, IPC, settings."""
+    runner.workers  # raises on a bad number
+    resolve_stem(runner.profile["model"]["stem"], 64)
+    runner.evaluation_config()
+    for cell in cells:
+        task = runner.task(cell.dataset, cell.target)
+        if cell.ipc:
+            config = runner.for_cell(cell).distill_config(cell.ipc, cell.method)
+            check_ipc(task.train, task.source_domains, cell.ipc, config.factor)
+
+
+def open_run(profile_name, data_root=None, datasets=None, targets=None, methods=None, ipcs=None,
+             stages=None, results_dir=None, run_dir=None, progress: bool = True):
+    """Load the profile, plan the chosen cells and check them all before any long work."""
+    profile = load_profile(profile_name)
+    cells = plan_cells(profile, datasets, targets, methods, ipcs, stages)
+    if not cells:
+        raise ConfigError("no cell matches the chosen data sets, targets, methods and IPCs")
+    runner = Runner(profile, data_root, results_dir, run_dir, progress=progress)
+    validate_cells(runner, cells)
+    return runner, cells
+
+
+def cells_with_work(runner: Runner, cells: list[Cell]) -> list[Cell]:
+    """The cells that still lack a valid record for some seed."""
+    records = load_records(runner.records_path)
+    return [c for c in cells if runner.for_cell(c).seeds_to_run(c, records)]
+
+
+def needed_experts(runner: Runner, cells: list[Cell]) -> list[tuple]:
+    """(overrides, dataset, target, method, index) of every pool expert the cells use, one
+    per expert kind (methods of one kind share their experts)."""
+    by_kind = {}
+    for c in cells:
+        if c.method.distills:
+            for index in range(runner.for_cell(c).profile["pretrain"]["experts"]):
+                kind_key = (c.overrides, c.dataset, c.target, c.method.expert_kind, index)
+                by_kind.setdefault(kind_key, (c.overrides, c.dataset, c.target, c.method, index))
+    return [by_kind[k] for k in sorted(by_kind, key=repr)]
+
+
+def distilled_cells(cells: list[Cell]) -> list[Cell]:
+    """One cell per synthetic set (a set shared by two tables is distilled once)."""
+    unique = {(c.dataset, c.target, c.method, c.ipc, c.overrides): c for c in cells
+              if c.ipc and c.method.distills}
+    return list(unique.values())
+
+
+def make_missing(runner: Runner, cells: list[Cell], distill: bool = True) -> None:
+    """Train the experts (and, with `distill`, distil the sets) that the given cells need
+    and that are not on disk yet, in parallel where the profile asks for workers."""
+    handle = runner.job_handle()
+    by_path = {_expert_path(runner, key): key for key in needed_experts(runner, cells)}
+    experts = [key for path, key in by_path.items() if not path.exists()]  # each path once
+    run_jobs(_expert_job, [(handle, *key) for key in experts], runner.workers, "pretrain",
+             runner.progress, launcher=runner.launcher)
+    if not distill:
+        return
+    sets = [cell for cell in distilled_cells(cells)
+            if not runner.for_cell(cell).synthetic_path(cell).exists()]
+    run_jobs(_distill_job, [(handle, cell) for cell in sets], runner.workers, "distill",
+             runner.progress, launcher=runner.launcher)
+
+
+def _expert_path(runner: Runner, key: tuple) -> Path:
+    overrides, dataset, target, method, index = key
+    return runner.variant(overrides).expert_path(dataset, split_name(dataset, target), method,
+                                                 index)
+
+
+def pretrain_experts(runner: Runner, cells: list[Cell]) -> list[dict]:
+    """The experts of the cells that still need work (trained here when missing) and those
+    on disk, with their accuracy on the source validation images. Cells whose records are
+    complete need no expert: nothing is retrained for them."""
+    make_missing(runner, cells_with_work(runner, cells), distill=False)
+    rows = []
+    for key in needed_experts(runner, cells):
+        if _expert_path(runner, key).exists():
+            rows.append(_expert_job((runner, *key)))
+    return rows
+
+
+def distill_cells(runner: Runner, cells: list[Cell]) -> list[dict]:
+    """Distil every set that cells with missing records need; rows with the first and last
+    loss terms of every set on disk."""
+    make_missing(runner, cells_with_work(runner, cells))
+    return [runner.for_cell(cell).distill_row(cell) for cell in distilled_cells(cells)
+            if runner.for_cell(cell).synthetic_path(cell).exists()]
+
+
+def evaluate_cells(runner: Runner, cells: list[Cell]) -> list[dict]:
+    """Train and test every evaluation network the cells still lack; one record each."""
+    make_missing(runner, cells_with_work(runner, cells))
+    handle, records = runner.job_handle(), load_records(runner.records_path)
+    jobs = [(handle, cell, seed) for cell in cells
+            for seed in runner.for_cell(cell).seeds_to_run(cell, records)]
+    jobs.sort(key=lambda job: -_relative_cost(job[1]))  # longest first: workers end together
+    done = []
+
+    def report(job, records):
+        done.append(job)
+        for record in records:
+            print(f"[{len(done)}/{len(jobs)}] {job[1].label} seed {record['seed']}: "
+                  f"{record['acc']:.1f} %", flush=True)
+
+    results = run_jobs(_evaluate_job, jobs, runner.workers, "evaluate", runner.progress, report,
+                       launcher=runner.launcher)
+    return [record for records in results for record in records]
+
+
+def _relative_cost(cell: Cell) -> float:
+    """Rough order of a run's cost: full data trains longest, then ResNet-50, then IPC."""
+    per_step = 640 if cell.ipc == 0 else min(cell.ipc, 64)
+    return per_step * (4 if cell.net == "resnet50" else 1)
+
+
+def _runner_for(handle) -> Runner:
+    """The runner of a job: the caller's own, or one rebuilt once per worker process."""
+    if isinstance(handle, Runner):
+        return handle
+    cache = worker_cache()
+    key = short_hash(handle)
+    if key not in cache:
+        cache.clear()
+        cache[key] = Runner(**handle, progress=False)
+    return cache[key]
+
+
+def _expert_job(job) -> dict:
+    handle, overrides, dataset, target, method, index = job
+    runner = _runner_for(handle).variant(overrides)
+    return _expert_row(runner, dataset, target, method, index)
+
+
+def _expert_row(runner: Runner, dataset: str, target: str, method, index: int) -> dict:
+    task = runner.task(dataset, target)
+    _, info = runner.expert(dataset, task, method, index)
+    return {"dataset": dataset, "split": task.name, "kind": method.expert_kind, "index": index,
+            "source_val_acc": info["source_val_acc"], "expert_id": info["expert_id"]}
+
+
+def _distill_job(job) -> dict:
+    handle, cell = job
+    return _runner_for(handle).for_cell(cell).distill_row(cell)
+
+
+def _evaluate_job(job) -> list[dict]:
+    handle, cell, seed = job
+    return _runner_for(handle).for_cell(cell).run_cell(cell, [seed])
+
+
+def run_pipeline(profile_name: str, data_root=None, datasets=None, targets=None, methods=None,
+                 ipcs=None, stages=None, results_dir=None, run_dir=None,
+                 progress: bool = True) -> list[dict]:
+    runner, cells = open_run(profile_name, data_root, datasets, targets, methods, ipcs, stages,
+                             results_dir, run_dir, progress)
+    return evaluate_cells(runner, cells)

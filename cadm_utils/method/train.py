@@ -1,0 +1,106 @@
+"""The training loop of experts and evaluation networks (SGD, DM's schedule)."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from ..errors import ConfigError
+from ..runtime import autocast, prepare_model, to_float
+from .augment import crop_flip, dsa
+
+AUGMENTATIONS = ("crop_flip", "dsa", "none")
+# (model, x, labels, domains, step, generator) -> loss of one batch
+BatchLoss = Callable[..., torch.Tensor]
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 0  # 0: derived from `steps`
+    steps: int = 0  # optimiser steps, for tiny (synthetic) training sets
+    batch_size: int = 128
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    augment: str = "crop_flip"
+
+    def __post_init__(self):
+        if (self.epochs < 1) == (self.steps < 1) or self.batch_size < 2 or self.lr <= 0:
+            raise ConfigError(f"invalid training setting: epochs={self.epochs}, "
+                              f"steps={self.steps} (give exactly one), "
+                              f"batch_size={self.batch_size}, lr={self.lr}")
+        if self.augment not in AUGMENTATIONS:
+            raise ConfigError(f"unknown augmentation '{self.augment}': "
+                              f"expected one of {', '.join(AUGMENTATIONS)}")
+
+    def epochs_for(self, n_images: int) -> int:
+        if self.epochs:
+            return self.epochs
+        return max(1, math.ceil(self.steps / math.ceil(n_images / self.batch_size)))
+
+
+def augment_batch(x: torch.Tensor, kind: str, generator: torch.Generator) -> torch.Tensor:
+    if kind == "crop_flip":
+        return crop_flip(x, generator)
+    if kind == "dsa":
+        return dsa(x, generator, shared=False)
+    return x
+
+
+def cross_entropy(model, x, labels, domains, step: int, generator) -> torch.Tensor:
+    """The plain batch loss (Eq. 1; the evaluation networks')."""
+    return F.cross_entropy(model(x), labels)
+
+
+def train_classifier(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor,
+                     config: TrainConfig, seed: int, device: torch.device,
+                     domains: torch.Tensor | None = None, loss: BatchLoss = cross_entropy,
+                     progress: bool = True, desc: str = "train") -> torch.nn.Module:
+    """SGD with momentum; lr ×0.1 at half the epochs (the DM evaluation schedule).
+    `loss(model, x, labels, domains, step, generator)` is the batch objective: plain CE, or
+    a method's pretraining objective (Method.pretraining_objective), which may need
+    `domains`."""
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
+    model = prepare_model(model, device).train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
+                                weight_decay=config.weight_decay)
+    n = len(labels)
+    epochs = config.epochs_for(n)
+    schedule = torch.optim.lr_scheduler.MultiStepLR(optimizer, [epochs // 2], 0.1)
+    step = 0
+    for _ in tqdm(range(epochs), desc=desc, disable=not progress, leave=False):
+        order = torch.randperm(n, generator=generator)
+        for start in range(0, n, config.batch_size):
+            index = order[start:start + config.batch_size]
+            if len(index) < 2:  # BatchNorm needs two samples
+                continue
+            x = augment_batch(to_float(images[index], device), config.augment, generator)
+            y = labels[index].to(device)
+            d = domains[index].to(device) if domains is not None else None
+            with autocast(device):
+                value = loss(model, x, y, d, step, generator)
+            optimizer.zero_grad(set_to_none=True)
+            value.backward()
+            optimizer.step()
+            step += 1
+        schedule.step()
+    return model.eval()
+
+
+@torch.no_grad()
+def accuracy(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor,
+             device: torch.device, batch_size: int = 500) -> float:
+    """Top-1 accuracy in percent."""
+    model.eval()
+    correct = torch.zeros((), dtype=torch.long, device=device)
+    for start in range(0, len(labels), batch_size):
+        x = to_float(images[start:start + batch_size], device)
+        with autocast(device):
+            predicted = model(x).argmax(1)
+        correct += (predicted == labels[start:start + batch_size].to(device)).sum()
+    return 100.0 * correct.item() / max(len(labels), 1)
