@@ -67,6 +67,12 @@ def tables(args) -> None:
     write_tables(args.profile, results_dir=args.results_dir, figures_dir=args.figures_dir)
 
 
+def summaries(args) -> None:
+    from .reporting.tables import write_summaries
+
+    write_summaries(args.profile, results_dir=args.results_dir, figures_dir=args.figures_dir)
+
+
 def add_cell_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", default="smoke", help="name in profiles/ or a YAML path")
     parser.add_argument("--data-root", default=None)
@@ -125,6 +131,13 @@ def build_parser() -> argparse.ArgumentParser:
     table.add_argument("--results-dir", default=None)
     table.add_argument("--figures-dir", default=None)
     table.set_defaults(func=tables)
+
+    summarize = commands.add_parser("summary", help="mean over splits of Tables 1 and 4, on "
+                                                    "the unseen domain and source val images")
+    summarize.add_argument("--profile", default="smoke")
+    summarize.add_argument("--results-dir", default=None)
+    summarize.add_argument("--figures-dir", default=None)
+    summarize.set_defaults(func=summaries)
     return parser
 
 

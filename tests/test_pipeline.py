@@ -122,6 +122,24 @@ def test_invalid_hyper_parameter_in_profile(tmp_path):
     assert not (tmp_path / "r").exists()
 
 
+def test_split_summary_averages_per_split_means():
+    from cadm_utils.reporting.paper_numbers import table1
+    from cadm_utils.reporting.tables import split_summary_table
+
+    splits = ["ACS→P", "APS→C"]
+    records = [{"dataset": "pacs", "split": split, "method": "mmd", "ipc": 10,
+                "net": "resnet18", "seed": seed, "acc": acc, "source_val_acc": acc + 10}
+               for split, accs in zip(splits, ([30.0, 32.0, 34.0], [50.0, 60.0]))
+               for seed, acc in enumerate(accs)]
+    table = split_summary_table(records, "t", "pacs", splits, ["mmd", "cadm"], [10],
+                                table1("pacs"))
+    # per-split means 32 and 55 (not the pooled mean 41.2 of the five runs)
+    assert table.rows[0] == ["mmd", "10", "43.5", f"{(40.8 + 32.4) / 2:.1f}", "53.5", "2"]
+    assert table.rows[1][2] == "–" and table.rows[1][5] == "0"
+    one_split = split_summary_table(records[:3], "t", "pacs", splits, ["mmd"], [10])
+    assert one_split.rows[0][2] == "–" and one_split.rows[0][5] == "1"
+
+
 def test_tables_show_the_paper_value_beside_ours():
     from cadm_utils.reporting.paper_numbers import TABLE2, TABLE3, table1
     from cadm_utils.reporting.tables import ablation_table, cross_architecture_table, method_table

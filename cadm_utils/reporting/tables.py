@@ -162,6 +162,54 @@ def variant_table(records: list[dict], title: str, dataset: str, splits: list[st
     return Table(title, header, body)
 
 
+def split_summary_table(records: list[dict], title: str, dataset: str, splits: list[str],
+                        methods: list[str], ipcs: list[int], paper: dict | None = None) -> Table:
+    """Per method and IPC: the mean over splits of the per-split mean accuracy on the unseen
+    domain (with the paper's mean over the same splits), and the same for the source
+    domains' held-out images; '–' unless every split has records."""
+    header = ["Method", "IPC", "unseen (mean over splits)", "paper", "source val (mean)",
+              "splits"]
+
+    def split_mean(values_per_split):
+        means = [mean_std(v)[0] for v in values_per_split if v]
+        return f"{statistics.fmean(means):.1f}" if len(means) == len(splits) else "–"
+
+    body = []
+    for method in methods + ["full"]:
+        for ipc in ([0] if method == "full" else ipcs):
+            wanted = [dict(dataset=dataset, split=s, method=method, ipc=ipc, net="resnet18")
+                      for s in splits]
+            unseen = [accuracies(records, **w) for w in wanted]
+            reported = [(paper or {}).get((method, s, ipc)) for s in splits]
+            body.append([method if method != "full" else "Full dataset", str(ipc or "–"),
+                         split_mean(unseen),
+                         f"{statistics.fmean(reported):.1f}" if None not in reported else "–",
+                         split_mean([accuracies(records, "source_val_acc", **w)
+                                     for w in wanted]),
+                         str(sum(1 for v in unseen if v))])
+    return Table(title, header, body)
+
+
+def summary_tables(runner: Runner) -> dict[str, Table]:
+    """The mean over splits of every method-table stage (Tables 1 and 4), keyed by file
+    stem (`<stage>_<dataset>_summary`)."""
+    records = runner.current_records()
+    compare = runner.profile.get("compare_with_paper", False)
+    tables = {}
+    for stage, settings in runner.profile["stages"].items():
+        if settings.get("nets") or settings.get("variants") or settings.get("ablation"):
+            continue
+        for dataset in settings["datasets"]:
+            targets = settings.get("targets") or runner.profile["datasets"][dataset]["targets"]
+            splits = [split_name(dataset, t) for t in targets]
+            title = (f"{STAGE_TITLES.get(stage, stage)}, mean over {len(splits)} splits: "
+                     f"{dataset} ({runner.profile['name']} profile)")
+            tables[f"{stage}_{dataset}_summary"] = split_summary_table(
+                records, title, dataset, splits, [m.name for m in stage_methods(settings, None)],
+                settings["ipcs"], paper_values(stage, dataset) if compare else None)
+    return tables
+
+
 # ----------------------------------------------------------------------------- stages
 
 def stage_tables(runner: Runner) -> dict[str, Table]:
@@ -217,6 +265,17 @@ def write_tables(profile_name: str, results_dir=None, figures_dir=None) -> list[
     folder = Path(figures_dir or runner.figures_dir)
     paths = []
     for stem, table in stage_tables(runner).items():
+        paths += table.write(folder, stem)
+        print(table.markdown())
+    return paths
+
+
+def write_summaries(profile_name: str, results_dir=None, figures_dir=None) -> list[Path]:
+    runner = Runner(load_profile(profile_name), results_dir=results_dir, progress=False,
+                    device="cpu")
+    folder = Path(figures_dir or runner.figures_dir)
+    paths = []
+    for stem, table in summary_tables(runner).items():
         paths += table.write(folder, stem)
         print(table.markdown())
     return paths
