@@ -68,9 +68,10 @@ def tables(args) -> None:
 
 
 def summaries(args) -> None:
-    from .reporting.tables import write_summaries
+    from .reporting.tables import summary_tables, write_tables
 
-    write_summaries(args.profile, results_dir=args.results_dir, figures_dir=args.figures_dir)
+    write_tables(args.profile, results_dir=args.results_dir, figures_dir=args.figures_dir,
+                 build=summary_tables)
 
 
 def add_cell_options(parser: argparse.ArgumentParser) -> None:

@@ -259,23 +259,15 @@ STAGE_TITLES = {"table1": "Table 1, leave-one-domain-out accuracy %",
                 "fidelity": "Reference behaviours, one switched off per row, accuracy %"}
 
 
-def write_tables(profile_name: str, results_dir=None, figures_dir=None) -> list[Path]:
-    profile = load_profile(profile_name)
-    runner = Runner(profile, results_dir=results_dir, progress=False, device="cpu")
-    folder = Path(figures_dir or runner.figures_dir)
-    paths = []
-    for stem, table in stage_tables(runner).items():
-        paths += table.write(folder, stem)
-        print(table.markdown())
-    return paths
-
-
-def write_summaries(profile_name: str, results_dir=None, figures_dir=None) -> list[Path]:
+def write_tables(profile_name: str, results_dir=None, figures_dir=None,
+                 build=None) -> list[Path]:
+    """Render the profile's tables (`build`: stage_tables by default, or summary_tables)
+    as Markdown, CSV and LaTeX into figures/<profile>/, and print them."""
     runner = Runner(load_profile(profile_name), results_dir=results_dir, progress=False,
                     device="cpu")
     folder = Path(figures_dir or runner.figures_dir)
     paths = []
-    for stem, table in summary_tables(runner).items():
+    for stem, table in (build or stage_tables)(runner).items():
         paths += table.write(folder, stem)
         print(table.markdown())
     return paths
