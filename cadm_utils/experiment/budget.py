@@ -76,20 +76,23 @@ def run_budgeted(runner, cells, budget_s: float, export_dir=None, log=print) -> 
 
     start = time.time()
     targets = [t for d in runner.profile["datasets"].values() for t in d["targets"]]
-    todo = sorted((c for c in cells if runner.for_cell(c).seeds_to_run(c)),
+    earlier = load_records(runner.records_path)
+    todo = sorted((c for c in cells if runner.for_cell(c).seeds_to_run(c, earlier)),
                   key=lambda c: priority(c, targets))
     before = {str(p) for p in product_files(runner)}
     new_records = []
     for cell in todo:
         elapsed = time.time() - start
-        seeds = len(runner.for_cell(cell).seeds_to_run(cell))
-        cost = estimate(cell, seeds, load_records(runner.records_path))
+        seeds = runner.for_cell(cell).seeds_to_run(cell, earlier + new_records)
+        if not seeds:  # the same table entry in another stage (e.g. CADM in Tables 1, 2)
+            continue
+        cost = estimate(cell, len(seeds), earlier + new_records)
         if cost is not None and elapsed + cost > budget_s:
             log(f"budget: stop before {cell.label} (needs ~{cost:.0f} s, "
                 f"{budget_s - elapsed:.0f} s left)")
             break
         make_missing(runner, [cell])
-        records = runner.for_cell(cell).run_cell(cell)
+        records = runner.for_cell(cell).run_cell(cell, seeds)
         new_records += records
         log(f"budget: {cell.label}: {len(records)} seeds in {time.time() - start - elapsed:.0f} s")
     if export_dir is not None:
