@@ -44,6 +44,11 @@ DEFAULTS = {
         # NCFM: color + crop + cutout on normalised images; "dsa": one of DSA's six ops on
         # [0, 1] pixels (the behaviour before issue 11)
         "augment": "ncfm",
+        # NCFM condenser/compute_loss.py loops over the classes: one optimiser step per class
+        # in each phase; CADM draws a block for "each matching and regularization step"
+        # (paper, Implementation Details), so each class step has its own mask draw.
+        # "all": one step on all classes per phase, one draw shared by the phases
+        "class_steps": "per_class",
     },
     "masking": {
         "p_mask": 0.33, "p_active": 0.8, "lam": 100.0,
@@ -62,6 +67,7 @@ CHOICES = {
     "model.stem": ("auto", "small", "strided", "imagenet"),
     "distill.phases": ("separate", "summed"),
     "distill.augment": ("ncfm", "dsa"),
+    "distill.class_steps": ("per_class", "all"),
     "masking.kl": ("temperature", "symmetric"),
 }
 # (minimum, maximum, maximum excluded) of numeric settings; ints where the default is an int
@@ -84,6 +90,18 @@ RANGES = {
 DATASET_KEYS = {"resolution": (8, None)}
 STAGE_KEYS = ("datasets", "targets", "methods", "ipcs", "full_data", "ablation", "nets",
               "variants")
+
+
+# Settings added after results were committed, with the value that reproduces the code
+# before them: at that value a setting stays out of the cache keys, so the earlier products
+# and records stay valid; at any other value it enters them like every setting.
+KEYED_UNLESS = {"distill.class_steps": "all"}
+
+
+def key_view(section: str, values: dict) -> dict:
+    """A settings section as it enters the cache keys (see KEYED_UNLESS)."""
+    return {k: v for k, v in values.items()
+            if f"{section}.{k}" not in KEYED_UNLESS or KEYED_UNLESS[f"{section}.{k}"] != v}
 
 
 def code_constants() -> dict:

@@ -1,4 +1,6 @@
 """Issue 11: each reference behaviour (NCFM, DomainDrop) against an independent computation."""
+from dataclasses import dataclass, field
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -9,7 +11,7 @@ from cadm_utils.method.distill import DistillConfig, ExpertPool, distill, interp
 from cadm_utils.method.losses import temperature_kl
 from cadm_utils.method.masking import (MaskingConfig, channel_mask, rescale_mask,
                                        sensitive_channel_mask)
-from cadm_utils.method.methods import METHODS
+from cadm_utils.method.methods import CADM, METHODS
 from cadm_utils.method.models import DomainAwareResNet, MEAN
 from cadm_utils.method.pretraining import masked_pretraining_loss, pretraining_loss
 
@@ -60,9 +62,10 @@ def test_temperature_kl_matches_domaindrop_formula():
 
 
 # --------------------------------------------------------------- item 1: separate phases
+@pytest.mark.parametrize("class_steps", ["all", "per_class"])
 @pytest.mark.parametrize("phases, calib, per_step", [("separate", 1, 2), ("separate", 2, 3),
                                                      ("summed", 1, 1)])
-def test_optimizer_steps_per_phase(task, monkeypatch, phases, calib, per_step):
+def test_optimizer_steps_per_phase(task, monkeypatch, phases, calib, per_step, class_steps):
     calls = []
     original = torch.optim.Adam.step
 
@@ -72,10 +75,62 @@ def test_optimizer_steps_per_phase(task, monkeypatch, phases, calib, per_step):
 
     monkeypatch.setattr(torch.optim.Adam, "step", counting)
     config = DistillConfig(ipc=1, steps=3, real_per_class=4, phases=phases, calib_steps=calib,
-                           interpolate=False)
+                           interpolate=False, class_steps=class_steps)
     _, history = distill(small_model(task), task, METHODS["cadm"], config, MaskingConfig(), 0,
                          torch.device("cpu"), progress=False)
-    assert len(calls) == 3 * per_step and len(history) == 3
+    groups = task.n_classes if class_steps == "per_class" else 1  # NCFM: a step per class
+    assert len(calls) == 3 * per_step * groups and len(history) == 3
+
+
+@dataclass(frozen=True)
+class Recording(CADM):
+    """CADM that notes the classes and the mask draw of every term it computes."""
+    calls: list = field(default_factory=list, compare=False, hash=False)
+
+    def matching_loss(self, model, masking, draw, n_classes, real_x, real_y, real_d, syn_x,
+                      syn_y, generator, batch=None):
+        self.calls.append(("match", sorted(set(real_y.tolist())), sorted(set(syn_y.tolist())),
+                           draw))
+        return super().matching_loss(model, masking, draw, n_classes, real_x, real_y, real_d,
+                                     syn_x, syn_y, generator, batch)
+
+    def calibration_losses(self, model, masking, draw, syn_x, syn_y, syn_d, generator):
+        self.calls.append(("calib", None, sorted(set(syn_y.tolist())), draw))
+        return super().calibration_losses(model, masking, draw, syn_x, syn_y, syn_d, generator)
+
+
+@pytest.mark.parametrize("class_steps", ["all", "per_class"])
+def test_ncfm_class_steps_match_then_calibrate_one_class_at_a_time(task, class_steps):
+    """NCFM condenser/compute_loss.py: per step, a matching step for each class in turn,
+    then a calibration step for each class; every CADM step draws its own block."""
+    method = Recording("cadm")
+    config = DistillConfig(ipc=1, steps=2, real_per_class=4, interpolate=False,
+                           class_steps=class_steps)
+    distill(small_model(task), task, method, config, MaskingConfig(), 0, torch.device("cpu"),
+            progress=False)
+    classes = list(range(task.n_classes))
+    if class_steps == "all":
+        expected = [("match", classes, classes), ("calib", None, classes)] * 2
+    else:
+        one_step = [("match", [c], [c]) for c in classes] + \
+            [("calib", None, [c]) for c in classes]
+        expected = one_step * 2
+    assert [call[:3] for call in method.calls] == expected
+    draws = [call[3] for call in method.calls]
+    if class_steps == "all":  # one draw shared by the step's matching and calibration
+        assert draws[0] is draws[1] and draws[2] is draws[3] and draws[0] is not draws[2]
+    else:
+        assert len({id(d) for d in draws}) == len(draws)
+
+
+@pytest.mark.parametrize("name", ["mmd", "mmd_irm", "mmd_fact", "mmd_dam", "cadm"])
+def test_every_method_distils_one_class_at_a_time(task, name):
+    config = DistillConfig(ipc=1, steps=1, real_per_class=4, interpolate=False,
+                           class_steps="per_class")
+    _, history = distill(small_model(task), task, METHODS[name], config, MaskingConfig(), 0,
+                         torch.device("cpu"), progress=False)
+    assert len(history) == 1 and all(torch.isfinite(torch.tensor(v)) for v in history[0].values())
+    assert history[0]["match"] > 0
 
 
 # --------------------------------------------------------------- item 4: interpolation, pool

@@ -23,7 +23,7 @@ from ..method.synthetic import SyntheticSet
 from ..method.train import TrainConfig, accuracy, train_classifier
 from ..profiles import REPO_ROOT, pretrain_epochs
 from ..runtime import pick_device, save_atomic, set_precision, use_cuda_path
-from ..settings import EVAL_SEED_OFFSET, code_constants, with_overrides
+from ..settings import EVAL_SEED_OFFSET, code_constants, key_view, with_overrides
 from .cells import Cell
 from .records import (append_record, base_record, cell_key, latest_per_seed, load_records,
                       matching)
@@ -121,8 +121,8 @@ class Runner:
         """Everything that determines the experts and synthetic sets of a data set."""
         p = self.profile
         return short_hash([p["datasets"][dataset], p["model"], p["pretrain"],
-                           p["distill"] if ipc else None, p["masking"], p["seed"],
-                           p["precision"], code_constants()])
+                           key_view("distill", p["distill"]) if ipc else None, p["masking"],
+                           p["seed"], p["precision"], code_constants()])
 
     def config_hash(self, dataset: str, ipc: int) -> str:
         """Everything that determines a cell's numbers; records of another hash are stale.
@@ -231,7 +231,8 @@ class Runner:
     def synthetic_path(self, cell: Cell) -> Path:
         config = self.distill_config(cell.ipc, cell.method)
         task_name = split_name(cell.dataset, cell.target)
-        key = short_hash([cell.dataset, task_name, cell.method.key, asdict(config),
+        key = short_hash([cell.dataset, task_name, cell.method.key,
+                          key_view("distill", asdict(config)),
                           self.masking, self.product_hash(cell.dataset, cell.ipc)])
         stem = f"{cell.dataset}-{_safe(task_name)}-{_safe(cell.method.name)}-ipc{cell.ipc}-{key}"
         return self.run_dir / "synthetic" / f"{stem}.pt"

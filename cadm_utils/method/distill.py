@@ -31,19 +31,22 @@ class DistillConfig:
     calib_steps: int = 1
     interpolate: bool = True  # NCFM: match on a random point between init and trained
     augment: str = "ncfm"  # "ncfm" (normalised color+crop+cutout) or "dsa" (one op, pixels)
+    class_steps: str = "per_class"  # NCFM: one step per class and phase; "all": one step
 
     def __post_init__(self):
         if self.steps < 0 or self.real_per_class < 1 or self.lr <= 0 or self.calib_steps < 0:
             raise ConfigError(f"invalid distillation setting: steps={self.steps}, "
                               f"real_per_class={self.real_per_class}, lr={self.lr}, "
                               f"calib_steps={self.calib_steps}")
-        if self.phases not in ("separate", "summed") or self.augment not in ("ncfm", "dsa"):
+        if self.phases not in ("separate", "summed") or self.augment not in ("ncfm", "dsa") \
+                or self.class_steps not in ("per_class", "all"):
             raise ConfigError(f"invalid distillation setting: phases={self.phases!r}, "
-                              f"augment={self.augment!r}")
+                              f"augment={self.augment!r}, class_steps={self.class_steps!r}")
 
 
 class RealSampler:
-    """Draws `per_class` real images of every class (without replacement within a class)."""
+    """Draws `per_class` real images of every class, or of one class (without replacement
+    within a class)."""
 
     def __init__(self, task: Task, device: torch.device):
         self.images = task.train.images.to(device)
@@ -52,10 +55,11 @@ class RealSampler:
         self.by_class = [(task.train.labels == c).nonzero().flatten()
                          for c in range(task.n_classes)]
 
-    def sample(self, per_class: int, generator: torch.Generator):
-        """(images, labels, domains, index into the training set)."""
+    def sample(self, per_class: int, generator: torch.Generator, only: int | None = None):
+        """(images, labels, domains, index into the training set); `only`: one class."""
+        classes = self.by_class if only is None else [self.by_class[only]]
         index = torch.cat([members[torch.randperm(len(members), generator=generator)[:per_class]]
-                           for members in self.by_class]).to(self.images.device)
+                           for members in classes]).to(self.images.device)
         return (to_float(self.images[index], self.images.device), self.labels[index],
                 self.domains[index], index)
 
@@ -145,35 +149,49 @@ def distill(experts, task: Task, method: Method, config: DistillConfig,
 
     bar = tqdm(range(start, config.steps), desc=f"distill {method.name} ipc{config.ipc}",
                disable=not progress, initial=start, total=config.steps, leave=False)
+    # the step's groups of classes: all at once, or one class after the other (NCFM)
+    groups = [None] if config.class_steps == "all" else list(range(task.n_classes))
+    rows = {None: slice(None), **{c: (syn_labels == c).nonzero().flatten()
+                                  for c in range(task.n_classes)}}
     for step in bar:
         match_model, calib_model = pool.draw(generator)
-        draw = MaskDraw.sample(masking, generator)
-        real_x, real_y, real_d, real_index = real.sample(config.real_per_class, generator)
-        params = sample_augmentation(config.augment, generator)  # the same for both batches
-        real_x, syn_x = augmented(real_x, params), augmented(decode(pixels, config.factor), params)
-        real_x, syn_x = method.transform(real_x, syn_x, generator)
-        with autocast(device):
-            match = method.matching_loss(match_model, masking, draw, task.n_classes, real_x,
-                                         real_y, real_d, syn_x, syn_labels, generator,
-                                         method_state.for_batch(real_index))
-        if config.phases == "summed":
+        draws, group_terms = [], []
+        for group in groups:
+            draw = MaskDraw.sample(masking, generator)
+            real_x, real_y, real_d, real_index = real.sample(config.real_per_class, generator,
+                                                             group)
+            params = sample_augmentation(config.augment, generator)  # shared by both batches
+            real_x = augmented(real_x, params)
+            syn_x = augmented(decode(pixels, config.factor)[rows[group]], params)
+            real_x, syn_x = method.transform(real_x, syn_x, generator)
+            syn_y, syn_d = syn_labels[rows[group]], syn_domains[rows[group]]
             with autocast(device):
-                terms = {"match": match, **method.calibration_losses(
-                    calib_model, masking, draw, syn_x, syn_labels, syn_domains, generator)}
-            take_step(total_loss(terms, masking))
-        else:
-            take_step(match)
-            terms = {"match": match.detach()}
-            for _ in range(config.calib_steps):
-                syn_x = augmented(decode(pixels, config.factor),
+                match = method.matching_loss(match_model, masking, draw, task.n_classes, real_x,
+                                             real_y, real_d, syn_x, syn_y, generator,
+                                             method_state.for_batch(real_index, rows[group]))
+            if config.phases == "summed":
+                with autocast(device):
+                    terms = {"match": match, **method.calibration_losses(
+                        calib_model, masking, draw, syn_x, syn_y, syn_d, generator)}
+                take_step(total_loss(terms, masking))
+            else:
+                take_step(match)
+                terms = {"match": match.detach()}
+            draws.append(draw)
+            group_terms.append(terms)
+        for _ in range(config.calib_steps if config.phases == "separate" else 0):
+            for group, draw, terms in zip(groups, draws, group_terms):
+                if group is not None:  # one draw per step; "all" shares the matching draw
+                    draw = MaskDraw.sample(masking, generator)
+                syn_x = augmented(decode(pixels, config.factor)[rows[group]],
                                   sample_augmentation(config.augment, generator))
                 with autocast(device):
                     calib = method.calibration_losses(calib_model, masking, draw, syn_x,
-                                                      syn_labels, syn_domains, generator)
+                                                      syn_labels[rows[group]],
+                                                      syn_domains[rows[group]], generator)
                 take_step(calibration_total(calib, masking))
                 terms.update(calib)
-            terms.setdefault("reg", match.new_zeros(()))
-            terms.setdefault("cons", match.new_zeros(()))
+        terms = combined(group_terms)
         history.append({k: v.detach() for k, v in terms.items()})
         done = step + 1
         if checkpoint is not None and (done % config.checkpoint_every == 0 or done == config.steps):
@@ -187,3 +205,14 @@ def distill(experts, task: Task, method: Method, config: DistillConfig,
     history = [{k: float(v) for k, v in h.items()} for h in history]
     synthetic.images = pixels.detach().cpu()
     return synthetic, history
+
+
+def combined(group_terms: list[dict]) -> dict[str, torch.Tensor]:
+    """One step's terms over its class groups: the matching losses summed (as one batch of
+    all classes sums them), L_reg and L_cons averaged (as one batch averages them)."""
+    match = torch.stack([t["match"] for t in group_terms]).sum()
+    terms = {"match": match}
+    for name in ("reg", "cons"):
+        values = [t[name] for t in group_terms if name in t]
+        terms[name] = torch.stack(values).mean() if values else match.new_zeros(())
+    return terms

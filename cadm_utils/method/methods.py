@@ -41,7 +41,9 @@ class DistillState:
 
     parameters: list[torch.Tensor] = []
 
-    def for_batch(self, real_index: torch.Tensor) -> dict:
+    def for_batch(self, real_index: torch.Tensor, syn_rows=slice(None)) -> dict:
+        """Inputs of the step's terms for the real images drawn (their index in the training
+        set) and the decoded synthetic rows in the batch."""
         return {}
 
 
@@ -143,8 +145,9 @@ class _DamState(DistillState):
         self.parameters = [self.mask_logits]
         self.real_pseudo = pseudo_domains(task.train.images).to(device)
 
-    def for_batch(self, real_index):
-        return {"mask_logits": self.mask_logits, "real_pseudo": self.real_pseudo[real_index]}
+    def for_batch(self, real_index, syn_rows=slice(None)):
+        return {"mask_logits": self.mask_logits[syn_rows],
+                "real_pseudo": self.real_pseudo[real_index]}
 
 
 @dataclass(frozen=True)
