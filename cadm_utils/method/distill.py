@@ -23,7 +23,7 @@ class DistillConfig:
     ipc: int
     steps: int = 1000
     real_per_class: int = 128
-    lr: float = 0.01  # Adam on pixels
+    lr: float = 0.001  # Adam on pixels (NCFM's rate)
     factor: int = 2  # multi-formation ρ
     dsa: bool = True
     checkpoint_every: int = 100
