@@ -94,22 +94,20 @@ def stage_methods(settings: dict, chosen) -> list[Method]:
 
 
 def stage_rows(settings: dict, chosen) -> list[tuple[Method, tuple]]:
-    """(method, overrides) per row: Table 2's loss ablation, a stage's `variants` (one
-    method under named setting overrides, e.g. the reference-behaviour checks), or its
-    methods in profile order restricted to `chosen`."""
+    """(method, overrides) per row: Table 2's loss ablation, a stage's `variants` (each of
+    its methods under named setting overrides, e.g. the reference-behaviour checks), or its
+    methods; in profile order, restricted to `chosen`."""
     if settings.get("ablation"):
         return [(ablation_variant(*row), ()) for row in ABLATION_ROWS]
     for name in chosen or []:
         if name != "full":
             get_method(name)  # raises on an unknown name
-    if settings.get("variants"):
-        base = get_method(settings["methods"][0])
-        if chosen is not None and base.name not in chosen:
-            return []
-        return [(variant_method(base, row, overrides), tuple(sorted(overrides.items())))
-                for row, overrides in settings["variants"].items()]
     wanted = chosen if chosen is not None else settings["methods"]
-    return [(get_method(m), ()) for m in settings["methods"] if m in wanted]
+    methods = [get_method(m) for m in settings["methods"] if m in wanted]
+    if settings.get("variants"):
+        return [(variant_method(base, row, overrides), tuple(sorted(overrides.items())))
+                for base in methods for row, overrides in settings["variants"].items()]
+    return [(method, ()) for method in methods]
 
 
 def variant_method(base: Method, row: str, overrides: dict) -> Method:
