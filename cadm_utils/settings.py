@@ -60,7 +60,8 @@ DEFAULTS = {
         "kl": "temperature",    # DomainDrop loss/KL_Loss.py; "symmetric": Eq. 9 as printed
         "kl_temperature": 5.0,  # DomainDrop train_domain.py, KL_Loss_T
     },
-    "evaluate": {"steps": 0, "epochs": 0, "batch_size": 256, "lr": 0.01, "seeds": 3},
+    "evaluate": {"steps": 0, "epochs": 0, "batch_size": 256, "lr": 0.01, "seeds": 3,
+                 "stack_seeds": False},
     "analysis": {"umap_class": 0, "umap_real_per_domain": 100, "channels": 32},
 }
 REQUIRED = ("name", "datasets", "stages")
@@ -100,6 +101,9 @@ STAGE_KEYS = ("datasets", "targets", "methods", "ipcs", "full_data", "ablation",
 # before them: at that value a setting stays out of the cache keys, so the earlier products
 # and records stay valid; at any other value it enters them like every setting.
 KEYED_UNLESS = {"distill.class_steps": "all"}
+# evaluate settings that decide which records exist or how they are computed, not their
+# values (stacked networks end where sequential ones do, tests/test_stacked.py): in no key
+HOW_NOT_WHAT = ("seeds", "stack_seeds")
 
 
 def key_view(section: str, values: dict) -> dict:

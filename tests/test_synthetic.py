@@ -27,6 +27,17 @@ def test_decode_passes_gradient_to_every_pixel():
     assert (images.grad != 0).all()
 
 
+def test_decoding_one_class_gives_its_rows_of_the_whole_decoded_set():
+    """The per-class loop decodes only the class's stored images (distill.py): the same
+    sub-images, in the same order, as the class's rows of the whole set decoded."""
+    images = torch.rand(6, 3, 8, 8)
+    labels = torch.tensor([0, 1, 0, 2, 1, 0])
+    decoded_labels = labels.repeat_interleave(4)
+    for c in range(3):
+        alone = decode(images[(labels == c).nonzero().flatten()], 2)
+        assert torch.equal(alone, decode(images, 2)[(decoded_labels == c).nonzero().flatten()])
+
+
 def test_encode_then_decode_recovers_constant_tiles():
     subs = torch.arange(8.0).view(8, 1, 1, 1).expand(8, 3, 8, 8)
     assert torch.allclose(decode(encode(subs, 2), 2), subs)

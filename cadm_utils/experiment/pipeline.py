@@ -110,8 +110,8 @@ def evaluate_cells(runner: Runner, cells: list[Cell]) -> list[dict]:
     """Train and test every evaluation network the cells still lack; one record each."""
     make_missing(runner, cells_with_work(runner, cells))
     handle, records = runner.job_handle(), load_records(runner.records_path)
-    jobs = [(handle, cell, seed) for cell in cells
-            for seed in runner.for_cell(cell).seeds_to_run(cell, records)]
+    jobs = [(handle, cell, seeds) for cell in cells
+            for seeds in _seed_groups(runner, cell, records)]
     jobs.sort(key=lambda job: -_relative_cost(job[1]))  # longest first: workers end together
     done = []
 
@@ -124,6 +124,16 @@ def evaluate_cells(runner: Runner, cells: list[Cell]) -> list[dict]:
     results = run_jobs(_evaluate_job, jobs, runner.workers, "evaluate", runner.progress, report,
                        launcher=runner.launcher)
     return [record for records in results for record in records]
+
+
+def _seed_groups(runner: Runner, cell: Cell, records: list[dict]) -> list[list[int]]:
+    """The cell's missing seeds as jobs: one job of all of them when they train stacked,
+    else one job per seed (spread over the workers)."""
+    cell_runner = runner.for_cell(cell)
+    seeds = cell_runner.seeds_to_run(cell, records)
+    if cell_runner.profile["evaluate"]["stack_seeds"]:
+        return [seeds] if seeds else []
+    return [[seed] for seed in seeds]
 
 
 def _relative_cost(cell: Cell) -> float:
@@ -163,8 +173,8 @@ def _distill_job(job) -> dict:
 
 
 def _evaluate_job(job) -> list[dict]:
-    handle, cell, seed = job
-    return _runner_for(handle).for_cell(cell).run_cell(cell, [seed])
+    handle, cell, seeds = job
+    return _runner_for(handle).for_cell(cell).run_cell(cell, seeds)
 
 
 def run_pipeline(profile_name: str, data_root=None, datasets=None, targets=None, methods=None,

@@ -20,10 +20,12 @@ from ..method.masking import MaskingConfig
 from ..method.methods import Method
 from ..method.models import DomainAwareResNet, build_eval_net
 from ..method.synthetic import SyntheticSet
-from ..method.train import TrainConfig, accuracy, train_classifier
+from ..method.train import (TrainConfig, accuracy, train_classifier,
+                            train_classifiers_stacked)
 from ..profiles import REPO_ROOT, pretrain_epochs
 from ..runtime import pick_device, save_atomic, set_precision, use_cuda_path
-from ..settings import EVAL_SEED_OFFSET, code_constants, key_view, with_overrides
+from ..settings import (EVAL_SEED_OFFSET, HOW_NOT_WHAT, code_constants, key_view,
+                        with_overrides)
 from .cells import Cell
 from .records import (append_record, base_record, cell_key, latest_per_seed, load_records,
                       matching)
@@ -126,8 +128,9 @@ class Runner:
 
     def config_hash(self, dataset: str, ipc: int) -> str:
         """Everything that determines a cell's numbers; records of another hash are stale.
-        (The number of seeds is left out: it decides which records exist, not their values.)"""
-        evaluate = {k: v for k, v in self.profile["evaluate"].items() if k != "seeds"}
+        (HOW_NOT_WHAT is left out: which records exist and how they are computed, not their
+        values.)"""
+        evaluate = {k: v for k, v in self.profile["evaluate"].items() if k not in HOW_NOT_WHAT}
         return short_hash([self.product_hash(dataset, ipc), evaluate])
 
     def current_records(self) -> list[dict]:
@@ -265,7 +268,8 @@ class Runner:
     # ------------------------------------------------------------------ cells
     def evaluation_config(self) -> TrainConfig:
         """The profile's training of the evaluation networks (DSA on)."""
-        settings = {k: v for k, v in self.profile["evaluate"].items() if k != "seeds"}
+        settings = {k: v for k, v in self.profile["evaluate"].items()
+                    if k not in HOW_NOT_WHAT}
         return TrainConfig(augment="dsa", **settings)
 
     def distill_row(self, cell: Cell) -> dict:
@@ -322,16 +326,7 @@ class Runner:
             provenance = {"set_id": info["set_id"], "set_file": self.synthetic_path(cell).name,
                           "expert_ids": info["expert_ids"]}
         records = []
-        for seed in todo:
-            start = time.time()
-            init_seed = seed + EVAL_SEED_OFFSET  # never the expert's initial weights
-            torch.manual_seed(init_seed)
-            fresh = build_eval_net(cell.net, task.n_classes, task.n_domains,
-                                   task.train.resolution, self.profile["model"]["width"],
-                                   self.profile["model"]["stem"])
-            net = train_classifier(fresh, images, labels, config, init_seed, self.device,
-                                   progress=self.progress,
-                                   desc=f"evaluate {cell.method.name} {cell.net} seed {seed}")
+        for seed, net, seconds in self.train_eval_nets(cell, task, images, labels, config, todo):
             history = info.get("history") or [{}]
             record = base_record(
                 kind="eval", dataset=cell.dataset, split=task.name, seed=seed,
@@ -341,7 +336,7 @@ class Runner:
                 acc=accuracy(net, task.test.images, task.test.labels, self.device),
                 source_val_acc=accuracy(net, task.val.images, task.val.labels, self.device)
                 if len(task.val) else None,
-                eval_s=round(time.time() - start, 2),
+                eval_s=round(seconds, 2),
                 pretrain_s=round(info.get("pretrain_s", 0.0), 2),
                 distill_s=round(info.get("distill_s", 0.0), 2),
                 loss_first=history[0], loss_last=history[-1],
@@ -349,6 +344,35 @@ class Runner:
             append_record(self.records_path, record)
             records.append(record)
         return records
+
+
+    def train_eval_nets(self, cell: Cell, task: Task, images, labels, config: TrainConfig,
+                        seeds: list[int]):
+        """Yields (seed, trained network, seconds) per seed: one after the other, or all
+        together when evaluate.stack_seeds (the same networks up to summation order).
+        Test accuracy is taken after each yield, so a sequential cell's record of one seed
+        is written before the next seed trains."""
+        def fresh(seed):
+            torch.manual_seed(seed + EVAL_SEED_OFFSET)  # never the expert's initial weights
+            return build_eval_net(cell.net, task.n_classes, task.n_domains,
+                                  task.train.resolution, self.profile["model"]["width"],
+                                  self.profile["model"]["stem"])
+        desc = f"evaluate {cell.method.name} {cell.net}"
+        if self.profile["evaluate"]["stack_seeds"] and len(seeds) > 1:
+            start = time.time()
+            nets = train_classifiers_stacked(
+                [fresh(seed) for seed in seeds], images, labels, config,
+                [seed + EVAL_SEED_OFFSET for seed in seeds], self.device,
+                progress=self.progress, desc=f"{desc} seeds {seeds[0]}-{seeds[-1]}")
+            seconds = (time.time() - start) / len(seeds)
+            yield from ((seed, net, seconds) for seed, net in zip(seeds, nets))
+            return
+        for seed in seeds:
+            start = time.time()
+            net = train_classifier(fresh(seed), images, labels, config, seed + EVAL_SEED_OFFSET,
+                                   self.device, progress=self.progress,
+                                   desc=f"{desc} seed {seed}")
+            yield seed, net, time.time() - start
 
 
 def content_id(state: dict) -> str:

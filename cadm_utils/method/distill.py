@@ -153,6 +153,12 @@ def distill(experts, task: Task, method: Method, config: DistillConfig,
     groups = [None] if config.class_steps == "all" else list(range(task.n_classes))
     rows = {None: slice(None), **{c: (syn_labels == c).nonzero().flatten()
                                   for c in range(task.n_classes)}}
+    image_rows = {None: slice(None), **{c: (synthetic.labels == c).nonzero().flatten().to(device)
+                                        for c in range(task.n_classes)}}
+
+    def decoded(group):  # the group's decoded rows, in the order of rows[group]
+        return decode(pixels[image_rows[group]], config.factor)
+
     for step in bar:
         match_model, calib_model = pool.draw(generator)
         draws, group_terms = [], []
@@ -162,7 +168,7 @@ def distill(experts, task: Task, method: Method, config: DistillConfig,
                                                              group)
             params = sample_augmentation(config.augment, generator)  # shared by both batches
             real_x = augmented(real_x, params)
-            syn_x = augmented(decode(pixels, config.factor)[rows[group]], params)
+            syn_x = augmented(decoded(group), params)
             real_x, syn_x = method.transform(real_x, syn_x, generator)
             syn_y, syn_d = syn_labels[rows[group]], syn_domains[rows[group]]
             with autocast(device):
@@ -183,8 +189,7 @@ def distill(experts, task: Task, method: Method, config: DistillConfig,
             for group, draw, terms in zip(groups, draws, group_terms):
                 if group is not None:  # one draw per step; "all" shares the matching draw
                     draw = MaskDraw.sample(masking, generator)
-                syn_x = augmented(decode(pixels, config.factor)[rows[group]],
-                                  sample_augmentation(config.augment, generator))
+                syn_x = augmented(decoded(group), sample_augmentation(config.augment, generator))
                 with autocast(device):
                     calib = method.calibration_losses(calib_model, masking, draw, syn_x,
                                                       syn_labels[rows[group]],

@@ -39,7 +39,8 @@ class DistillState:
     """What a method keeps during one distillation besides the pixels: extra tensors that
     the optimiser updates with them, and per-batch inputs of its terms."""
 
-    parameters: list[torch.Tensor] = []
+    def __init__(self, parameters: list[torch.Tensor] | None = None):
+        self.parameters = parameters or []
 
     def for_batch(self, real_index: torch.Tensor, syn_rows=slice(None)) -> dict:
         """Inputs of the step's terms for the real images drawn (their index in the training

@@ -1,6 +1,7 @@
 """The training loop of experts and evaluation networks (SGD, DM's schedule)."""
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 from typing import Callable
@@ -67,21 +68,10 @@ def train_classifier(model: torch.nn.Module, images: torch.Tensor, labels: torch
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     model = prepare_model(model, device).train()
-    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
-                                weight_decay=config.weight_decay)
-    n = len(labels)
-    epochs = config.epochs_for(n)
-    schedule = torch.optim.lr_scheduler.MultiStepLR(optimizer, [epochs // 2], 0.1)
+    optimizer, schedule, epochs = _sgd(model.parameters(), config, len(labels))
     step = 0
     for _ in tqdm(range(epochs), desc=desc, disable=not progress, leave=False):
-        order = torch.randperm(n, generator=generator)
-        for start in range(0, n, config.batch_size):
-            index = order[start:start + config.batch_size]
-            if len(index) < 2:  # BatchNorm needs two samples
-                continue
-            x = augment_batch(to_float(images[index], device), config.augment, generator)
-            y = labels[index].to(device)
-            d = domains[index].to(device) if domains is not None else None
+        for x, y, d in epoch_batches(images, labels, domains, config, generator, device):
             with autocast(device):
                 value = loss(model, x, y, d, step, generator)
             optimizer.zero_grad(set_to_none=True)
@@ -90,6 +80,65 @@ def train_classifier(model: torch.nn.Module, images: torch.Tensor, labels: torch
             step += 1
         schedule.step()
     return model.eval()
+
+
+def train_classifiers_stacked(models: list[torch.nn.Module], images: torch.Tensor,
+                              labels: torch.Tensor, config: TrainConfig, seeds: list[int],
+                              device: torch.device, progress: bool = True,
+                              desc: str = "train") -> list[torch.nn.Module]:
+    """`train_classifier` with plain CE for several networks of one architecture at once
+    (one per evaluation seed): their parameters are stacked and one vmapped forward and
+    backward trains them all (torch.func's model ensembling), so a GPU runs one larger
+    kernel where it ran one per seed. Each network sees the batches and augmentations its
+    own seed's generator draws, and SGD acts on each stacked slice alone, so network i ends
+    where `train_classifier(models[i], ..., seeds[i])` ends, up to summation order."""
+    generators = [torch.Generator().manual_seed(seed) for seed in seeds]
+    models = [model.to(device).train() for model in models]
+    params, buffers = torch.func.stack_module_state(models)
+    shape = copy.deepcopy(models[0]).to("meta")
+
+    def one_loss(p, b, x, y):
+        return F.cross_entropy(torch.func.functional_call(shape, (p, b), (x,)), y)
+
+    losses = torch.vmap(one_loss)
+    optimizer, schedule, epochs = _sgd(params.values(), config, len(labels))
+    for _ in tqdm(range(epochs), desc=desc, disable=not progress, leave=False):
+        for batches in zip(*(epoch_batches(images, labels, None, config, g, device)
+                             for g in generators)):
+            x, y = (torch.stack(part) for part in list(zip(*batches))[:2])
+            with autocast(device):
+                value = losses(params, buffers, x, y).sum()  # gradients stay per network
+            optimizer.zero_grad(set_to_none=True)
+            value.backward()
+            optimizer.step()
+        schedule.step()
+    with torch.no_grad():
+        for index, model in enumerate(models):
+            model.load_state_dict({name: stacked[index] for name, stacked in
+                                   [*params.items(), *buffers.items()]})
+    return [prepare_model(model, device).eval() for model in models]
+
+
+def _sgd(parameters, config: TrainConfig, n_images: int):
+    """The optimiser, its step schedule and the number of epochs."""
+    optimizer = torch.optim.SGD(parameters, lr=config.lr, momentum=config.momentum,
+                                weight_decay=config.weight_decay)
+    epochs = config.epochs_for(n_images)
+    return optimizer, torch.optim.lr_scheduler.MultiStepLR(optimizer, [epochs // 2], 0.1), epochs
+
+
+def epoch_batches(images, labels, domains, config: TrainConfig, generator: torch.Generator,
+                  device: torch.device):
+    """One epoch's augmented batches (x, labels, domains or None) in the generator's order."""
+    n = len(labels)
+    order = torch.randperm(n, generator=generator)
+    for start in range(0, n, config.batch_size):
+        index = order[start:start + config.batch_size]
+        if len(index) < 2:  # BatchNorm needs two samples
+            continue
+        x = augment_batch(to_float(images[index], device), config.augment, generator)
+        yield (x, labels[index].to(device),
+               domains[index].to(device) if domains is not None else None)
 
 
 @torch.no_grad()
