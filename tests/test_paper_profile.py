@@ -18,6 +18,7 @@ def test_paper_profile_is_complete_and_plans_every_table():
     assert set(profile["stages"]) == {"table1", "table2", "table3", "table4"}
     assert profile["stages"]["table1"]["methods"] == ["random", "mmd", "mmd_irm", "mmd_fact",
                                                       "mmd_dam", "cadm"]
+    assert profile["evaluate"]["stack_seeds"] is True  # the route below trains them stacked
 
 
 @pytest.mark.slow

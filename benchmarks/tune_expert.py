@@ -1,0 +1,79 @@
+"""An expert's pretraining rate, chosen on the source domains' held-out images: the expert
+of a method on one split at each rate (and each of the first N pool seeds), with its
+accuracy on the source validation images and its wall time. The target domain is never
+evaluated. Experts are made and cached exactly as the pipeline makes them (the profile with
+pretrain.lr overridden), so the run that uses a chosen rate reuses them.
+
+    python benchmarks/tune_expert.py --profile pacs-cpu --data-root DIR --target C \
+        --method cadm --lrs 0.02,0.01,0.005 [--experts 2] [--out results/tuning/FILE.jsonl]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from cadm_utils.errors import ConfigError
+from cadm_utils.experiment.runner import Runner
+from cadm_utils.method.methods import get_method
+from cadm_utils.profiles import load_profile
+from cadm_utils.runtime import git_commit
+
+
+def parse_rates(text: str) -> list[float]:
+    try:
+        rates = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise ConfigError(f"--lrs must be numbers separated by commas, got '{text}'") from None
+    if not rates or min(rates) <= 0:
+        raise ConfigError(f"--lrs must be positive, got '{text}'")
+    return rates
+
+
+def expert_rows(runner: Runner, dataset: str, target: str, method, rates, experts: int):
+    task = runner.task(dataset, target)
+    for rate in rates:
+        variant = runner.variant((("pretrain.lr", rate),))
+        for index in range(experts):
+            _, info = variant.expert(dataset, task, method, index)
+            yield {"split": task.name, "kind": method.expert_kind, "lr": rate, "index": index,
+                   "source_val_acc": round(info["source_val_acc"], 1),
+                   "wall_s": round(info["wall_s"], 1), "expert_id": info["expert_id"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--profile", required=True)
+    parser.add_argument("--data-root", default=None)
+    parser.add_argument("--dataset", default=None, help="default: the profile's first")
+    parser.add_argument("--target", required=True)
+    parser.add_argument("--method", default="cadm")
+    parser.add_argument("--lrs", required=True)
+    parser.add_argument("--experts", type=int, default=1, help="pool seeds per rate")
+    parser.add_argument("--out", default=None, help="append the rows to this JSON-lines file")
+    args = parser.parse_args()
+    try:
+        rates, method = parse_rates(args.lrs), get_method(args.method)
+        runner = Runner(load_profile(args.profile), data_root=args.data_root)
+        dataset = args.dataset or next(iter(runner.profile["datasets"]))
+        if dataset not in runner.profile["datasets"] or args.experts < 1:
+            raise ConfigError(f"data set '{dataset}' is not in the profile or --experts < 1")
+        runner.task(dataset, args.target)  # checks the data root and the domain first
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    commit = git_commit()
+    for row in expert_rows(runner, dataset, args.target, method, rates, args.experts):
+        print(json.dumps(row), flush=True)
+        if args.out:
+            path = Path(args.out)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "a") as handle:
+                handle.write(json.dumps({**row, "profile": runner.profile["name"],
+                                         "commit": commit}) + "\n")
+
+
+if __name__ == "__main__":
+    main()
