@@ -15,7 +15,7 @@ def test_paper_profile_is_complete_and_plans_every_table():
     assert profile["compare_with_paper"] is True
     assert profile["datasets"]["pacs"]["resolution"] == 64
     assert profile["pretrain"]["epochs"] == {"default": 60, "officehome": 120, "domainnet_sub": 120}
-    assert set(profile["stages"]) == {"table1", "table2", "table3", "table4"}
+    assert set(profile["stages"]) == {"table1", "table2", "table3", "table4", "loop"}
     assert profile["stages"]["table1"]["methods"] == ["random", "mmd", "mmd_irm", "mmd_fact",
                                                       "mmd_dam", "cadm"]
     assert profile["evaluate"]["stack_seeds"] is True  # the route below trains them stacked
@@ -56,8 +56,9 @@ def test_pacs_cpu_route_on_pacs_with_tiny_steps(pacs_root, tmp_path):
     profile["evaluate"].update(steps=2, seeds=2)
     path = tmp_path / "pacs_cpu_tiny.yaml"
     path.write_text(yaml.safe_dump(profile, allow_unicode=True))
-    runner, cells = open_run(path, pacs_root, targets="P", ipcs="1", results_dir=tmp_path / "r",
-                             run_dir=tmp_path / "runs", progress=False)
+    runner, cells = open_run(path, pacs_root, targets="P", ipcs="1", stages="table1",
+                             results_dir=tmp_path / "r", run_dir=tmp_path / "runs",
+                             progress=False)
     from cadm_utils.experiment.pipeline import evaluate_cells
 
     records = evaluate_cells(runner, cells)
