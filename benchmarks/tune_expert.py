@@ -5,7 +5,8 @@ evaluated. Experts are made and cached exactly as the pipeline makes them (the p
 pretrain.lr overridden), so the run that uses a chosen rate reuses them.
 
     python benchmarks/tune_expert.py --profile pacs-cpu --data-root DIR --target C \
-        --method cadm --lrs 0.02,0.01,0.005 [--experts 2] [--out results/tuning/FILE.jsonl]
+        --method cadm --lrs 0.02,0.01,0.005 [--experts 2] [--run-dir DIR]
+        [--out results/tuning/FILE.jsonl]
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import json
 import sys
 from pathlib import Path
 
-from cadm_utils.errors import ConfigError
+from cadm_utils.errors import CadmError, ConfigError
 from cadm_utils.experiment.runner import Runner
 from cadm_utils.method.methods import get_method
 from cadm_utils.profiles import load_profile
@@ -52,16 +53,18 @@ def main() -> None:
     parser.add_argument("--method", default="cadm")
     parser.add_argument("--lrs", required=True)
     parser.add_argument("--experts", type=int, default=1, help="pool seeds per rate")
+    parser.add_argument("--run-dir", default=None, help="product cache (default runs/<profile>)")
     parser.add_argument("--out", default=None, help="append the rows to this JSON-lines file")
     args = parser.parse_args()
     try:
         rates, method = parse_rates(args.lrs), get_method(args.method)
-        runner = Runner(load_profile(args.profile), data_root=args.data_root)
+        runner = Runner(load_profile(args.profile), data_root=args.data_root,
+                        run_dir=args.run_dir)
         dataset = args.dataset or next(iter(runner.profile["datasets"]))
         if dataset not in runner.profile["datasets"] or args.experts < 1:
             raise ConfigError(f"data set '{dataset}' is not in the profile or --experts < 1")
         runner.task(dataset, args.target)  # checks the data root and the domain first
-    except ConfigError as error:
+    except CadmError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
     commit = git_commit()

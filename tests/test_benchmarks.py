@@ -6,6 +6,8 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from .conftest import REPO_ROOT
 
 
@@ -23,3 +25,38 @@ def test_step_speed_prints_both_loops_and_both_evaluations():
             assert re.search(rf"distill +{method} +{loop}: +-?[0-9.]+ ms/step", out), out
     assert re.search(r"cadm / mmd \(per_class\): -?[0-9.]+", out)
     assert re.search(r"one by one -?[0-9.]+ ms/step, stacked -?[0-9.]+ ms/step, ratio -?[0-9.]+", out)
+
+
+def tune_expert(*args, tmp_path):
+    return subprocess.run(
+        [sys.executable, "benchmarks/tune_expert.py", "--profile", "ci", "--target", "P",
+         "--run-dir", str(tmp_path / "runs"), *args],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=600,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"})
+
+
+def test_tune_expert_trains_one_expert_per_rate_and_reuses_them(tmp_path):
+    import json
+
+    first = tune_expert("--method", "mmd", "--lrs", "0.05,0.01", tmp_path=tmp_path)
+    assert first.returncode == 0, first.stderr[-2000:]
+    rows = [json.loads(line) for line in first.stdout.splitlines()]
+    assert [(r["lr"], r["kind"]) for r in rows] == [(0.05, "plain"), (0.01, "plain")]
+    assert rows[0]["expert_id"] != rows[1]["expert_id"]
+    assert all(0 <= r["source_val_acc"] <= 100 for r in rows)
+    assert len(list((tmp_path / "runs" / "experts").glob("*.pt"))) == 2
+    again = tune_expert("--method", "mmd", "--lrs", "0.01", tmp_path=tmp_path)
+    assert json.loads(again.stdout)["expert_id"] == rows[1]["expert_id"]  # from the cache
+    assert json.loads(again.stdout)["wall_s"] == rows[1]["wall_s"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--lrs", "fast"], "--lrs must be numbers"), (["--lrs", "0,0.1"], "--lrs must be positive"),
+    (["--lrs", "0.1", "--method", "dm"], "unknown method"),
+    (["--lrs", "0.1", "--target", "Q"], "unknown domain")])
+def test_tune_expert_bad_input_exit_2_in_one_line(args, message, tmp_path):
+    result = tune_expert(*args, tmp_path=tmp_path)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], result.stderr
+    assert not (tmp_path / "runs").exists()
