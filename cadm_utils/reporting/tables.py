@@ -257,6 +257,8 @@ STAGE_TITLES = {"table1": "Table 1, leave-one-domain-out accuracy %",
                 "table3": "Table 3, cross-architecture accuracy %",
                 "table4": "Table 4, in-domain accuracy %",
                 "fidelity": "Reference behaviours, one switched off per row, accuracy %",
+                "expert_lr": "CADM's masked expert at pretrain.lr 0.01 (chosen on APS→C source "
+                             "val) vs the profile's 0.02, accuracy %",
                 "loop": "Distillation loop: NCFM's per-class steps at its pixel rate vs one "
                         "step on all classes, accuracy %"}
 
