@@ -55,7 +55,7 @@ def priority(cell, targets: list[str]) -> tuple:
     else:
         group = 2
     target = targets.index(cell.target) if cell.target in targets else len(targets)
-    return (stage, group, cell.ipc != 10, target, "{" in cell.method.name, cell.method.name)
+    return (stage, group, cell.ipc != 10, target, bool(cell.overrides), cell.method.name)
 
 
 def cell_cost(record: dict) -> float:

@@ -130,8 +130,7 @@ class Runner:
         """Everything that determines a cell's numbers; records of another hash are stale.
         (HOW_NOT_WHAT is left out: which records exist and how they are computed, not their
         values.)"""
-        evaluate = {k: v for k, v in self.profile["evaluate"].items() if k not in HOW_NOT_WHAT}
-        return short_hash([self.product_hash(dataset, ipc), evaluate])
+        return short_hash([self.product_hash(dataset, ipc), self.evaluation_values()])
 
     def current_records(self) -> list[dict]:
         """Records made with the profile's present settings and seeds, newest per seed, and
@@ -266,11 +265,13 @@ class Runner:
         return synthetic, info
 
     # ------------------------------------------------------------------ cells
+    def evaluation_values(self) -> dict:
+        """The evaluate settings that decide an evaluation's numbers (HOW_NOT_WHAT left out)."""
+        return {k: v for k, v in self.profile["evaluate"].items() if k not in HOW_NOT_WHAT}
+
     def evaluation_config(self) -> TrainConfig:
         """The profile's training of the evaluation networks (DSA on)."""
-        settings = {k: v for k, v in self.profile["evaluate"].items()
-                    if k not in HOW_NOT_WHAT}
-        return TrainConfig(augment="dsa", **settings)
+        return TrainConfig(augment="dsa", **self.evaluation_values())
 
     def distill_row(self, cell: Cell) -> dict:
         task = self.task(cell.dataset, cell.target)
@@ -344,7 +345,6 @@ class Runner:
             append_record(self.records_path, record)
             records.append(record)
         return records
-
 
     def train_eval_nets(self, cell: Cell, task: Task, images, labels, config: TrainConfig,
                         seeds: list[int]):
