@@ -60,8 +60,11 @@ DEFAULTS = {
         "kl": "temperature",    # DomainDrop loss/KL_Loss.py; "symmetric": Eq. 9 as printed
         "kl_temperature": 5.0,  # DomainDrop train_domain.py, KL_Loss_T
     },
-    "evaluate": {"steps": 0, "epochs": 0, "batch_size": 256, "lr": 0.01, "seeds": 3,
-                 "stack_seeds": False},
+    "evaluate": {"steps": 0, "epochs": 0, "batch_size": 256, "seeds": 3,
+                 "stack_seeds": False,
+                 # NCFM's evaluation (method/train.py PROTOCOLS: AdamW at its adamw_lr 0.001,
+                 # cut-mix); "dm": SGD at 0.01 in DM's schedule, the protocol before it
+                 "protocol": "ncfm", "lr": 0.001},
     "analysis": {"umap_class": 0, "umap_real_per_domain": 100, "channels": 32},
 }
 REQUIRED = ("name", "datasets", "stages")
@@ -74,6 +77,7 @@ CHOICES = {
     "distill.augment": ("ncfm", "dsa"),
     "distill.class_steps": ("per_class", "all"),
     "masking.kl": ("temperature", "symmetric"),
+    "evaluate.protocol": ("ncfm", "dm"),
 }
 # (minimum, maximum, maximum excluded) of numeric settings; ints where the default is an int
 RANGES = {
@@ -100,7 +104,7 @@ STAGE_KEYS = ("datasets", "targets", "methods", "ipcs", "full_data", "ablation",
 # Settings added after results were committed, with the value that reproduces the code
 # before them: at that value a setting stays out of the cache keys, so the earlier products
 # and records stay valid; at any other value it enters them like every setting.
-KEYED_UNLESS = {"distill.class_steps": "all"}
+KEYED_UNLESS = {"distill.class_steps": "all", "evaluate.protocol": "dm"}
 # evaluate settings that decide which records exist or how they are computed, not their
 # values (stacked networks end where sequential ones do, tests/test_stacked.py): in no key
 HOW_NOT_WHAT = ("seeds", "stack_seeds")

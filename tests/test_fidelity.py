@@ -1,5 +1,5 @@
 """Issue 11: each reference behaviour (NCFM, DomainDrop) against an independent computation."""
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pytest
 import torch
@@ -234,3 +234,56 @@ def test_evaluation_networks_do_not_start_from_the_experts_weights(tmp_path, mon
         expert_init = runner.new_model(task, runner.profile["seed"] + seed).state_dict()
         assert not torch.equal(state["stem.0.weight"], expert_init["stem.0.weight"])
     assert not torch.equal(started[0]["stem.0.weight"], started[1]["stem.0.weight"])
+
+
+# ---------------------------------------------------- NCFM's evaluation protocol (evaluate.protocol)
+def test_mixed_cross_entropy_weights_the_two_labels_by_the_kept_share():
+    from cadm_utils.method.train import mixed_cross_entropy
+
+    logits = torch.tensor([[2.0, 0.0, -1.0], [0.5, 1.5, 0.0]])
+    labels, partner = torch.tensor([0, 1]), torch.tensor([2, 0])
+    log_p = logits - logits.exp().sum(1, keepdim=True).log()
+    expected = -(0.7 * log_p[[0, 1], [0, 1]] + 0.3 * log_p[[0, 1], [2, 0]]).mean()
+    torch.testing.assert_close(mixed_cross_entropy(logits, labels, partner, 0.7), expected)
+    torch.testing.assert_close(mixed_cross_entropy(logits, labels, partner, 1.0),
+                               F.cross_entropy(logits, labels))
+
+
+def test_ncfm_protocol_is_adamw_halving_the_rate_after_each_fifth():
+    from cadm_utils.method.train import TrainConfig, optimiser
+
+    weight = torch.nn.Parameter(torch.ones(3))
+    optimizer, schedule, epochs = optimiser([weight], TrainConfig(epochs=10, lr=0.001,
+                                                                  protocol="ncfm"), 50)
+    assert isinstance(optimizer, torch.optim.AdamW) and epochs == 10
+    assert optimizer.param_groups[0]["weight_decay"] == 0.01
+    rates = []
+    for _ in range(epochs):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        schedule.step()
+    assert rates == pytest.approx([0.001] * 2 + [0.0005] * 2 + [0.00025] * 2
+                                  + [0.000125] * 2 + [0.0000625] * 2)
+    sgd, _, _ = optimiser([weight], TrainConfig(epochs=10, lr=0.01), 50)
+    assert isinstance(sgd, torch.optim.SGD)  # DM's protocol, the default of TrainConfig
+
+
+def test_evaluation_protocol_enters_the_records_key_only_when_not_dm(tmp_path):
+    from cadm_utils.experiment.pipeline import open_run
+
+    runner, cells = open_run("ci", stages="table1", results_dir=tmp_path / "r",
+                             run_dir=tmp_path / "w", progress=False)
+    assert runner.profile["evaluate"]["protocol"] == "dm"
+    cell = next(c for c in cells if c.method.name == "cadm" and c.ipc == 1)
+    ncfm = runner.variant((("evaluate.lr", 0.01), ("evaluate.protocol", "ncfm")))
+    assert ncfm.config_hash("embedded", 1) != runner.config_hash("embedded", 1)
+    assert ncfm.evaluation_config().protocol == "ncfm"
+    # a row that changes only the evaluation shares its base's synthetic set
+    from cadm_utils.experiment.cells import variant_method
+
+    row = variant_method(cell.method, "ncfm_eval", {"evaluate.protocol": "ncfm"})
+    assert row.name == "cadm{ncfm_eval}" and row.family == "cadm"
+    assert ncfm.synthetic_path(replace(cell, method=row)) == runner.synthetic_path(cell)
+    distilled_otherwise = runner.variant((("distill.lr", 0.5),))
+    assert distilled_otherwise.synthetic_path(replace(cell, method=row)) \
+        != runner.synthetic_path(cell)

@@ -30,10 +30,12 @@ def fresh(net: str, seed: int):
     return build_eval_net(net, 4, 3, 32, 8, "auto")
 
 
-@pytest.mark.parametrize("net", ["resnet18", "convnet", "alexnet"])
-def test_stacked_networks_end_where_sequential_ones_end(net, float64):
+@pytest.mark.parametrize("net,protocol", [("resnet18", "dm"), ("convnet", "dm"),
+                                          ("alexnet", "dm"), ("resnet18", "ncfm")])
+def test_stacked_networks_end_where_sequential_ones_end(net, protocol, float64):
     images, labels = tiny_set()
-    config = TrainConfig(steps=6, batch_size=16, lr=0.05, augment="dsa")
+    config = TrainConfig(steps=6, batch_size=16, lr=0.05 if protocol == "dm" else 0.001,
+                         augment="dsa", protocol=protocol)
     one_by_one = [train_classifier(fresh(net, s), images, labels, config, s, CPU,
                                    progress=False) for s in SEEDS]
     stacked = train_classifiers_stacked([fresh(net, s) for s in SEEDS], images, labels, config,

@@ -17,7 +17,7 @@ from .records import append_record, load_records, matching
 PART_BYTES = 16 * 2 ** 20
 MAX_PARTS = 8
 STAGE_ORDER = ("table1", "table2", "table3", "table4")
-FIRST_STAGES = ("loop",)  # checks that decide how the rest should run: with Table 1's cells
+FIRST_STAGES = ("loop", "eval_protocol")  # checks that decide how the rest should run: with Table 1's cells
 BASELINES = ("mmd_irm", "mmd_fact", "mmd_dam")
 
 
@@ -45,7 +45,7 @@ def priority(cell, targets: list[str]) -> tuple:
         stage = 0
     else:
         stage = STAGE_ORDER.index(cell.stage) if cell.stage in STAGE_ORDER else len(STAGE_ORDER)
-    name = cell.method.name.split("{")[0]  # a variant row counts as its method
+    name = cell.method.family  # a variant row counts as its method
     if name in ("mmd", "cadm") and cell.ipc == 10:
         group = 0
     elif name in ("random", "full"):

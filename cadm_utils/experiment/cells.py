@@ -113,4 +113,5 @@ def stage_rows(settings: dict, chosen) -> list[tuple[Method, tuple]]:
 def variant_method(base: Method, row: str, overrides: dict) -> Method:
     """The base method named for its variant row; without overrides it is the base itself
     (and shares its cells)."""
-    return base if not overrides else replace(base, name=f"{base.name}{{{row}}}")
+    return base if not overrides else replace(base, name=f"{base.name}{{{row}}}",
+                                                 base=base.name)

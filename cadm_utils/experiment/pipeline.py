@@ -57,9 +57,10 @@ def needed_experts(runner: Runner, cells: list[Cell]) -> list[tuple]:
     return [by_kind[k] for k in sorted(by_kind, key=repr)]
 
 
-def distilled_cells(cells: list[Cell]) -> list[Cell]:
-    """One cell per synthetic set (a set shared by two tables is distilled once)."""
-    unique = {(c.dataset, c.target, c.method, c.ipc, c.overrides): c for c in cells
+def distilled_cells(runner: Runner, cells: list[Cell]) -> list[Cell]:
+    """One cell per synthetic set (a set shared by two tables, or by a method and a variant
+    row that changes only the evaluation, is distilled once)."""
+    unique = {runner.for_cell(c).synthetic_path(c): c for c in cells
               if c.ipc and c.method.distills}
     return list(unique.values())
 
@@ -74,7 +75,7 @@ def make_missing(runner: Runner, cells: list[Cell], distill: bool = True) -> Non
              runner.progress, launcher=runner.launcher)
     if not distill:
         return
-    sets = [cell for cell in distilled_cells(cells)
+    sets = [cell for cell in distilled_cells(runner, cells)
             if not runner.for_cell(cell).synthetic_path(cell).exists()]
     run_jobs(_distill_job, [(handle, cell) for cell in sets], runner.workers, "distill",
              runner.progress, launcher=runner.launcher)
@@ -102,7 +103,7 @@ def distill_cells(runner: Runner, cells: list[Cell]) -> list[dict]:
     """Distil every set that cells with missing records need; rows with the first and last
     loss terms of every set on disk."""
     make_missing(runner, cells_with_work(runner, cells))
-    return [runner.for_cell(cell).distill_row(cell) for cell in distilled_cells(cells)
+    return [runner.for_cell(cell).distill_row(cell) for cell in distilled_cells(runner, cells)
             if runner.for_cell(cell).synthetic_path(cell).exists()]
 
 

@@ -130,7 +130,8 @@ class Runner:
         """Everything that determines a cell's numbers; records of another hash are stale.
         (HOW_NOT_WHAT is left out: which records exist and how they are computed, not their
         values.)"""
-        return short_hash([self.product_hash(dataset, ipc), self.evaluation_values()])
+        return short_hash([self.product_hash(dataset, ipc),
+                           key_view("evaluate", self.evaluation_values())])
 
     def current_records(self) -> list[dict]:
         """Records made with the profile's present settings and seeds, newest per seed, and
@@ -236,7 +237,7 @@ class Runner:
         key = short_hash([cell.dataset, task_name, cell.method.key,
                           key_view("distill", asdict(config)),
                           self.masking, self.product_hash(cell.dataset, cell.ipc)])
-        stem = f"{cell.dataset}-{_safe(task_name)}-{_safe(cell.method.name)}-ipc{cell.ipc}-{key}"
+        stem = f"{cell.dataset}-{_safe(task_name)}-{_safe(cell.method.family)}-ipc{cell.ipc}-{key}"
         return self.run_dir / "synthetic" / f"{stem}.pt"
 
     def synthetic_set(self, cell: Cell, task: Task) -> tuple[SyntheticSet, dict]:

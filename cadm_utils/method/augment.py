@@ -139,3 +139,36 @@ def random_amplitude_mix(x: torch.Tensor, generator: torch.Generator) -> torch.T
     n = len(x)
     return amplitude_mix(x, torch.rand(n, generator=generator),
                          torch.randperm(n, generator=generator))
+
+
+# NCFM's evaluation (config/ipc*/*.yaml: mixup cut, mix_p 0.5, beta 1.0; utils/train_val.py
+# train_epoch): CutMix (Yun et al. 2019) on a share CUTMIX_P of the batches
+CUTMIX_P = 0.5
+
+
+def cut_box(height: int, width: int, keep: float, cy: int, cx: int) -> tuple[int, int, int, int]:
+    """CutMix's box: sides √(1 − keep) of the image's, centred at pixel (cy, cx), clipped
+    to the image; (top, bottom, left, right), bottom and right excluded."""
+    side = math.sqrt(1.0 - keep)
+    half_h, half_w = int(height * side) // 2, int(width * side) // 2
+    return (min(max(cy - half_h, 0), height), min(max(cy + half_h, 0), height),
+            min(max(cx - half_w, 0), width), min(max(cx + half_w, 0), width))
+
+
+def cutmix(x: torch.Tensor, labels: torch.Tensor, generator: torch.Generator,
+           p: float = CUTMIX_P) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """With probability p, each image takes one box (the same for the batch) from a partner
+    image (a random permutation of the batch), λ ~ Beta(1, 1) = U(0, 1). Returns (images,
+    partner labels, ratio), ratio the share of each image still its own (1: no mix)."""
+    if torch.rand(1, generator=generator).item() >= p:
+        return x, labels, 1.0
+    keep = torch.rand(1, generator=generator).item()
+    partner = torch.randperm(len(x), generator=generator)
+    height, width = x.shape[-2:]
+    cy = int(torch.randint(height, (1,), generator=generator))
+    cx = int(torch.randint(width, (1,), generator=generator))
+    top, bottom, left, right = cut_box(height, width, keep, cy, cx)
+    mixed = x.clone()
+    mixed[..., top:bottom, left:right] = x[partner.to(x.device), :, top:bottom, left:right]
+    ratio = 1.0 - (bottom - top) * (right - left) / (height * width)
+    return mixed, labels[partner.to(labels.device)], ratio

@@ -54,6 +54,7 @@ class Method:
     trained by plain cross-entropy: the base every method extends."""
 
     name: str
+    base: str = ""  # the method a variant row modifies ("" for a method itself)
     distills = True  # False: the set stays the decoded real initialisation
     expert_kind = "plain"  # experts of one kind are shared by the methods that use it
 
@@ -65,8 +66,15 @@ class Method:
         return traits
 
     @property
+    def family(self) -> str:
+        """The method's own name, a variant row's base method's: a variant's overrides
+        enter its products' keys through the profile, so a row that changes only the
+        evaluation shares its base's synthetic sets."""
+        return self.base or self.name
+
+    @property
     def key(self) -> dict:
-        return {"name": self.name, **self.traits()}
+        return {"name": self.family, **self.traits()}
 
     # ----------------------------------------------------------------- the expert
     def expert_settings(self, pretrain: dict, masking: dict) -> dict:

@@ -1,4 +1,5 @@
-"""The training loop of experts and evaluation networks (SGD, DM's schedule)."""
+"""The training loop of experts and evaluation networks: DM's protocol (SGD, lr ×0.1 at
+half the epochs) or NCFM's (AdamW, lr ×0.5 at each fifth, cut-mix)."""
 from __future__ import annotations
 
 import copy
@@ -12,9 +13,15 @@ from tqdm import tqdm
 
 from ..errors import ConfigError
 from ..runtime import autocast, prepare_model, to_float
-from .augment import crop_flip, dsa
+from .augment import crop_flip, cutmix, dsa
 
 AUGMENTATIONS = ("crop_flip", "dsa", "none")
+# "dm": SGD with momentum, lr ×0.1 at half the epochs (DM's evaluation, utils.py
+# evaluate_synset). "ncfm": NCFM's evaluation (condenser/evaluate.py, utils/train_val.py
+# train_epoch, config/ipc*/*.yaml): AdamW with weight decay 0.01, lr ×0.5 after each fifth
+# of the epochs, cut-mix on half the batches.
+PROTOCOLS = ("dm", "ncfm")
+NCFM_WEIGHT_DECAY, NCFM_DECAY, NCFM_PHASES = 0.01, 0.5, 5
 # (model, x, labels, domains, step, generator) -> loss of one batch
 BatchLoss = Callable[..., torch.Tensor]
 
@@ -28,6 +35,7 @@ class TrainConfig:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     augment: str = "crop_flip"
+    protocol: str = "dm"
 
     def __post_init__(self):
         if (self.epochs < 1) == (self.steps < 1) or self.batch_size < 2 or self.lr <= 0:
@@ -37,6 +45,9 @@ class TrainConfig:
         if self.augment not in AUGMENTATIONS:
             raise ConfigError(f"unknown augmentation '{self.augment}': "
                               f"expected one of {', '.join(AUGMENTATIONS)}")
+        if self.protocol not in PROTOCOLS:
+            raise ConfigError(f"unknown training protocol '{self.protocol}': "
+                              f"expected one of {', '.join(PROTOCOLS)}")
 
     def epochs_for(self, n_images: int) -> int:
         if self.epochs:
@@ -53,22 +64,40 @@ def augment_batch(x: torch.Tensor, kind: str, generator: torch.Generator) -> tor
 
 
 def cross_entropy(model, x, labels, domains, step: int, generator) -> torch.Tensor:
-    """The plain batch loss (Eq. 1; the evaluation networks')."""
+    """The plain batch loss (Eq. 1; the evaluation networks' under DM's protocol)."""
     return F.cross_entropy(model(x), labels)
+
+
+def mixed_cross_entropy(logits: torch.Tensor, labels: torch.Tensor,
+                        partner_labels: torch.Tensor, ratio) -> torch.Tensor:
+    """CutMix's loss: ratio · CE(labels) + (1 − ratio) · CE(partner labels), where ratio
+    is the share of each image that is still its own (1: no mix, plain CE)."""
+    return (ratio * F.cross_entropy(logits, labels)
+            + (1 - ratio) * F.cross_entropy(logits, partner_labels))
+
+
+def cutmix_cross_entropy(model, x, labels, domains, step: int, generator) -> torch.Tensor:
+    """NCFM's evaluation batch loss: CE on a batch cut-mixed with probability 0.5."""
+    x, partner_labels, ratio = cutmix(x, labels, generator)
+    return mixed_cross_entropy(model(x), labels, partner_labels, ratio)
+
+
+BATCH_LOSSES = {"dm": cross_entropy, "ncfm": cutmix_cross_entropy}
 
 
 def train_classifier(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor,
                      config: TrainConfig, seed: int, device: torch.device,
-                     domains: torch.Tensor | None = None, loss: BatchLoss = cross_entropy,
+                     domains: torch.Tensor | None = None, loss: BatchLoss | None = None,
                      progress: bool = True, desc: str = "train") -> torch.nn.Module:
-    """SGD with momentum; lr ×0.1 at half the epochs (the DM evaluation schedule).
-    `loss(model, x, labels, domains, step, generator)` is the batch objective: plain CE, or
-    a method's pretraining objective (Method.pretraining_objective), which may need
-    `domains`."""
+    """Trains under `config.protocol` (see PROTOCOLS). `loss(model, x, labels, domains,
+    step, generator)` is the batch objective: by default the protocol's (plain CE; CE on
+    cut-mixed batches), or a method's pretraining objective
+    (Method.pretraining_objective), which may need `domains`."""
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     model = prepare_model(model, device).train()
-    optimizer, schedule, epochs = _sgd(model.parameters(), config, len(labels))
+    loss = loss or BATCH_LOSSES[config.protocol]
+    optimizer, schedule, epochs = optimiser(model.parameters(), config, len(labels))
     step = 0
     for _ in tqdm(range(epochs), desc=desc, disable=not progress, leave=False):
         for x, y, d in epoch_batches(images, labels, domains, config, generator, device):
@@ -86,28 +115,34 @@ def train_classifiers_stacked(models: list[torch.nn.Module], images: torch.Tenso
                               labels: torch.Tensor, config: TrainConfig, seeds: list[int],
                               device: torch.device, progress: bool = True,
                               desc: str = "train") -> list[torch.nn.Module]:
-    """`train_classifier` with plain CE for several networks of one architecture at once
-    (one per evaluation seed): their parameters are stacked and one vmapped forward and
-    backward trains them all (torch.func's model ensembling), so a GPU runs one larger
-    kernel where it ran one per seed. Each network sees the batches and augmentations its
-    own seed's generator draws, and SGD acts on each stacked slice alone, so network i ends
-    where `train_classifier(models[i], ..., seeds[i])` ends, up to summation order."""
+    """`train_classifier` with the protocol's CE for several networks of one architecture
+    at once (one per evaluation seed): their parameters are stacked and one vmapped forward
+    and backward trains them all (torch.func's model ensembling), so a GPU runs one larger
+    kernel where it ran one per seed. Each network sees the batches, augmentations and
+    cut-mixes its own seed's generator draws, and the optimiser (elementwise) acts on each
+    stacked slice alone, so network i ends where `train_classifier(models[i], ...,
+    seeds[i])` ends, up to summation order."""
     generators = [torch.Generator().manual_seed(seed) for seed in seeds]
     models = [model.to(device).train() for model in models]
     params, buffers = torch.func.stack_module_state(models)
     shape = copy.deepcopy(models[0]).to("meta")
 
-    def one_loss(p, b, x, y):
-        return F.cross_entropy(torch.func.functional_call(shape, (p, b), (x,)), y)
+    def one_loss(p, b, x, y, partner_y, ratio):
+        logits = torch.func.functional_call(shape, (p, b), (x,))
+        return mixed_cross_entropy(logits, y, partner_y, ratio)
 
     losses = torch.vmap(one_loss)
-    optimizer, schedule, epochs = _sgd(params.values(), config, len(labels))
+    optimizer, schedule, epochs = optimiser(params.values(), config, len(labels))
     for _ in tqdm(range(epochs), desc=desc, disable=not progress, leave=False):
         for batches in zip(*(epoch_batches(images, labels, None, config, g, device)
                              for g in generators)):
-            x, y = (torch.stack(part) for part in list(zip(*batches))[:2])
-            with autocast(device):
-                value = losses(params, buffers, x, y).sum()  # gradients stay per network
+            mixes = [cutmix(x, y, g) if config.protocol == "ncfm" else (x, y, 1.0)
+                     for (x, y, _), g in zip(batches, generators)]
+            x, y = torch.stack([m[0] for m in mixes]), torch.stack([b[1] for b in batches])
+            partner_y = torch.stack([m[1] for m in mixes])
+            ratio = torch.tensor([m[2] for m in mixes], device=device)
+            with autocast(device):  # the sum keeps each network's gradients its own
+                value = losses(params, buffers, x, y, partner_y, ratio).sum()
             optimizer.zero_grad(set_to_none=True)
             value.backward()
             optimizer.step()
@@ -119,11 +154,17 @@ def train_classifiers_stacked(models: list[torch.nn.Module], images: torch.Tenso
     return [prepare_model(model, device).eval() for model in models]
 
 
-def _sgd(parameters, config: TrainConfig, n_images: int):
-    """The optimiser, its step schedule and the number of epochs."""
+def optimiser(parameters, config: TrainConfig, n_images: int):
+    """The protocol's optimiser, its per-epoch schedule and the number of epochs."""
+    epochs = config.epochs_for(n_images)
+    if config.protocol == "ncfm":
+        optimizer = torch.optim.AdamW(parameters, lr=config.lr, weight_decay=NCFM_WEIGHT_DECAY)
+        milestones = [epochs * k // NCFM_PHASES for k in range(1, NCFM_PHASES)]
+        milestones = [m for m in milestones if m > 0]  # a milestone 0 would decay at once
+        return (optimizer, torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones,
+                                                                NCFM_DECAY), epochs)
     optimizer = torch.optim.SGD(parameters, lr=config.lr, momentum=config.momentum,
                                 weight_decay=config.weight_decay)
-    epochs = config.epochs_for(n_images)
     return optimizer, torch.optim.lr_scheduler.MultiStepLR(optimizer, [epochs // 2], 0.1), epochs
 
 
