@@ -27,6 +27,7 @@ from cadm_utils.method.methods import METHODS
 from cadm_utils.method.models import DomainAwareResNet, build_eval_net
 from cadm_utils.method.train import TrainConfig, train_classifier, train_classifiers_stacked
 from cadm_utils.runtime import device_name, pick_device, prepare_model
+from cadm_utils.profiles import load_profile
 
 LOOPS = ("all", "per_class")
 
@@ -58,6 +59,9 @@ def distill_run(experts, task, method, config, device):
                              MaskingConfig(), 0, device, progress=False)
 
 
+EVAL = load_profile("paper")["evaluate"]  # its protocol and rate are timed
+
+
 def eval_run(task, images, labels, args, device, stacked: bool):
     seeds = list(range(args.eval_seeds))
 
@@ -66,7 +70,8 @@ def eval_run(task, images, labels, args, device, stacked: bool):
                                args.width) for _ in seeds]
 
     def run(n):
-        config = TrainConfig(steps=n, batch_size=args.eval_batch, augment="dsa")
+        config = TrainConfig(steps=n, batch_size=args.eval_batch, augment="dsa",
+                             protocol=EVAL["protocol"], lr=EVAL["lr"])
         if stacked:
             train_classifiers_stacked(nets(), images, labels, config, seeds, device,
                                       progress=False)

@@ -35,9 +35,9 @@ def test_priority_starts_with_pacs_ipc10_mmd_and_cadm_on_acs_to_p():
     assert first[:2] == [("table1", "P", "cadm", 10), ("table1", "P", "mmd", 10)]
     # the loop and evaluation checks' other rows next (their reference rows are Table 1's)
     assert first[2:6] == [("loop", "P", "cadm{all_classes}", 10),
-                          ("eval_protocol", "P", "cadm{dm_eval}", 10),
+                          ("eval_protocol", "P", "cadm{ncfm_eval}", 10),
                           ("loop", "P", "mmd{all_classes}", 10),
-                          ("eval_protocol", "P", "mmd{dm_eval}", 10)]
+                          ("eval_protocol", "P", "mmd{ncfm_eval}", 10)]
     assert {t for _, t, _, _ in first} == {"P", "C", "A", "S"}
     names = [c.method.name for c in ordered]
     assert names.index("random") > names.index("cadm")

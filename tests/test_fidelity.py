@@ -273,7 +273,7 @@ def test_evaluation_protocol_enters_the_records_key_only_when_not_dm(tmp_path):
 
     runner, cells = open_run("ci", stages="table1", results_dir=tmp_path / "r",
                              run_dir=tmp_path / "w", progress=False)
-    assert runner.profile["evaluate"]["protocol"] == "dm"
+    assert runner.profile["evaluate"]["protocol"] == "dm"  # the default
     cell = next(c for c in cells if c.method.name == "cadm" and c.ipc == 1)
     ncfm = runner.variant((("evaluate.lr", 0.01), ("evaluate.protocol", "ncfm")))
     assert ncfm.config_hash("embedded", 1) != runner.config_hash("embedded", 1)

@@ -17,7 +17,7 @@ def test_paper_profile_is_complete_and_plans_every_table():
     assert profile["pretrain"]["epochs"] == {"default": 60, "officehome": 120, "domainnet_sub": 120}
     assert set(profile["stages"]) == {"table1", "table2", "table3", "table4", "loop",
                                       "eval_protocol"}
-    assert profile["evaluate"]["protocol"] == "ncfm"  # NCFM's evaluation, the reference
+    assert profile["evaluate"]["protocol"] == "dm"  # NCFM's only in the eval_protocol check
     assert profile["stages"]["table1"]["methods"] == ["random", "mmd", "mmd_irm", "mmd_fact",
                                                       "mmd_dam", "cadm"]
     assert profile["evaluate"]["stack_seeds"] is True  # the route below trains them stacked
@@ -42,17 +42,17 @@ def test_paper_route_on_pacs_with_tiny_steps(pacs_root, tmp_path):
     table = stage_tables(Runner(profile, results_dir=tmp_path / "r", progress=False))
     row = next(r for r in table["table1_pacs"].rows if r[0] == "cadm")
     assert "(3)" in row[2] and "[paper 48.7]" in row[2]  # column 2: ACS→P IPC 10
-    # the evaluation check's DM row evaluates Table 1's set again: nothing is distilled
+    # the evaluation check's NCFM row evaluates Table 1's set again: nothing is distilled
     _, checks = open_run(path, pacs_root, datasets="pacs", targets="P", methods="cadm",
                          ipcs="10", stages="eval_protocol", results_dir=tmp_path / "r",
                          run_dir=tmp_path / "runs", progress=False)
-    dm_row = next(c for c in checks if c.overrides)
+    ncfm_row = next(c for c in checks if c.overrides)
     sets = sorted((tmp_path / "runs" / "synthetic").glob("*.pt"))
-    dm_records = runner.for_cell(dm_row).run_cell(dm_row)
+    ncfm_records = runner.for_cell(ncfm_row).run_cell(ncfm_row)
     assert sorted((tmp_path / "runs" / "synthetic").glob("*.pt")) == sets
-    assert {r["set_id"] for r in dm_records} == {r["set_id"] for r in records
+    assert {r["set_id"] for r in ncfm_records} == {r["set_id"] for r in records
                                                  if r["method"] == "cadm"}
-    assert dm_records[0]["config"] != next(r for r in records if r["method"] == "cadm")["config"]
+    assert ncfm_records[0]["config"] != next(r for r in records if r["method"] == "cadm")["config"]
 
 
 @pytest.mark.slow

@@ -138,6 +138,21 @@ def test_split_summary_averages_per_split_means():
     assert table.rows[1][2] == "–" and table.rows[1][5] == "0"
     one_split = split_summary_table(records[:3], "t", "pacs", splits, ["mmd"], [10])
     assert one_split.rows[0][2] == "–" and one_split.rows[0][5] == "1"
+    assert [r[0] for r in table.rows] == ["mmd", "cadm", "Full dataset"]
+    no_full = split_summary_table(records, "t", "pacs", splits, ["mmd"], [10], full_row=False)
+    assert [r[0] for r in no_full.rows] == ["mmd"]  # a variant stage's summary
+
+
+def test_variant_stages_on_several_splits_get_a_summary():
+    from cadm_utils.reporting.tables import summary_tables
+
+    runner = Runner(load_profile("pacs-cpu"), progress=False)
+    tables = summary_tables(runner)
+    assert {"table1_pacs_summary", "eval_protocol_pacs_summary",
+            "expert_lr_pacs_summary"} <= set(tables)
+    assert "loop_pacs_summary" not in tables  # one split: its stage table says it all
+    rows = [r[0] for r in tables["eval_protocol_pacs_summary"].rows]
+    assert rows == ["mmd"] * 2 + ["mmd{ncfm_eval}"] * 2 + ["cadm"] * 2 + ["cadm{ncfm_eval}"] * 2
 
 
 def test_tables_show_the_paper_value_beside_ours():
