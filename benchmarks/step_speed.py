@@ -26,8 +26,8 @@ from cadm_utils.method.masking import MaskingConfig
 from cadm_utils.method.methods import METHODS
 from cadm_utils.method.models import DomainAwareResNet, build_eval_net
 from cadm_utils.method.train import TrainConfig, train_classifier, train_classifiers_stacked
-from cadm_utils.runtime import device_name, pick_device, prepare_model
 from cadm_utils.profiles import load_profile
+from cadm_utils.runtime import device_name, pick_device, prepare_model
 
 LOOPS = ("all", "per_class")
 
@@ -59,11 +59,9 @@ def distill_run(experts, task, method, config, device):
                              MaskingConfig(), 0, device, progress=False)
 
 
-EVAL = load_profile("paper")["evaluate"]  # its protocol and rate are timed
-
-
 def eval_run(task, images, labels, args, device, stacked: bool):
     seeds = list(range(args.eval_seeds))
+    evaluate = load_profile("paper")["evaluate"]  # its protocol and rate are timed
 
     def nets():
         return [build_eval_net("resnet18", task.n_classes, task.n_domains, args.resolution,
@@ -71,7 +69,7 @@ def eval_run(task, images, labels, args, device, stacked: bool):
 
     def run(n):
         config = TrainConfig(steps=n, batch_size=args.eval_batch, augment="dsa",
-                             protocol=EVAL["protocol"], lr=EVAL["lr"])
+                             protocol=evaluate["protocol"], lr=evaluate["lr"])
         if stacked:
             train_classifiers_stacked(nets(), images, labels, config, seeds, device,
                                       progress=False)

@@ -17,7 +17,8 @@ from .records import append_record, load_records, matching
 PART_BYTES = 16 * 2 ** 20
 MAX_PARTS = 8
 STAGE_ORDER = ("table1", "table2", "table3", "table4")
-FIRST_STAGES = ("loop", "eval_protocol")  # checks that decide how the rest should run: with Table 1's cells
+# checks that decide how the rest should run: their rows follow Table 1's cells
+FIRST_STAGES = ("loop", "eval_protocol")
 BASELINES = ("mmd_irm", "mmd_fact", "mmd_dam")
 
 

@@ -163,12 +163,12 @@ def cutmix(x: torch.Tensor, labels: torch.Tensor, generator: torch.Generator,
     if torch.rand(1, generator=generator).item() >= p:
         return x, labels, 1.0
     keep = torch.rand(1, generator=generator).item()
-    partner = torch.randperm(len(x), generator=generator)
+    partner = torch.randperm(len(x), generator=generator).to(x.device)
     height, width = x.shape[-2:]
     cy = int(torch.randint(height, (1,), generator=generator))
     cx = int(torch.randint(width, (1,), generator=generator))
     top, bottom, left, right = cut_box(height, width, keep, cy, cx)
     mixed = x.clone()
-    mixed[..., top:bottom, left:right] = x[partner.to(x.device), :, top:bottom, left:right]
+    mixed[..., top:bottom, left:right] = x[partner, :, top:bottom, left:right]
     ratio = 1.0 - (bottom - top) * (right - left) / (height * width)
     return mixed, labels[partner.to(labels.device)], ratio

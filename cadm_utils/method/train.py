@@ -82,7 +82,13 @@ def cutmix_cross_entropy(model, x, labels, domains, step: int, generator) -> tor
     return mixed_cross_entropy(model(x), labels, partner_labels, ratio)
 
 
+def no_mix(x: torch.Tensor, labels: torch.Tensor, generator) -> tuple:
+    """DM's protocol mixes nothing: each image is all its own (ratio 1)."""
+    return x, labels, 1.0
+
+
 BATCH_LOSSES = {"dm": cross_entropy, "ncfm": cutmix_cross_entropy}
+BATCH_MIXES = {"dm": no_mix, "ncfm": cutmix}  # the same draws, for the stacked networks
 
 
 def train_classifier(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor,
@@ -136,7 +142,7 @@ def train_classifiers_stacked(models: list[torch.nn.Module], images: torch.Tenso
     for _ in tqdm(range(epochs), desc=desc, disable=not progress, leave=False):
         for batches in zip(*(epoch_batches(images, labels, None, config, g, device)
                              for g in generators)):
-            mixes = [cutmix(x, y, g) if config.protocol == "ncfm" else (x, y, 1.0)
+            mixes = [BATCH_MIXES[config.protocol](x, y, g)
                      for (x, y, _), g in zip(batches, generators)]
             x, y = torch.stack([m[0] for m in mixes]), torch.stack([b[1] for b in batches])
             partner_y = torch.stack([m[1] for m in mixes])

@@ -203,11 +203,11 @@ def summary_tables(runner: Runner) -> dict[str, Table]:
         for dataset in settings["datasets"]:
             targets = settings.get("targets") or runner.profile["datasets"][dataset]["targets"]
             splits = [split_name(dataset, t) for t in targets]
-            if settings.get("variants") and len(splits) == 1:
+            variants = bool(settings.get("variants"))
+            if variants and len(splits) == 1:
                 continue  # a check on one split: its stage table is the summary
             title = (f"{STAGE_TITLES.get(stage, stage)}, mean over {len(splits)} splits: "
                      f"{dataset} ({runner.profile['name']} profile)")
-            variants = bool(settings.get("variants"))
             tables[f"{stage}_{dataset}_summary"] = split_summary_table(
                 records, title, dataset, splits, [m.name for m in stage_methods(settings, None)],
                 settings["ipcs"], paper_values(stage, dataset) if compare and not variants
