@@ -54,9 +54,17 @@ def test_tune_expert_trains_one_expert_per_rate_and_reuses_them(tmp_path):
     (["--lrs", "fast"], "--lrs must be numbers"), (["--lrs", "0,0.1"], "--lrs must be positive"),
     (["--lrs", "0.1", "--method", "dm"], "unknown method"),
     (["--lrs", "0.1", "--target", "Q"], "unknown domain")])
-def test_tune_expert_bad_input_exit_2_in_one_line(args, message, tmp_path):
-    result = tune_expert(*args, tmp_path=tmp_path)
-    assert result.returncode == 2
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and message in lines[0], result.stderr
+def test_tune_expert_bad_input_exit_2_in_one_line(args, message, tmp_path, monkeypatch,
+                                                  capsys):
+    """In-process (the script's own file, run as __main__): a subprocess per case cost ~5 s of
+    imports; the test above runs it as a process."""
+    import runpy
+
+    monkeypatch.setattr(sys, "argv", ["tune_expert.py", "--profile", "ci", "--target", "P",
+                                      "--run-dir", str(tmp_path / "runs"), *args])
+    with pytest.raises(SystemExit) as stop:
+        runpy.run_path(str(REPO_ROOT / "benchmarks" / "tune_expert.py"), run_name="__main__")
+    assert stop.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], lines
     assert not (tmp_path / "runs").exists()

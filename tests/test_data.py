@@ -100,7 +100,7 @@ def test_in_domain_uses_every_domain(tiny_pacs):
     ("empty_class", "empty class folder"),
     ("corrupt_image", "unreadable image"),
 ])
-def test_bad_input_one_line_error_exit_2(tiny_pacs, tmp_path, breakage, message):
+def test_bad_input_one_line_error_exit_2(tiny_pacs, tmp_path, breakage, message, capsys):
     root = tiny_pacs
     if breakage == "missing_root":
         root = tmp_path / "nowhere"
@@ -117,9 +117,10 @@ def test_bad_input_one_line_error_exit_2(tiny_pacs, tmp_path, breakage, message)
         (tiny_pacs / "PACS" / "photo" / "dog" / "img1.jpg").write_bytes(b"not a jpeg at all")
     with pytest.raises(DataError, match=message):
         load_dataset("pacs", root, 16, progress=False)
-    result = run_cli("data-summary", "--dataset", "pacs", "--data-root", str(root), "--quiet")
-    assert result.returncode == 2
-    lines = result.stderr.strip().splitlines()
+    from cadm_utils.__main__ import main
+
+    assert main(["data-summary", "--dataset", "pacs", "--data-root", str(root), "--quiet"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and message in lines[0]
     if breakage not in ("missing_root",):
         assert str(tiny_pacs) in lines[0]  # names the path

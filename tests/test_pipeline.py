@@ -99,18 +99,28 @@ def test_expert_does_not_depend_on_global_rng(tiny_profile, tmp_path):
     (["--profile", "smoke", "--stages", "table9"], "unknown stage 'table9'"),
     (["--profile", "paper", "--datasets", "pacs"], "needs a data root"),
 ])
-def test_check_command_one_line_errors(args, message):
+def test_check_command_one_line_errors(args, message, capsys, monkeypatch, tmp_path):
+    """In-process (a subprocess per case cost ~6 s of imports); the process exit status is
+    checked once below."""
+    from cadm_utils.__main__ import main
+    from cadm_utils.profiles import REPO_ROOT
+
+    monkeypatch.chdir(tmp_path)  # any working directory
+    assert main(["check", *args]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], lines
+    assert not (REPO_ROOT / "results" / "nonexistent").exists()
+
+
+def test_check_command_exits_2_as_a_process():
     import subprocess
     import sys
 
-    from cadm_utils.profiles import REPO_ROOT
-
-    result = subprocess.run([sys.executable, "-m", "cadm_utils", "check", *args],
-                            capture_output=True, text=True, cwd="/", timeout=120)
+    result = subprocess.run([sys.executable, "-m", "cadm_utils", "check", "--profile",
+                             "nonexistent"], capture_output=True, text=True, cwd="/", timeout=120)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and message in lines[0], result.stderr
-    assert not (REPO_ROOT / "results" / "nonexistent").exists()
+    assert len(lines) == 1 and "profile not found" in lines[0], result.stderr
 
 
 def test_invalid_hyper_parameter_in_profile(tmp_path):

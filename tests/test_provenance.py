@@ -40,11 +40,12 @@ def test_profile_values_are_checked_with_the_key_named(tmp_path, changes, messag
 
 @pytest.mark.parametrize("args", [["--ipc", "abc"], ["--ipc", "0"], ["--ipc", "-1"],
                                   ["--methods", ""], ["--targets", "P,P"]])
-def test_bad_cell_options_exit_2_in_one_line(args):
-    run = subprocess.run([sys.executable, "-m", "cadm_utils", "check", "--profile", "ci", *args],
-                         capture_output=True, text=True, cwd=ROOT, timeout=120)
-    assert run.returncode == 2
-    assert run.stderr.startswith("error: ") and run.stderr.count("\n") == 1
+def test_bad_cell_options_exit_2_in_one_line(args, capsys):
+    from cadm_utils.__main__ import main
+
+    assert main(["check", "--profile", "ci", *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1
 
 
 @pytest.mark.parametrize("case", ["ipc", "width"])
