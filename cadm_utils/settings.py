@@ -279,6 +279,11 @@ def _check_stages(name: str, stages) -> dict:
     return out
 
 
+# Settings outside a section that a variant row may override: `seed` re-seeds the whole
+# pipeline of a cell (experts, initial images, distillation draws), a replicate of its set.
+TOP_LEVEL_OVERRIDES = ("seed",)
+
+
 def _check_variants(name: str, key: str, variants) -> dict:
     """Named rows of setting overrides, e.g. {summed: {distill.phases: summed}}; every
     override is checked like the profile value it replaces."""
@@ -288,6 +293,9 @@ def _check_variants(name: str, key: str, variants) -> dict:
     for row, overrides in variants.items():
         overrides = dict(overrides or {})
         for path, value in overrides.items():
+            if path in TOP_LEVEL_OVERRIDES:
+                _check_leaf(name, str(path), value, DEFAULTS[path])
+                continue
             section, _, leaf = str(path).partition(".")
             if section not in DEFAULTS or not isinstance(DEFAULTS[section], dict) or \
                     leaf not in DEFAULTS[section]:
@@ -301,6 +309,9 @@ def with_overrides(profile: dict, overrides: dict) -> dict:
     """A copy of the resolved profile with dotted-path overrides applied."""
     out = copy.deepcopy(profile)
     for path, value in overrides.items():
+        if path in TOP_LEVEL_OVERRIDES:
+            out[path] = value
+            continue
         section, leaf = path.split(".", 1)
         out[section][leaf] = value
     return out

@@ -14,6 +14,7 @@ from ..experiment.records import matching
 from ..experiment.runner import Runner
 from ..method.methods import ablation_variant
 from ..profiles import load_profile
+from ..settings import TOP_LEVEL_OVERRIDES
 from .paper_numbers import GPU_FULL_DATA_ANCHORS, TABLE2, TABLE3, paper_values
 
 
@@ -164,10 +165,11 @@ def variant_table(records: list[dict], title: str, dataset: str, splits: list[st
 
 def split_summary_table(records: list[dict], title: str, dataset: str, splits: list[str],
                         methods: list[str], ipcs: list[int], paper: dict | None = None,
-                        full_row: bool = True) -> Table:
+                        full_row: bool = True, pooled: dict | None = None) -> Table:
     """Per method and IPC: the mean over splits of the per-split mean accuracy on the unseen
     domain (with the paper's mean over the same splits), and the same for the source
-    domains' held-out images; '–' unless every split has records."""
+    domains' held-out images; '–' unless every split has records. `pooled` adds a row per
+    {label: [method names]} whose per-split mean takes the records of all its methods."""
     header = ["Method", "IPC", "unseen (mean over splits)", "paper", "source val (mean)",
               "splits"]
 
@@ -175,20 +177,35 @@ def split_summary_table(records: list[dict], title: str, dataset: str, splits: l
         means = [mean_std(v)[0] for v in values_per_split if v]
         return f"{statistics.fmean(means):.1f}" if len(means) == len(splits) else "–"
 
+    def per_split(field, members, ipc):
+        return [[a for m in members for a in accuracies(
+            records, field, dataset=dataset, split=s, method=m, ipc=ipc, net="resnet18")]
+            for s in splits]
+
+    groups = [(m, [m]) for m in methods + (["full"] if full_row else [])]
     body = []
-    for method in methods + (["full"] if full_row else []):
-        for ipc in ([0] if method == "full" else ipcs):
-            wanted = [dict(dataset=dataset, split=s, method=method, ipc=ipc, net="resnet18")
-                      for s in splits]
-            unseen = [accuracies(records, **w) for w in wanted]
-            reported = [(paper or {}).get((method, s, ipc)) for s in splits]
-            body.append([method if method != "full" else "Full dataset", str(ipc or "–"),
+    for label, members in groups + list((pooled or {}).items()):
+        for ipc in ([0] if label == "full" else ipcs):
+            unseen = per_split("acc", members, ipc)
+            reported = [(paper or {}).get((label, s, ipc)) for s in splits]
+            body.append([label if label != "full" else "Full dataset", str(ipc or "–"),
                          split_mean(unseen),
                          f"{statistics.fmean(reported):.1f}" if None not in reported else "–",
-                         split_mean([accuracies(records, "source_val_acc", **w)
-                                     for w in wanted]),
+                         split_mean(per_split("source_val_acc", members, ipc)),
                          str(sum(1 for v in unseen if v))])
     return Table(title, header, body)
+
+
+def replicate_groups(rows: list[tuple]) -> dict | None:
+    """For a stage whose variant rows only re-seed (`seed` overrides: replicates of each
+    cell's whole pipeline), {"<method>, N seeds pooled": [its row names]}; else None."""
+    if not rows or any(path not in TOP_LEVEL_OVERRIDES for _, overrides in rows
+                       for path, _ in overrides):
+        return None
+    groups: dict[str, list[str]] = {}
+    for method, _ in rows:
+        groups.setdefault(method.family, []).append(method.name)
+    return {f"{family}, {len(names)} seeds pooled": names for family, names in groups.items()}
 
 
 def summary_tables(runner: Runner) -> dict[str, Table]:
@@ -208,10 +225,12 @@ def summary_tables(runner: Runner) -> dict[str, Table]:
                 continue  # a check on one split: its stage table is the summary
             title = (f"{STAGE_TITLES.get(stage, stage)}, mean over {len(splits)} splits: "
                      f"{dataset} ({runner.profile['name']} profile)")
+            rows = stage_rows(settings, None)
             tables[f"{stage}_{dataset}_summary"] = split_summary_table(
-                records, title, dataset, splits, [m.name for m in stage_methods(settings, None)],
+                records, title, dataset, splits, [m.name for m, _ in rows],
                 settings["ipcs"], paper_values(stage, dataset) if compare and not variants
-                else None, full_row=not variants)
+                else None, full_row=not variants,
+                pooled=replicate_groups(rows) if variants else None)
     return tables
 
 
