@@ -33,6 +33,9 @@ DEFAULTS = {
         # DomainDrop's KL between two masked passes (train_domain.py: weight 1.5, T 5)
         "mask_kl_weight": 1.5,
         "experts": 1,           # NCFM's pool of pretrained models (num_premodel; 20 there)
+        # "last": the last epoch's weights; "best_val": the epoch with the best accuracy on
+        # the source domains' held-out images (DomainDrop train_domain.py, save_model "best")
+        "keep": "last",
     },
     "distill": {
         "steps": 1000, "real_per_class": 128, "factor": 2, "checkpoint_every": 100,
@@ -79,6 +82,7 @@ CHOICES = {
     "distill.class_steps": ("per_class", "all"),
     "masking.kl": ("temperature", "symmetric"),
     "evaluate.protocol": ("dm", "ncfm"),
+    "pretrain.keep": ("last", "best_val"),
 }
 # (minimum, maximum, maximum excluded) of numeric settings; ints where the default is an int
 RANGES = {
@@ -105,7 +109,8 @@ STAGE_KEYS = ("datasets", "targets", "methods", "ipcs", "full_data", "ablation",
 # Settings added after results were committed, with the value that reproduces the code
 # before them: at that value a setting stays out of the cache keys, so the earlier products
 # and records stay valid; at any other value it enters them like every setting.
-KEYED_UNLESS = {"distill.class_steps": "all", "evaluate.protocol": "dm"}
+KEYED_UNLESS = {"distill.class_steps": "all", "evaluate.protocol": "dm",
+                "pretrain.keep": "last"}
 # evaluate settings that decide which records exist or how they are computed, not their
 # values (stacked networks end where sequential ones do, tests/test_stacked.py): in no key
 HOW_NOT_WHAT = ("seeds", "stack_seeds")

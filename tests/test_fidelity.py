@@ -287,3 +287,87 @@ def test_evaluation_protocol_enters_the_records_key_only_when_not_dm(tmp_path):
     distilled_otherwise = runner.variant((("distill.lr", 0.5),))
     assert distilled_otherwise.synthetic_path(replace(cell, method=row)) \
         != runner.synthetic_path(cell)
+
+
+def _profile_with_variants(tmp_path, variants):
+    import yaml
+
+    from cadm_utils.profiles import REPO_ROOT
+
+    raw = yaml.safe_load((REPO_ROOT / "profiles" / "ci.yaml").read_text())
+    raw["stages"] = {"replicates": {"datasets": ["embedded"], "methods": ["random", "mmd"],
+                                    "ipcs": [1], "variants": variants}}
+    path = tmp_path / "replicates.yaml"
+    path.write_text(yaml.safe_dump(raw, allow_unicode=True))
+    return path
+
+
+@pytest.mark.parametrize("row, message", [({"seed": -1}, "seed must be at least 0"),
+                                          ({"seed": 1.5}, "seed must be an integer"),
+                                          ({"workers": 2}, "unknown setting 'workers'")])
+def test_a_variant_row_overrides_only_checked_settings(tmp_path, row, message):
+    from cadm_utils.errors import ConfigError
+    from cadm_utils.profiles import load_profile
+
+    with pytest.raises(ConfigError, match=message):
+        load_profile(_profile_with_variants(tmp_path, {"bad": row}))
+
+
+def test_a_seed_row_reseeds_the_experts_and_the_sets_not_the_evaluation(tmp_path):
+    from cadm_utils.experiment.pipeline import open_run
+
+    path = _profile_with_variants(tmp_path, {"reference": {}, "seed1": {"seed": 1}})
+    runner, cells = open_run(path, results_dir=tmp_path / "r", run_dir=tmp_path / "w",
+                             progress=False)
+    by_name = {c.method.name: c for c in cells}
+    assert set(by_name) == {"random", "mmd", "random{seed1}", "mmd{seed1}"}
+    seeded = runner.variant(by_name["mmd{seed1}"].overrides)
+    assert seeded.profile["seed"] == 1 and runner.profile["seed"] == 0
+    method, task = by_name["mmd"].method, "ACS→P"
+    assert seeded.expert_path("embedded", task, method) != runner.expert_path("embedded", task,
+                                                                            method)
+    for name in ("random", "mmd"):
+        assert seeded.synthetic_path(by_name[f"{name}{{seed1}}"]) \
+            != runner.synthetic_path(by_name[name])
+    assert seeded.config_hash("embedded", 1) != runner.config_hash("embedded", 1)
+    assert seeded.evaluation_values() == runner.evaluation_values()
+
+
+def test_keep_best_returns_the_best_scoring_epoch_the_later_on_a_tie():
+    import copy
+
+    from cadm_utils.method.train import TrainConfig, train_classifier
+
+    torch.manual_seed(0)
+    images, labels = torch.rand(16, 3, 8, 8), torch.arange(16) % 2
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(192, 2))
+    scores, snapshots = iter([1.0, 3.0, 3.0, 2.0]), []
+
+    def score(trained):
+        assert not trained.training  # scored in eval mode
+        snapshots.append(copy.deepcopy(trained.state_dict()))
+        return next(scores)
+
+    kept = train_classifier(model, images, labels, TrainConfig(epochs=4, batch_size=8, lr=0.1,
+                                                               augment="none"),
+                            seed=0, device=torch.device("cpu"), progress=False, keep_best=score)
+    assert len(snapshots) == 4
+    assert not torch.equal(snapshots[2]["1.weight"], snapshots[3]["1.weight"])
+    assert all(torch.equal(kept.state_dict()[k], snapshots[2][k]) for k in snapshots[2])
+
+
+def test_a_best_val_expert_keeps_its_curve_and_its_best_epoch(tmp_path):
+    from cadm_utils.experiment.runner import Runner
+    from cadm_utils.method.methods import get_method
+    from cadm_utils.profiles import load_profile
+
+    last = Runner(load_profile("ci"), results_dir=tmp_path / "r", run_dir=tmp_path / "w",
+                  progress=False)
+    runner = last.variant((("pretrain.keep", "best_val"),))
+    task = runner.task("embedded", "P")
+    _, info = runner.expert("embedded", task, get_method("mmd"))
+    curve = info["source_val_by_epoch"]
+    assert len(curve) == runner.profile["pretrain"]["epochs"]
+    assert info["source_val_acc"] == pytest.approx(max(curve))
+    assert last.expert_path("embedded", task.name, get_method("mmd")) \
+        != runner.expert_path("embedded", task.name, get_method("mmd"))

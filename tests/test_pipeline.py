@@ -153,6 +153,31 @@ def test_split_summary_averages_per_split_means():
     assert [r[0] for r in no_full.rows] == ["mmd"]  # a variant stage's summary
 
 
+def test_replicate_rows_are_pooled_per_method():
+    from cadm_utils.experiment.cells import stage_rows
+    from cadm_utils.reporting.tables import replicate_groups, split_summary_table
+
+    rows = stage_rows({"methods": ["mmd", "cadm"], "variants": {
+        "reference": {}, "seed1": {"seed": 1}, "seed2": {"seed": 2}}}, None)
+    groups = replicate_groups(rows)
+    assert groups == {"mmd, 3 seeds pooled": ["mmd", "mmd{seed1}", "mmd{seed2}"],
+                      "cadm, 3 seeds pooled": ["cadm", "cadm{seed1}", "cadm{seed2}"]}
+    assert replicate_groups(stage_rows({"methods": ["mmd"], "variants": {
+        "reference": {}, "other": {"distill.lr": 0.1}}}, None)) is None
+    splits = ["ACS→P", "APS→C"]
+    accs = {("mmd", "ACS→P"): [30.0, 32.0], ("mmd{seed1}", "ACS→P"): [40.0],
+            ("mmd{seed2}", "ACS→P"): [], ("mmd", "APS→C"): [50.0],
+            ("mmd{seed1}", "APS→C"): [60.0, 70.0], ("mmd{seed2}", "APS→C"): [80.0]}
+    records = [{"dataset": "pacs", "split": split, "method": name, "ipc": 10,
+                "net": "resnet18", "seed": seed, "acc": acc, "source_val_acc": acc / 2}
+               for (name, split), values in accs.items() for seed, acc in enumerate(values)]
+    table = split_summary_table(records, "t", "pacs", splits, ["mmd", "mmd{seed1}"], [10],
+                                full_row=False, pooled={"pooled": list(groups.values())[0]})
+    # pooled per split: P (30, 32, 40) -> 34, C (50, 60, 70, 80) -> 65; mean 49.5
+    assert table.rows[-1] == ["pooled", "10", "49.5", "–", f"{49.5 / 2:.1f}", "2"]
+    assert [r[0] for r in table.rows] == ["mmd", "mmd{seed1}", "pooled"]
+
+
 def test_variant_stages_on_several_splits_get_a_summary():
     from cadm_utils.reporting.tables import summary_tables
 

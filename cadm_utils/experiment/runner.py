@@ -122,7 +122,7 @@ class Runner:
     def product_hash(self, dataset: str, ipc: int) -> str:
         """Everything that determines the experts and synthetic sets of a data set."""
         p = self.profile
-        return short_hash([p["datasets"][dataset], p["model"], p["pretrain"],
+        return short_hash([p["datasets"][dataset], p["model"], key_view("pretrain", p["pretrain"]),
                            key_view("distill", p["distill"]) if ipc else None, p["masking"],
                            p["seed"], p["precision"], code_constants()])
 
@@ -174,7 +174,8 @@ class Runner:
     def expert_settings(self, dataset: str, method: Method) -> dict:
         """The pretraining settings that make the method's expert (the method chooses; CADM's
         includes its masking)."""
-        settings = {k: v for k, v in self.profile["pretrain"].items() if k != "experts"}
+        settings = {k: v for k, v in key_view("pretrain", self.profile["pretrain"]).items()
+                    if k != "experts"}
         settings["epochs"] = pretrain_epochs(self.profile, dataset)
         return method.expert_settings(settings, self.profile["masking"])
 
@@ -204,14 +205,24 @@ class Runner:
         start = time.time()
         config = TrainConfig(augment="crop_flip", epochs=settings["epochs"],
                              batch_size=settings["batch_size"], lr=settings["lr"])
+        curve: list[float] = []
+
+        def source_val(trained) -> float:
+            curve.append(accuracy(trained, task.val.images, task.val.labels, self.device))
+            return curve[-1]
+
+        best_val = self.profile["pretrain"]["keep"] == "best_val"
         model = train_classifier(model, task.train.images, task.train.labels, config, seed,
                                  self.device, domains=task.train.domains,
                                  loss=method.pretraining_objective(settings, self.masking),
                                  progress=self.progress,
-                                 desc=f"pretrain {task.name} {method.expert_kind}")
+                                 desc=f"pretrain {task.name} {method.expert_kind}",
+                                 keep_best=source_val if best_val else None)
         info = {"wall_s": time.time() - start, "expert_id": content_id(model.state_dict()),
                 "source_val_acc": accuracy(model, task.val.images, task.val.labels,
                                            self.device)}
+        if best_val:
+            info["source_val_by_epoch"] = curve
         save_atomic({"model": model.state_dict(), "info": info}, path)
         return model, info
 

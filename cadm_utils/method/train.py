@@ -94,17 +94,22 @@ BATCH_MIXES = {"dm": no_mix, "ncfm": cutmix}  # the same draws, for the stacked 
 def train_classifier(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor,
                      config: TrainConfig, seed: int, device: torch.device,
                      domains: torch.Tensor | None = None, loss: BatchLoss | None = None,
-                     progress: bool = True, desc: str = "train") -> torch.nn.Module:
+                     progress: bool = True, desc: str = "train",
+                     keep_best: Callable[[torch.nn.Module], float] | None = None
+                     ) -> torch.nn.Module:
     """Trains under `config.protocol` (see PROTOCOLS). `loss(model, x, labels, domains,
     step, generator)` is the batch objective: by default the protocol's (plain CE; CE on
     cut-mixed batches), or a method's pretraining objective
-    (Method.pretraining_objective), which may need `domains`."""
+    (Method.pretraining_objective), which may need `domains`. With `keep_best` (a score of
+    the model in eval mode, called after each epoch) the weights of the best-scoring epoch
+    are returned, the later one on a tie (DomainDrop train_domain.py keeps its model of
+    best source-validation accuracy that way); otherwise the last epoch's."""
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     model = prepare_model(model, device).train()
     loss = loss or BATCH_LOSSES[config.protocol]
     optimizer, schedule, epochs = optimiser(model.parameters(), config, len(labels))
-    step = 0
+    step, best = 0, None
     for _ in tqdm(range(epochs), desc=desc, disable=not progress, leave=False):
         for x, y, d in epoch_batches(images, labels, domains, config, generator, device):
             with autocast(device):
@@ -114,6 +119,13 @@ def train_classifier(model: torch.nn.Module, images: torch.Tensor, labels: torch
             optimizer.step()
             step += 1
         schedule.step()
+        if keep_best is not None:
+            score = keep_best(model.eval())
+            if best is None or score >= best[0]:
+                best = (score, copy.deepcopy(model.state_dict()))
+            model.train()
+    if best is not None:
+        model.load_state_dict(best[1])
     return model.eval()
 
 

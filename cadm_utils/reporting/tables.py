@@ -197,15 +197,19 @@ def split_summary_table(records: list[dict], title: str, dataset: str, splits: l
 
 
 def replicate_groups(rows: list[tuple]) -> dict | None:
-    """For a stage whose variant rows only re-seed (`seed` overrides: replicates of each
-    cell's whole pipeline), {"<method>, N seeds pooled": [its row names]}; else None."""
-    if not rows or any(path not in TOP_LEVEL_OVERRIDES for _, overrides in rows
-                       for path, _ in overrides):
+    """Rows of one method that differ only in `seed` (replicates of each cell's whole
+    pipeline) pooled: {"<method> (<other overrides>), N seeds pooled": [row names]}; None
+    when no two rows are replicates of each other."""
+    groups: dict[tuple, list[str]] = {}
+    for method, overrides in rows:
+        rest = tuple(o for o in overrides if o[0] not in TOP_LEVEL_OVERRIDES)
+        groups.setdefault((method.family, rest), []).append(method.name)
+    if all(len(names) == 1 for names in groups.values()):
         return None
-    groups: dict[str, list[str]] = {}
-    for method, _ in rows:
-        groups.setdefault(method.family, []).append(method.name)
-    return {f"{family}, {len(names)} seeds pooled": names for family, names in groups.items()}
+    label = {key: key[0] + (f" ({', '.join(f'{k}={v}' for k, v in key[1])})" if key[1] else "")
+             for key in groups}
+    return {f"{label[key]}, {len(names)} seeds pooled": names
+            for key, names in groups.items() if len(names) > 1}
 
 
 def summary_tables(runner: Runner) -> dict[str, Table]:
