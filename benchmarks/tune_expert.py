@@ -1,12 +1,14 @@
-"""An expert's pretraining rate, chosen on the source domains' held-out images: the expert
-of a method on one split at each rate (and each of the first N pool seeds), with its
-accuracy on the source validation images and its wall time. The target domain is never
-evaluated. Experts are made and cached exactly as the pipeline makes them (the profile with
-pretrain.lr overridden), so the run that uses a chosen rate reuses them.
+"""An expert's pretraining rate and optimiser (pretrain.protocol), chosen on the source
+domains' held-out images: the expert of a method on one split at each rate and protocol (and
+each of the first N pool seeds), with its accuracy on the source validation images and its
+wall time. Several pool seeds per setting (--experts) show how often an expert fails to
+train. The target domain is never evaluated. Experts are made and cached exactly as the
+pipeline makes them (the profile with pretrain.lr and pretrain.protocol overridden), so the
+run that uses a chosen setting reuses them.
 
     python benchmarks/tune_expert.py --profile pacs-cpu --data-root DIR --target C \
-        --method cadm --lrs 0.02,0.01,0.005 [--experts 2] [--run-dir DIR]
-        [--out results/tuning/FILE.jsonl]
+        --method cadm --lrs 0.02,0.01,0.005 [--protocols dm,domaindrop] [--experts 2]
+        [--run-dir DIR] [--out results/tuning/FILE.jsonl]
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from cadm_utils.experiment.runner import Runner
 from cadm_utils.method.methods import get_method
 from cadm_utils.profiles import load_profile
 from cadm_utils.runtime import git_commit
+from cadm_utils.settings import CHOICES
 
 
 def parse_rates(text: str) -> list[float]:
@@ -32,15 +35,26 @@ def parse_rates(text: str) -> list[float]:
     return rates
 
 
-def expert_rows(runner: Runner, dataset: str, target: str, method, rates, experts: int):
+def parse_protocols(text: str) -> list[str]:
+    protocols = text.split(",")
+    known = CHOICES["pretrain.protocol"]
+    if not all(p in known for p in protocols):
+        raise ConfigError(f"--protocols must be among {', '.join(known)}, got '{text}'")
+    return protocols
+
+
+def expert_rows(runner: Runner, dataset: str, target: str, method, rates, experts: int,
+                protocols=("dm",)):
     task = runner.task(dataset, target)
-    for rate in rates:
-        variant = runner.variant((("pretrain.lr", rate),))
-        for index in range(experts):
-            _, info = variant.expert(dataset, task, method, index)
-            yield {"split": task.name, "kind": method.expert_kind, "lr": rate, "index": index,
-                   "source_val_acc": round(info["source_val_acc"], 1),
-                   "wall_s": round(info["wall_s"], 1), "expert_id": info["expert_id"]}
+    for protocol in protocols:
+        for rate in rates:
+            variant = runner.variant((("pretrain.lr", rate), ("pretrain.protocol", protocol)))
+            for index in range(experts):
+                _, info = variant.expert(dataset, task, method, index)
+                yield {"split": task.name, "kind": method.expert_kind, "lr": rate,
+                       "protocol": protocol, "index": index,
+                       "source_val_acc": round(info["source_val_acc"], 1),
+                       "wall_s": round(info["wall_s"], 1), "expert_id": info["expert_id"]}
 
 
 def main() -> None:
@@ -52,12 +66,14 @@ def main() -> None:
     parser.add_argument("--target", required=True)
     parser.add_argument("--method", default="cadm")
     parser.add_argument("--lrs", required=True)
+    parser.add_argument("--protocols", default="dm", help="pretrain.protocol values")
     parser.add_argument("--experts", type=int, default=1, help="pool seeds per rate")
     parser.add_argument("--run-dir", default=None, help="product cache (default runs/<profile>)")
     parser.add_argument("--out", default=None, help="append the rows to this JSON-lines file")
     args = parser.parse_args()
     try:
         rates, method = parse_rates(args.lrs), get_method(args.method)
+        protocols = parse_protocols(args.protocols)
         runner = Runner(load_profile(args.profile), data_root=args.data_root,
                         run_dir=args.run_dir)
         dataset = args.dataset or next(iter(runner.profile["datasets"]))
@@ -68,7 +84,8 @@ def main() -> None:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
     commit = git_commit()
-    for row in expert_rows(runner, dataset, args.target, method, rates, args.experts):
+    for row in expert_rows(runner, dataset, args.target, method, rates, args.experts,
+                           protocols):
         print(json.dumps(row), flush=True)
         if args.out:
             path = Path(args.out)

@@ -36,6 +36,10 @@ DEFAULTS = {
         # "last": the last epoch's weights; "best_val": the epoch with the best accuracy on
         # the source domains' held-out images (DomainDrop train_domain.py, save_model "best")
         "keep": "last",
+        # method/train.py PROTOCOLS: "dm" (SGD, lr ×0.1 at half the epochs) or "domaindrop"
+        # (Nesterov SGD, lr ×0.1 after 0.8 of the epochs), the optimiser of the code CADM's
+        # masked pretraining follows
+        "protocol": "dm",
     },
     "distill": {
         "steps": 1000, "real_per_class": 128, "factor": 2, "checkpoint_every": 100,
@@ -83,6 +87,7 @@ CHOICES = {
     "masking.kl": ("temperature", "symmetric"),
     "evaluate.protocol": ("dm", "ncfm"),
     "pretrain.keep": ("last", "best_val"),
+    "pretrain.protocol": ("dm", "domaindrop"),
 }
 # (minimum, maximum, maximum excluded) of numeric settings; ints where the default is an int
 RANGES = {
@@ -110,7 +115,7 @@ STAGE_KEYS = ("datasets", "targets", "methods", "ipcs", "full_data", "ablation",
 # before them: at that value a setting stays out of the cache keys, so the earlier products
 # and records stay valid; at any other value it enters them like every setting.
 KEYED_UNLESS = {"distill.class_steps": "all", "evaluate.protocol": "dm",
-                "pretrain.keep": "last"}
+                "pretrain.keep": "last", "pretrain.protocol": "dm"}
 # evaluate settings that decide which records exist or how they are computed, not their
 # values (stacked networks end where sequential ones do, tests/test_stacked.py): in no key
 HOW_NOT_WHAT = ("seeds", "stack_seeds")

@@ -45,14 +45,19 @@ def test_tune_expert_trains_one_expert_per_rate_and_reuses_them(tmp_path):
     assert rows[0]["expert_id"] != rows[1]["expert_id"]
     assert all(0 <= r["source_val_acc"] <= 100 for r in rows)
     assert len(list((tmp_path / "runs" / "experts").glob("*.pt"))) == 2
-    again = tune_expert("--method", "mmd", "--lrs", "0.01", tmp_path=tmp_path)
-    assert json.loads(again.stdout)["expert_id"] == rows[1]["expert_id"]  # from the cache
-    assert json.loads(again.stdout)["wall_s"] == rows[1]["wall_s"]
+    again = tune_expert("--method", "mmd", "--lrs", "0.01", "--protocols", "dm,domaindrop",
+                        tmp_path=tmp_path)
+    dm, domaindrop = [json.loads(line) for line in again.stdout.splitlines()]
+    assert dm["expert_id"] == rows[1]["expert_id"]  # from the cache
+    assert dm["wall_s"] == rows[1]["wall_s"]
+    assert (dm["protocol"], domaindrop["protocol"]) == ("dm", "domaindrop")
+    assert domaindrop["expert_id"] != dm["expert_id"]
 
 
 @pytest.mark.parametrize("args, message", [
     (["--lrs", "fast"], "--lrs must be numbers"), (["--lrs", "0,0.1"], "--lrs must be positive"),
     (["--lrs", "0.1", "--method", "dm"], "unknown method"),
+    (["--lrs", "0.1", "--protocols", "dm,adam"], "--protocols must be among dm, domaindrop"),
     (["--lrs", "0.1", "--target", "Q"], "unknown domain")])
 def test_tune_expert_bad_input_exit_2_in_one_line(args, message, tmp_path, monkeypatch,
                                                   capsys):

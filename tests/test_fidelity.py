@@ -304,7 +304,8 @@ def _profile_with_variants(tmp_path, variants):
 
 @pytest.mark.parametrize("row, message", [({"seed": -1}, "seed must be at least 0"),
                                           ({"seed": 1.5}, "seed must be an integer"),
-                                          ({"workers": 2}, "unknown setting 'workers'")])
+                                          ({"workers": 2}, "unknown setting 'workers'"),
+                                          ({"pretrain.protocol": "ncfm"}, "pretrain.protocol")])
 def test_a_variant_row_overrides_only_checked_settings(tmp_path, row, message):
     from cadm_utils.errors import ConfigError
     from cadm_utils.profiles import load_profile
@@ -371,3 +372,73 @@ def test_a_best_val_expert_keeps_its_curve_and_its_best_epoch(tmp_path):
     assert info["source_val_acc"] == pytest.approx(max(curve))
     assert last.expert_path("embedded", task.name, get_method("mmd")) \
         != runner.expert_path("embedded", task.name, get_method("mmd"))
+
+
+def test_domaindrop_protocol_is_nesterov_sgd_decaying_once_after_four_fifths():
+    from cadm_utils.method.train import TrainConfig, optimiser
+
+    weight = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
+    optimizer, schedule, epochs = optimiser([weight], TrainConfig(epochs=10, lr=0.1,
+                                                                  protocol="domaindrop"), 50)
+    assert isinstance(optimizer, torch.optim.SGD) and optimizer.param_groups[0]["nesterov"]
+    rates = []
+    for _ in range(epochs):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        schedule.step()
+    assert rates == pytest.approx([0.1] * 8 + [0.01] * 2)  # StepLR(int(0.8 · 10)) in DomainDrop
+
+
+def test_domaindrop_protocol_steps_like_the_nesterov_formula():
+    from cadm_utils.method.train import TrainConfig, optimiser
+
+    lr, mu, decay = 0.1, 0.9, 5e-4
+    weight = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
+    optimizer, _, _ = optimiser([weight], TrainConfig(epochs=5, lr=lr, protocol="domaindrop"),
+                                10)
+    p, buf = [1.0, -2.0], [0.0, 0.0]
+    for step in range(3):
+        optimizer.zero_grad()
+        (weight ** 3).sum().backward()  # gradient 3 p²
+        optimizer.step()
+        for i in range(2):
+            g = 3 * p[i] ** 2 + decay * p[i]
+            buf[i] = g if step == 0 else mu * buf[i] + g
+            p[i] -= lr * (g + mu * buf[i])
+        assert weight.detach().tolist() == pytest.approx(p, rel=1e-5)
+
+
+def test_pretraining_protocol_changes_the_experts_only_when_not_dm(tmp_path):
+    from cadm_utils.experiment.runner import Runner
+    from cadm_utils.method.methods import get_method
+    from cadm_utils.profiles import load_profile
+
+    base = Runner(load_profile("ci"), results_dir=tmp_path / "r", run_dir=tmp_path / "w",
+                  progress=False)
+    assert base.profile["pretrain"]["protocol"] == "dm"
+    assert "protocol" not in base.expert_settings("embedded", get_method("cadm"))
+    domaindrop = base.variant((("pretrain.protocol", "domaindrop"),))
+    for name in ("mmd", "cadm"):
+        assert domaindrop.expert_path("embedded", "ACS→P", get_method(name)) \
+            != base.expert_path("embedded", "ACS→P", get_method(name))
+    assert domaindrop.config_hash("embedded", 1) != base.config_hash("embedded", 1)
+
+
+def test_a_domaindrop_expert_trains_with_nesterov(tmp_path, monkeypatch):
+    import cadm_utils.method.train as train
+    from cadm_utils.experiment.runner import Runner
+    from cadm_utils.method.methods import get_method
+    from cadm_utils.profiles import load_profile
+
+    made = []
+    original = train.optimiser
+
+    def recording(parameters, config, n_images):
+        made.append(config.protocol)
+        return original(parameters, config, n_images)
+
+    monkeypatch.setattr(train, "optimiser", recording)
+    runner = Runner(load_profile("ci"), results_dir=tmp_path / "r", run_dir=tmp_path / "w",
+                    progress=False).variant((("pretrain.protocol", "domaindrop"),))
+    runner.expert("embedded", runner.task("embedded", "P"), get_method("cadm"))
+    assert made == ["domaindrop"]

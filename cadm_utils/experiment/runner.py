@@ -204,7 +204,8 @@ class Runner:
             return model.to(self.device).eval(), state["info"]
         start = time.time()
         config = TrainConfig(augment="crop_flip", epochs=settings["epochs"],
-                             batch_size=settings["batch_size"], lr=settings["lr"])
+                             batch_size=settings["batch_size"], lr=settings["lr"],
+                             protocol=self.profile["pretrain"]["protocol"])
         curve: list[float] = []
 
         def source_val(trained) -> float:

@@ -19,9 +19,12 @@ AUGMENTATIONS = ("crop_flip", "dsa", "none")
 # "dm": SGD with momentum, lr ×0.1 at half the epochs (DM's evaluation, utils.py
 # evaluate_synset). "ncfm": NCFM's evaluation (condenser/evaluate.py, utils/train_val.py
 # train_epoch, config/ipc*/*.yaml): AdamW with weight decay 0.01, lr ×0.5 after each fifth
-# of the epochs, cut-mix on half the batches.
-PROTOCOLS = ("dm", "ncfm")
+# of the epochs, cut-mix on half the batches. "domaindrop": DomainDrop's optimiser
+# (optimizer_helper.py get_optim_and_scheduler_scatter, train_domain.py --nesterov): SGD
+# with Nesterov momentum, lr ×0.1 once after 0.8 of the epochs, plain CE.
+PROTOCOLS = ("dm", "ncfm", "domaindrop")
 NCFM_WEIGHT_DECAY, NCFM_DECAY, NCFM_PHASES = 0.01, 0.5, 5
+DOMAINDROP_STEP_AT = 0.8  # step_radio
 # (model, x, labels, domains, step, generator) -> loss of one batch
 BatchLoss = Callable[..., torch.Tensor]
 
@@ -87,8 +90,8 @@ def no_mix(x: torch.Tensor, labels: torch.Tensor, generator) -> tuple:
     return x, labels, 1.0
 
 
-BATCH_LOSSES = {"dm": cross_entropy, "ncfm": cutmix_cross_entropy}
-BATCH_MIXES = {"dm": no_mix, "ncfm": cutmix}  # the same draws, for the stacked networks
+BATCH_LOSSES = {"dm": cross_entropy, "ncfm": cutmix_cross_entropy, "domaindrop": cross_entropy}
+BATCH_MIXES = {"dm": no_mix, "ncfm": cutmix, "domaindrop": no_mix}  # the same draws, for the stacked networks
 
 
 def train_classifier(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor,
@@ -181,9 +184,11 @@ def optimiser(parameters, config: TrainConfig, n_images: int):
         milestones = [m for m in milestones if m > 0]  # a milestone 0 would decay at once
         return (optimizer, torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones,
                                                                 NCFM_DECAY), epochs)
+    nesterov = config.protocol == "domaindrop"
     optimizer = torch.optim.SGD(parameters, lr=config.lr, momentum=config.momentum,
-                                weight_decay=config.weight_decay)
-    return optimizer, torch.optim.lr_scheduler.MultiStepLR(optimizer, [epochs // 2], 0.1), epochs
+                                weight_decay=config.weight_decay, nesterov=nesterov)
+    decay_at = max(1, int(epochs * DOMAINDROP_STEP_AT)) if nesterov else epochs // 2
+    return optimizer, torch.optim.lr_scheduler.MultiStepLR(optimizer, [decay_at], 0.1), epochs
 
 
 def epoch_batches(images, labels, domains, config: TrainConfig, generator: torch.Generator,
