@@ -61,6 +61,19 @@ def check(args) -> None:
     print(f"profile {args.profile}: {len(cells)} cells to run or reuse")
 
 
+def experts(args) -> None:
+    from .experiment.pipeline import open_run, trained_experts
+
+    runner, cells = open_run(args.profile, args.data_root, args.datasets, args.targets,
+                             args.methods, args.ipc, args.stages, progress=False)
+    rows = trained_experts(runner, cells)
+    for row in rows:
+        overrides = ", ".join(f"{k}={v}" for k, v in row["overrides"].items() if k != "seed")
+        print(f"{row['split']}  {row['kind']}  seed {row['seed']}  "
+              f"source val {row['source_val_acc']:.1f} %  {overrides or 'profile settings'}")
+    print(f"{len(rows)} experts on disk")
+
+
 def tables(args) -> None:
     from .reporting.tables import write_tables
 
@@ -126,6 +139,11 @@ def build_parser() -> argparse.ArgumentParser:
     checker = commands.add_parser("check", help="validate a profile and its cells, run nothing")
     add_cell_options(checker)
     checker.set_defaults(func=check)
+
+    expert = commands.add_parser("experts", help="the trained experts of the chosen cells and "
+                                                 "their source val accuracy, train nothing")
+    add_cell_options(expert)
+    expert.set_defaults(func=experts)
 
     table = commands.add_parser("tables", help="render the profile's tables from its records")
     table.add_argument("--profile", default="smoke")

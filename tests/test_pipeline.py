@@ -259,3 +259,31 @@ def test_evaluation_settings_key_the_records_but_not_the_synthetic_sets(tmp_path
     assert longer.config_hash("embedded", 1) != base.config_hash("embedded", 1)
     assert more_seeds.config_hash("embedded", 1) == base.config_hash("embedded", 1)
     assert other_masking.synthetic_path(cell) != base.synthetic_path(cell)
+
+
+def test_experts_lists_the_trained_experts_only_with_seed_and_source_val(tmp_path):
+    from cadm_utils.experiment.pipeline import open_run, trained_experts
+
+    runner, cells = open_run("ci", stages="table1", methods="mmd", targets="P", ipcs="1",
+                             results_dir=tmp_path / "r", run_dir=tmp_path / "w",
+                             progress=False)
+    assert trained_experts(runner, cells) == []
+    assert not (tmp_path / "w").exists()  # listing trains nothing
+    task = runner.task("embedded", "P")
+    _, info = runner.expert("embedded", task, cells[0].method)
+    rows = trained_experts(runner, cells)
+    assert [(r["split"], r["seed"], r["overrides"]) for r in rows] == [(task.name, 0, {})]
+    assert rows[0]["source_val_acc"] == info["source_val_acc"]
+    seeded = runner.variant((("seed", 3),))
+    assert trained_experts(seeded, cells) == []  # another seed's expert is not this one
+
+
+def test_experts_command_counts_what_is_on_disk(capsys):
+    import re
+
+    from cadm_utils.__main__ import main
+
+    assert main(["experts", "--profile", "ci", "--stages", "table1"]) == 0
+    assert re.fullmatch(r"\d+ experts on disk", capsys.readouterr().out.splitlines()[-1])
+    assert main(["experts", "--profile", "ci", "--stages", "table9"]) == 2
+    assert "unknown stage 'table9'" in capsys.readouterr().err

@@ -92,10 +92,21 @@ def pretrain_experts(runner: Runner, cells: list[Cell]) -> list[dict]:
     on disk, with their accuracy on the source validation images. Cells whose records are
     complete need no expert: nothing is retrained for them."""
     make_missing(runner, cells_with_work(runner, cells), distill=False)
+    return [_expert_job((runner, *key)) for key in needed_experts(runner, cells)
+            if _expert_path(runner, key).exists()]
+
+
+def trained_experts(runner: Runner, cells: list[Cell]) -> list[dict]:
+    """The experts on disk that the cells use (none is trained), each with its variant row's
+    overrides, its seed and its accuracy on the source validation images."""
     rows = []
     for key in needed_experts(runner, cells):
-        if _expert_path(runner, key).exists():
-            rows.append(_expert_job((runner, *key)))
+        path = _expert_path(runner, key)
+        if path.exists():
+            overrides, dataset, target, method, index = key
+            seed = runner.variant(overrides).profile["seed"] + index
+            rows.append({"overrides": dict(overrides), "seed": seed, "file": path.name,
+                         **_expert_job((runner, *key))})
     return rows
 
 
