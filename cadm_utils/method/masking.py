@@ -53,9 +53,10 @@ def activation_scores(features: torch.Tensor, head_weight: torch.Tensor, domains
 
     features (B, C, H, W); head_weight (n_domains, C), the domain head after this block;
     domains (B,) the true domain of each sample. With `normalize`, each row is min-max
-    scaled to [0, 1] across channels as in the DomainDrop code (min-max of the weighted
-    map before GAP is affine per sample, so one scaling after GAP gives the same scores);
-    scores must be non-negative for the keys of Eq. 6.
+    scaled to [0, 1] across channels (scores must be non-negative for the keys of Eq. 6).
+    GAP comes first, as Eq. 5 prints it; the DomainDrop code (LayerDiscriminator.py)
+    min-max scales the weighted map across channels at each position before its GAP, which
+    gives other scores.
     """
     pooled = upcast(features).mean(dim=(2, 3))
     raw = upcast(head_weight)[domains] * pooled
