@@ -91,7 +91,8 @@ def no_mix(x: torch.Tensor, labels: torch.Tensor, generator) -> tuple:
 
 
 BATCH_LOSSES = {"dm": cross_entropy, "ncfm": cutmix_cross_entropy, "domaindrop": cross_entropy}
-BATCH_MIXES = {"dm": no_mix, "ncfm": cutmix, "domaindrop": no_mix}  # the same draws, for the stacked networks
+# the same draws, for the stacked networks
+BATCH_MIXES = {"dm": no_mix, "ncfm": cutmix, "domaindrop": no_mix}
 
 
 def train_classifier(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor,
@@ -184,10 +185,10 @@ def optimiser(parameters, config: TrainConfig, n_images: int):
         milestones = [m for m in milestones if m > 0]  # a milestone 0 would decay at once
         return (optimizer, torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones,
                                                                 NCFM_DECAY), epochs)
-    nesterov = config.protocol == "domaindrop"
+    domaindrop = config.protocol == "domaindrop"
     optimizer = torch.optim.SGD(parameters, lr=config.lr, momentum=config.momentum,
-                                weight_decay=config.weight_decay, nesterov=nesterov)
-    decay_at = max(1, int(epochs * DOMAINDROP_STEP_AT)) if nesterov else epochs // 2
+                                weight_decay=config.weight_decay, nesterov=domaindrop)
+    decay_at = max(1, int(epochs * DOMAINDROP_STEP_AT)) if domaindrop else epochs // 2
     return optimizer, torch.optim.lr_scheduler.MultiStepLR(optimizer, [decay_at], 0.1), epochs
 
 
