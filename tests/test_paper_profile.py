@@ -18,6 +18,7 @@ def test_paper_profile_is_complete_and_plans_every_table():
     assert set(profile["stages"]) == {"table1", "table2", "table3", "table4", "loop",
                                       "eval_protocol"}
     assert profile["evaluate"]["protocol"] == "dm"  # NCFM's only in the eval_protocol check
+    assert profile["pretrain"]["protocol"] == "domaindrop"  # every expert, MMD's too
     assert profile["stages"]["table1"]["methods"] == ["random", "mmd", "mmd_irm", "mmd_fact",
                                                       "mmd_dam", "cadm"]
     assert profile["evaluate"]["stack_seeds"] is True  # the route below trains them stacked
