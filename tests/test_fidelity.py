@@ -327,6 +327,14 @@ def test_a_seed_row_reseeds_the_experts_and_the_sets_not_the_evaluation(tmp_path
     method, task = by_name["mmd"].method, "ACS→P"
     assert seeded.expert_path("embedded", task, method) != runner.expert_path("embedded", task,
                                                                             method)
+    # pool member 1 of seed 0 is member 0 of seed 1: one file, trained once
+    assert seeded.expert_path("embedded", task, method) == runner.expert_path("embedded", task,
+                                                                            method, index=1)
+    shared = runner.expert_path("embedded", task, method, index=1)
+    legacy = shared.with_name(shared.name.replace("-plain-", "-plain-1-"))
+    legacy.parent.mkdir(parents=True)
+    legacy.touch()  # a file named before the suffix was dropped is still found
+    assert runner.expert_path("embedded", task, method, index=1) == legacy
     for name in ("random", "mmd"):
         assert seeded.synthetic_path(by_name[f"{name}{{seed1}}"]) \
             != runner.synthetic_path(by_name[name])

@@ -185,8 +185,12 @@ class Runner:
                           self.expert_settings(dataset, method),
                           self.profile["datasets"][dataset], self.profile["seed"] + index,
                           self.profile["precision"], code_constants()])
-        suffix = f"-{index}" if index else ""
-        return self.run_dir / "experts" / f"{dataset}-{_safe(task_name)}-{kind}{suffix}-{key}.pt"
+        # The key holds seed + index, so pool member N of seed 0 and member 0 of seed N are
+        # one file. Files of members >= 1 used to carry "-N" as well; those are still read.
+        folder, stem = self.run_dir / "experts", f"{dataset}-{_safe(task_name)}-{kind}"
+        path = folder / f"{stem}-{key}.pt"
+        legacy = folder / f"{stem}-{index}-{key}.pt"
+        return legacy if index and not path.exists() and legacy.exists() else path
 
     def expert(self, dataset: str, task: Task, method: Method,
                index: int = 0) -> tuple[DomainAwareResNet, dict]:
