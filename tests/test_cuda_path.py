@@ -14,7 +14,8 @@ def test_every_method_runs_with_bf16_autocast_and_channels_last(tmp_path, monkey
     profile = load_profile("ci")
     profile.update(name="ci_cuda_path", precision="float32", cuda_path=True)
     profile["pretrain"]["epochs"] = 1
-    profile["pretrain"]["protocol"] = load_profile("paper")["pretrain"]["protocol"]  # as on the GPU
+    # the experts train with the paper profile's optimiser, as they will on the GPU
+    profile["pretrain"]["protocol"] = load_profile("paper")["pretrain"]["protocol"]
     profile["distill"].update(steps=2, checkpoint_every=1)
     profile["evaluate"].update(steps=2, seeds=1)
     path = tmp_path / "ci_cuda_path.yaml"
