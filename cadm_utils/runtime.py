@@ -22,6 +22,10 @@ _CUDA_PATH = {"force": False}
 
 def use_cuda_path(force: bool) -> None:
     _CUDA_PATH["force"] = bool(force)
+    # oneDNN's channels_last weight gradient of a strided 1x1 convolution (a ResNet
+    # shortcut) corrupts memory with 2 threads and an odd batch on AVX-512 CPUs (seen with
+    # torch 2.11 and 2.14.1 on AMD EPYC); torch's own CPU kernels do not. CUDA uses cuDNN.
+    torch.backends.mkldnn.enabled = not force
 
 
 def _cuda_path(device: torch.device) -> bool:
