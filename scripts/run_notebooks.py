@@ -10,6 +10,7 @@ from pathlib import Path
 
 from cadm_utils.__main__ import add_cell_options, check
 from cadm_utils.errors import CadmError
+from cadm_utils.kernels import pin_reference_kernels
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ("01_pretrain", "02_distill", "03_evaluate", "04_channel_activation", "05_umap",
@@ -52,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(folder, ignore_errors=True)
 
     executed = Path(args.into).resolve() if args.into else ROOT / "runs" / name / "notebooks"
+    if executed == ROOT / "tests" / "notebooks":
+        pin_reference_kernels()  # the kernels inherit it: the references' digits hold
     executed.mkdir(parents=True, exist_ok=True)
     parameters = notebook_parameters(args)
     for number, notebook in enumerate(NOTEBOOKS, 1):

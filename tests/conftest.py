@@ -5,6 +5,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from cadm_utils.kernels import pin_reference_kernels
+
+pin_reference_kernels()  # before torch loads (cadm_utils/kernels.py says why)
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PACS_ROOT = Path(os.environ.get("CADM_PACS_ROOT", REPO_ROOT.parent / "shared" / "data" / "pacs-64"))
 
