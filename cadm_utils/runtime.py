@@ -85,10 +85,13 @@ def save_atomic(obj, path: Path) -> None:
 
 
 def git_commit() -> str:
+    """The checkout's commit; where the tree travelled without .git (a GPU machine), the
+    CADM_COMMIT the caller passed along."""
     root = Path(__file__).resolve().parents[1]
     try:
         out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root,
                              capture_output=True, text=True, timeout=5)
-        return out.stdout.strip() or "unknown"
+        commit = out.stdout.strip()
     except (OSError, subprocess.SubprocessError):
-        return "unknown"
+        commit = ""
+    return commit or os.environ.get("CADM_COMMIT", "unknown")

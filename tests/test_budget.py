@@ -1,10 +1,14 @@
 """Issue 12: a run that fits a time budget, its export, and the merge back on another machine."""
+import json
+from types import SimpleNamespace
+
 import pytest
 import yaml
 
 from cadm_utils.errors import ConfigError
-from cadm_utils.experiment.budget import (MAX_PARTS, PART_BYTES, merge_export, parse_duration,
-                                          priority)
+from cadm_utils.experiment import budget
+from cadm_utils.experiment.budget import (MAX_PARTS, PART_BYTES, export, export_generations,
+                                          merge_export, parse_duration, priority)
 from cadm_utils.experiment.cells import plan_cells
 from cadm_utils.experiment.pipeline import open_run
 from cadm_utils.experiment.records import load_records
@@ -74,3 +78,94 @@ def test_budgeted_dry_run_exports_and_merges(tmp_path):
     for record in merged:  # every exported set arrives with the id its records name
         if record["set_file"]:
             assert home.stored_set_id(record["set_file"]) == record["set_id"]
+
+
+def fake_runner(tmp_path, name):
+    return SimpleNamespace(profile={"name": name}, records_path=tmp_path / name / "records.jsonl",
+                           run_dir=tmp_path / name / "runs")
+
+
+def product(folder, name, size):
+    path = folder / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(bytes([len(name) % 256]) * size)
+    return path
+
+
+def test_export_keeps_within_what_the_device_returns(tmp_path, monkeypatch):
+    """Records always, synthetic sets before experts, and what does not fit is named in the
+    log instead of failing the export at the end of a GPU window."""
+    monkeypatch.setattr(budget, "EXPORT_BYTES", 100_000)
+    monkeypatch.setattr(budget, "PART_BYTES", 40_000)
+    made = tmp_path / "made"
+    expert = product(made / "experts", "big-expert.pt", 70_000)
+    small_expert = product(made / "experts", "small-expert.pt", 20_000)
+    sets = [product(made / "synthetic", f"set{i}.pt", 30_000) for i in range(2)]
+    lines = []
+    paths = export(fake_runner(tmp_path, "gpu"), [{"acc": 50.0}], [expert, small_expert, *sets],
+                   tmp_path / "out", lines.append)
+    assert sum(p.stat().st_size for p in paths) <= 100_000
+    assert all(p.stat().st_size <= 40_000 for p in paths)
+    assert [p.name for p in paths] == ["gpu-export.g0.tar.part0of3", "gpu-export.g0.tar.part1of3",
+                                       "gpu-export.g0.tar.part2of3"]
+    assert lines == ["export: left out experts/big-expert.pt (0 MiB): no room in 0 MiB"]
+    home = fake_runner(tmp_path, "cpu")
+    assert merge_export(home, tmp_path / "out") == (1, 3)  # both sets and the small expert
+    assert sorted(p.name for p in home.run_dir.rglob("*.pt")) == \
+        ["set0.pt", "set1.pt", "small-expert.pt"]
+
+
+def test_an_export_cut_off_mid_write_leaves_the_previous_one(tmp_path):
+    """The export is rewritten after every cell; a kill while a generation is written (a
+    part missing) must leave the previous generation readable, and a finished generation
+    replaces the previous one."""
+    runner = fake_runner(tmp_path, "gpu")
+    folder = tmp_path / "out"
+    export(runner, [{"cell": 1}], [], folder)
+    export(runner, [{"cell": 1}, {"cell": 2}], [], folder)
+    assert list(export_generations(folder)) == [1]  # generation 0 deleted once 1 was whole
+    (folder / "gpu-export.g2.tar.part0of2").write_bytes(b"cut off")  # part 1 never came
+    home = fake_runner(tmp_path, "cpu")
+    assert merge_export(home, folder) == (2, 0)
+    assert [json.loads(line) for line in home.records_path.read_text().splitlines()] == \
+        [{"cell": 1}, {"cell": 2}]
+    for part in folder.iterdir():
+        part.unlink()
+    with pytest.raises(ConfigError, match="no complete export"):
+        merge_export(home, folder)
+
+
+@pytest.mark.slow
+def test_the_gpu_window_script_runs_on_the_cpu(tmp_path):
+    """scripts/gpu_window.sh, the one command of a GPU window, with the ci profile, tiny step
+    timings on the CPU and a budget of one second: the log names the commit and both exit
+    codes, and its export merges."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    profile = load_profile("ci")
+    profile.update(name="ci_window", precision="float32")
+    profile["pretrain"]["epochs"] = 1
+    profile["distill"].update(steps=2, checkpoint_every=1)
+    profile["evaluate"].update(steps=2, seeds=1)
+    path = tmp_path / "ci_window.yaml"
+    path.write_text(yaml.safe_dump(profile, allow_unicode=True))
+    out = tmp_path / "out"
+    out.mkdir()
+    env = {**os.environ, "OUT": str(out), "PYTHON": sys.executable, "PROFILE": str(path),
+           "DATA_ROOT": "", "DATASETS": "embedded", "BUDGET": "1s", "CADM_COMMIT": "abc1234",
+           "STEP_SPEED_ARGS": "--device cpu --width 8 --resolution 32 --classes 5 "
+                              "--real-per-class 8 --steps 1 --eval-seeds 2 --eval-batch 16"}
+    done = subprocess.run(["bash", str(root / "scripts" / "gpu_window.sh")], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    log = (out / "window.log").read_text()
+    assert log.startswith("commit abc1234")
+    assert "step_speed: exit 0" in log and "budgeted run: exit 0" in log
+    home = Runner(load_profile(path), results_dir=tmp_path / "cpu_results",
+                  run_dir=tmp_path / "cpu_runs", progress=False)
+    added, _ = merge_export(home, out / "export")
+    assert added == len(load_records(tmp_path / "cpu_results" / "records.jsonl")) >= 1

@@ -136,3 +136,19 @@ def test_a_deliberate_change_moves_the_checked_digits(change):
     reference = printout(MaskingConfig(p_active=1.0))
     assert printout(MaskingConfig(p_active=1.0)) == reference
     assert printout(dataclasses.replace(MaskingConfig(p_active=1.0), **change)) != reference
+
+
+def test_commit_travels_in_the_environment_where_git_is_missing(monkeypatch):
+    """A GPU machine gets the working tree without .git: records then carry CADM_COMMIT."""
+    import subprocess
+
+    from cadm_utils import runtime
+
+    monkeypatch.setenv("CADM_COMMIT", "abc1234")
+    def no_git(*args, **kwargs):
+        raise FileNotFoundError("git")
+
+    monkeypatch.setattr(subprocess, "run", no_git)
+    assert runtime.git_commit() == "abc1234"
+    monkeypatch.delenv("CADM_COMMIT")
+    assert runtime.git_commit() == "unknown"

@@ -1,7 +1,8 @@
 """A run that fits a time budget (GPU windows, cluster jobs with a wall-time limit): the
 next unfinished cells in a fixed priority order, none started that the measured cost of
 earlier cells says cannot finish, and an export of what was made (records, experts,
-synthetic sets) as at most 8 files of at most 16 MiB that `merge_export` brings back."""
+synthetic sets) that `merge_export` brings back. The export is rewritten after every finished
+cell, so a run killed at a call's time limit still returns the cells it finished."""
 from __future__ import annotations
 
 import io
@@ -12,10 +13,16 @@ import time
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..runtime import write_atomic
 from .records import append_record, load_records, matching
 
 PART_BYTES = 16 * 2 ** 20
-MAX_PARTS = 8
+# The device tool returns at most 8 files of 16 MiB, 64 MiB together. A generation of 3
+# parts, plus the previous one while the new one is written, plus the step timings and a
+# log, stays within both.
+MAX_PARTS = 3
+EXPORT_BYTES = MAX_PARTS * PART_BYTES
+TAR_BLOCK, TAR_RECORD = 512, 10240
 STAGE_ORDER = ("table1", "table2", "table3", "table4")
 # checks that decide how the rest should run: their rows follow Table 1's cells
 FIRST_STAGES = ("loop", "eval_protocol")
@@ -101,9 +108,9 @@ def run_budgeted(runner, cells, budget_s: float, export_dir=None, log=print) -> 
         records = runner.for_cell(cell).run_cell(cell, seeds)
         new_records += records
         log(f"budget: {cell.label}: {len(records)} seeds in {time.time() - start - elapsed:.0f} s")
-    if export_dir is not None:
-        made = [p for p in product_files(runner) if str(p) not in before]
-        export(runner, new_records, made, Path(export_dir))
+        if export_dir is not None:
+            made = [p for p in product_files(runner) if str(p) not in before]
+            export(runner, new_records, made, Path(export_dir), log)
     return new_records
 
 
@@ -111,54 +118,103 @@ def product_files(runner) -> list[Path]:
     return sorted(p for kind in ("experts", "synthetic") for p in (runner.run_dir / kind).glob("*.pt"))
 
 
-def export(runner, records: list[dict], products: list[Path], folder: Path) -> list[Path]:
-    """records.jsonl plus the products, as one tar stream cut into parts of at most 16 MiB
-    (at most 8; ConfigError names the size when they would not fit)."""
+def tar_bytes(size: int) -> int:
+    """Bytes one member of `size` takes in a tar stream (header plus padded content)."""
+    return TAR_BLOCK + -(-size // TAR_BLOCK) * TAR_BLOCK
+
+
+def fitting_products(records_bytes: int, products: list[Path], log=print) -> list[Path]:
+    """Synthetic sets first (small; later evaluations and the analysis need them), then
+    experts, each while the stream stays within EXPORT_BYTES; the rest is named in the log
+    (a later run remakes a missing product)."""
+    room = EXPORT_BYTES - TAR_RECORD - 2 * TAR_BLOCK - tar_bytes(records_bytes)
+    if room < 0:
+        raise ConfigError(f"the records alone ({records_bytes / 2 ** 20:.0f} MiB) exceed the "
+                          f"{EXPORT_BYTES / 2 ** 20:.0f} MiB export")
+    chosen = []
+    for path in sorted(products, key=lambda p: p.parent.name != "synthetic"):
+        size = tar_bytes(path.stat().st_size)
+        if size <= room:
+            chosen.append(path)
+            room -= size
+        else:
+            log(f"export: left out {path.parent.name}/{path.name} "
+                f"({path.stat().st_size / 2 ** 20:.0f} MiB): no room in {EXPORT_BYTES / 2 ** 20:.0f} MiB")
+    return chosen
+
+
+def export(runner, records: list[dict], products: list[Path], folder: Path, log=print) -> list[Path]:
+    """records.jsonl plus the products that fit, as one tar stream cut into parts of at most
+    16 MiB, written as a new generation (`<profile>-export.g<N>.tar.part<i>`); the previous
+    generation is deleted only once the new one is complete, so a kill at any moment leaves
+    one whole export."""
+    lines = "".join(json.dumps(r, sort_keys=True) + "\n" for r in records).encode()
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
-        lines = "".join(json.dumps(r, sort_keys=True) + "\n" for r in records).encode()
         info = tarfile.TarInfo("records.jsonl")
         info.size = len(lines)
         tar.addfile(info, io.BytesIO(lines))
-        for path in products:
+        for path in fitting_products(len(lines), products, log):
             tar.add(path, arcname=f"{path.parent.name}/{path.name}")
     data = buffer.getvalue()
-    parts = [data[i:i + PART_BYTES] for i in range(0, len(data), PART_BYTES)] or [b""]
-    if len(parts) > MAX_PARTS:
-        raise ConfigError(f"export of {len(data) / 2 ** 20:.0f} MiB needs {len(parts)} parts of "
-                          f"16 MiB, more than {MAX_PARTS}: run a shorter budget")
     folder.mkdir(parents=True, exist_ok=True)
+    old = export_generations(folder)
+    generation = max(old, default=-1) + 1
+    starts = range(0, max(len(data), 1), PART_BYTES)
     paths = []
-    for index, part in enumerate(parts):
-        path = folder / f"{runner.profile['name']}-export.tar.part{index}"
-        path.write_bytes(part)
+    for number, index in enumerate(starts):
+        path = folder / (f"{runner.profile['name']}-export.g{generation}.tar"
+                         f".part{number}of{len(starts)}")
+        write_atomic(path, lambda tmp, part=data[index:index + PART_BYTES]: tmp.write_bytes(part))
         paths.append(path)
+    for parts in old.values():
+        for part in parts:
+            part.unlink()
     return paths
+
+
+def export_generations(folder: Path) -> dict[int, list[Path]]:
+    """The export generations in `folder`, generation -> its parts in order; a generation
+    with a part missing (cut off mid-write) is complete only once all `partIofN` are there."""
+    found: dict[int, dict[int, Path]] = {}
+    totals: dict[int, int] = {}
+    for path in Path(folder).glob("*-export.g*.tar.part*"):
+        match = re.search(r"-export\.g(\d+)\.tar\.part(\d+)of(\d+)$", path.name)
+        if match:
+            generation, number, total = (int(g) for g in match.groups())
+            found.setdefault(generation, {})[number] = path
+            totals[generation] = total
+    return {g: [parts[i] for i in sorted(parts)] for g, parts in found.items()
+            if sorted(parts) == list(range(totals[g]))}
+
+
+def read_export(folder: Path) -> list[tuple[str, bytes]]:
+    """The members of the newest complete generation in `folder`."""
+    generations = export_generations(folder)
+    if not generations:
+        raise ConfigError(f"no complete export (*-export.gN.tar.partIofN) in {folder}")
+    data = b"".join(p.read_bytes() for p in generations[max(generations)])
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r") as tar:
+        return [(m.name, tar.extractfile(m).read()) for m in tar.getmembers()]
 
 
 def merge_export(runner, folder: Path) -> tuple[int, int]:
     """Bring an export into results/<profile>/records.jsonl (records already there are not
     added twice) and runs/<profile>/ (the products); returns (records added, products)."""
-    parts = sorted(Path(folder).glob("*-export.tar.part*"), key=lambda p: int(p.suffix[5:]))
-    if not parts:
-        raise ConfigError(f"no export parts (*-export.tar.partN) in {folder}")
-    data = b"".join(p.read_bytes() for p in parts)
     known = {json.dumps(r, sort_keys=True) for r in load_records(runner.records_path)}
     added = products = 0
-    with tarfile.open(fileobj=io.BytesIO(data), mode="r") as tar:
-        for member in tar.getmembers():
-            content = tar.extractfile(member).read()
-            if member.name == "records.jsonl":
-                for line in content.decode().splitlines():
-                    if line and line not in known:
-                        append_record(runner.records_path, json.loads(line))
-                        added += 1
-                continue
-            kind, name = member.name.split("/", 1)
-            if kind not in ("experts", "synthetic") or "/" in name:
-                raise ConfigError(f"unexpected file in the export: {member.name}")
-            target = runner.run_dir / kind / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(content)
-            products += 1
+    for name, content in read_export(folder):
+        if name == "records.jsonl":
+            for line in content.decode().splitlines():
+                if line and line not in known:
+                    append_record(runner.records_path, json.loads(line))
+                    added += 1
+            continue
+        kind, file = name.split("/", 1)
+        if kind not in ("experts", "synthetic") or "/" in file:
+            raise ConfigError(f"unexpected file in the export: {name}")
+        target = runner.run_dir / kind / file
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(content)
+        products += 1
     return added, products
