@@ -4,7 +4,8 @@
 # export (rewritten after every finished cell) goes to $OUT/export. Pass the commit along
 # (CADM_COMMIT=...): the tree travels without .git. Settings through the environment:
 #   BUDGET (6m), PROFILE (paper), DATA_ROOT (data/pacs-64; empty: none), DATASETS (pacs),
-#   STEP_SPEED_ARGS (--device cuda --steps 50 --sync-audit), STEP_SPEED_LIMIT (120 s).
+#   STEP_SPEED_ARGS (--device cuda --steps 50 --sync-audit), STEP_SPEED_LIMIT (120 s),
+#   RESULTS_DIR (results/<profile>).
 set -uo pipefail
 OUT="${OUT:?set OUT to the folder that comes back}"
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -22,6 +23,7 @@ PY="${PYTHON:-python3}"
   start=$SECONDS
   data=()
   [ -n "${DATA_ROOT-data/pacs-64}" ] && data=(--data-root "${DATA_ROOT-data/pacs-64}")
+  [ -n "${RESULTS_DIR:-}" ] && data+=(--results-dir "$RESULTS_DIR")
   "$PY" -m cadm_utils run --profile "${PROFILE:-paper}" "${data[@]}" \
     --datasets "${DATASETS:-pacs}" --time-budget "${BUDGET:-6m}" --export "$OUT/export"
   echo "budgeted run: exit $?, $((SECONDS - start)) s, ended $(date -u +%FT%TZ)"

@@ -67,3 +67,43 @@ def default_float_type():
     yield
     torch.set_default_dtype(torch.float32)
     use_cuda_path(False)
+
+
+def pytest_configure(config):
+    """Where this processor's kernels round differently from the references' (its kernel
+    fingerprint differs, tests/nbval_tolerance.py), nbval compares checked outputs within
+    the measured tolerance instead of digit for digit, and the summary says so.
+    CADM_NBVAL_TOLERANCE=1 or 0 forces either way."""
+    import sys
+
+    plugin = sys.modules.get("nbval.plugin")
+    if plugin is None or getattr(plugin.IPyNbCell.compare_outputs, "tolerant", False):
+        return
+    from tests.nbval_tolerance import REFERENCE_FINGERPRINT, agrees, kernel_fingerprint
+
+    forced = os.environ.get("CADM_NBVAL_TOLERANCE")
+    fingerprint = kernel_fingerprint()
+    if forced == "0" or (forced != "1" and fingerprint == REFERENCE_FINGERPRINT):
+        return
+    config.cadm_nbval_note = (
+        f"nbval: kernel fingerprint {fingerprint}, the references' {REFERENCE_FINGERPRINT}"
+        f"{' (CADM_NBVAL_TOLERANCE=1)' if forced == '1' else ''}: checked outputs compared "
+        "within tests/nbval_tolerance.py, not digit for digit")
+    exact = plugin.IPyNbCell.compare_outputs
+
+    def compare_within_tolerance(self, test, ref, skip_compare=None):
+        for new, old in zip(test, ref):
+            if (new.get("output_type") == old.get("output_type") == "stream"
+                    and new.get("name") == old.get("name") and new["text"] != old["text"]
+                    and agrees(self.sanitize(old["text"]), self.sanitize(new["text"]))):
+                new["text"] = old["text"]
+        return exact(self, test, ref, skip_compare)
+
+    compare_within_tolerance.tolerant = True
+    plugin.IPyNbCell.compare_outputs = compare_within_tolerance
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    note = getattr(config, "cadm_nbval_note", None)
+    if note:
+        terminalreporter.write_line(note)

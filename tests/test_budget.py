@@ -141,26 +141,33 @@ def test_the_gpu_window_script_runs_on_the_cpu(tmp_path):
     timings on the CPU and a budget of one second: the log names the commit and both exit
     codes, and its export merges."""
     import os
+    import shutil
     import subprocess
     import sys
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
     profile = load_profile("ci")
-    profile.update(name="ci_window", precision="float32")
+    name = f"ci_window_{os.getpid()}"  # its products go to runs/<name>, removed below
+    profile.update(name=name, precision="float32")
     profile["pretrain"]["epochs"] = 1
     profile["distill"].update(steps=2, checkpoint_every=1)
     profile["evaluate"].update(steps=2, seeds=1)
-    path = tmp_path / "ci_window.yaml"
+    path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(profile, allow_unicode=True))
     out = tmp_path / "out"
     out.mkdir()
     env = {**os.environ, "OUT": str(out), "PYTHON": sys.executable, "PROFILE": str(path),
            "DATA_ROOT": "", "DATASETS": "embedded", "BUDGET": "1s", "CADM_COMMIT": "abc1234",
+           "RESULTS_DIR": str(tmp_path / "gpu_results"),
            "STEP_SPEED_ARGS": "--device cpu --width 8 --resolution 32 --classes 5 "
                               "--real-per-class 8 --steps 1 --eval-seeds 2 --eval-batch 16"}
-    done = subprocess.run(["bash", str(root / "scripts" / "gpu_window.sh")], env=env,
-                          capture_output=True, text=True, timeout=600)
+    try:
+        done = subprocess.run(["bash", str(root / "scripts" / "gpu_window.sh")], env=env,
+                              capture_output=True, text=True, timeout=600)
+    finally:
+        shutil.rmtree(root / "runs" / name, ignore_errors=True)
+    assert not (root / "results" / name).exists()
     assert done.returncode == 0, done.stderr[-2000:]
     log = (out / "window.log").read_text()
     assert log.startswith("commit abc1234")
