@@ -176,3 +176,28 @@ def test_the_gpu_window_script_runs_on_the_cpu(tmp_path):
                   run_dir=tmp_path / "cpu_runs", progress=False)
     added, _ = merge_export(home, out / "export")
     assert added == len(load_records(tmp_path / "cpu_results" / "records.jsonl")) >= 1
+
+
+def test_estimate_counts_only_the_products_still_missing(tmp_path):
+    """A cell whose set is on disk costs its evaluations only; one whose experts are on disk
+    but whose set is not adds a distillation, not a second expert training."""
+    from cadm_utils.experiment.budget import estimate
+    from cadm_utils.experiment.pipeline import _expert_path, missing_products
+
+    runner, cells = open_run("ci", stages="table1", results_dir=tmp_path / "r",
+                             run_dir=tmp_path / "w", progress=False)
+    cell = next(c for c in cells if c.method.name == "cadm")
+    done = [{"method": "cadm", "ipc": cell.ipc, "net": cell.net, "eval_s": 2.0,
+             "distill_s": 30.0, "pretrain_s": 100.0}]
+    assert estimate(runner, cell, 3, []) is None
+    assert estimate(runner, cell, 3, done) == 3 * 2.0 + 30.0 + 100.0
+    experts, sets = missing_products(runner, [cell])
+    for key in experts:
+        path = _expert_path(runner, key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch()
+    assert estimate(runner, cell, 3, done) == 3 * 2.0 + 30.0
+    path = runner.for_cell(cell).synthetic_path(cell)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch()
+    assert estimate(runner, cell, 3, done) == 3 * 2.0

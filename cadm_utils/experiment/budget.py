@@ -71,16 +71,24 @@ def cell_cost(record: dict) -> float:
     return record.get("eval_s", 0.0) + record.get("distill_s", 0.0) + record.get("pretrain_s", 0.0)
 
 
-def estimate(cell, seeds: int, records: list[dict]) -> float | None:
+def estimate(runner, cell, seeds: int, records: list[dict]) -> float | None:
     """Measured cost of a cell like this one (same method, IPC and network), or None when
-    nothing comparable has run yet."""
+    nothing comparable has run yet: its evaluations, plus a distillation only if its set is
+    not on disk and an expert's training only if its experts are not (a variant row that
+    only changes the evaluation, or the loop, reuses them)."""
+    from .pipeline import missing_products
+
     alike = matching(records, method=cell.method.name, ipc=cell.ipc, net=cell.net) or \
         matching(records, ipc=cell.ipc, net=cell.net)
     if not alike:
         return None
-    per_seed = sum(r.get("eval_s", 0.0) for r in alike) / len(alike)
-    making = max(r.get("distill_s", 0.0) + r.get("pretrain_s", 0.0) for r in alike)
-    return seeds * per_seed + making
+    experts, sets = missing_products(runner, [cell])
+    cost = seeds * sum(r.get("eval_s", 0.0) for r in alike) / len(alike)
+    if sets:
+        cost += max(r.get("distill_s", 0.0) for r in alike)
+    if experts:
+        cost += max(r.get("pretrain_s", 0.0) for r in alike)
+    return cost
 
 
 def run_budgeted(runner, cells, budget_s: float, export_dir=None, log=print) -> list[dict]:
@@ -99,7 +107,7 @@ def run_budgeted(runner, cells, budget_s: float, export_dir=None, log=print) -> 
         seeds = runner.for_cell(cell).seeds_to_run(cell, earlier + new_records)
         if not seeds:  # the same table entry in another stage (e.g. CADM in Tables 1, 2)
             continue
-        cost = estimate(cell, len(seeds), earlier + new_records)
+        cost = estimate(runner, cell, len(seeds), earlier + new_records)
         if cost is not None and elapsed + cost > budget_s:
             log(f"budget: stop before {cell.label} (needs ~{cost:.0f} s, "
                 f"{budget_s - elapsed:.0f} s left)")

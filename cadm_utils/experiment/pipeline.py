@@ -65,18 +65,25 @@ def distilled_cells(runner: Runner, cells: list[Cell]) -> list[Cell]:
     return list(unique.values())
 
 
+def missing_products(runner: Runner, cells: list[Cell]) -> tuple[list[tuple], list[Cell]]:
+    """The experts (keys, each file once) and the sets (one cell per set) that the cells
+    need and that are not on disk yet."""
+    by_path = {_expert_path(runner, key): key for key in needed_experts(runner, cells)}
+    experts = [key for path, key in by_path.items() if not path.exists()]
+    sets = [cell for cell in distilled_cells(runner, cells)
+            if not runner.for_cell(cell).synthetic_path(cell).exists()]
+    return experts, sets
+
+
 def make_missing(runner: Runner, cells: list[Cell], distill: bool = True) -> None:
     """Train the experts (and, with `distill`, distil the sets) that the given cells need
     and that are not on disk yet, in parallel where the profile asks for workers."""
     handle = runner.job_handle()
-    by_path = {_expert_path(runner, key): key for key in needed_experts(runner, cells)}
-    experts = [key for path, key in by_path.items() if not path.exists()]  # each path once
+    experts, sets = missing_products(runner, cells)
     run_jobs(_expert_job, [(handle, *key) for key in experts], runner.workers, "pretrain",
              runner.progress, launcher=runner.launcher)
     if not distill:
         return
-    sets = [cell for cell in distilled_cells(runner, cells)
-            if not runner.for_cell(cell).synthetic_path(cell).exists()]
     run_jobs(_distill_job, [(handle, cell) for cell in sets], runner.workers, "distill",
              runner.progress, launcher=runner.launcher)
 
