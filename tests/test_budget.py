@@ -127,6 +127,8 @@ def test_an_export_cut_off_mid_write_leaves_the_previous_one(tmp_path):
     (folder / "gpu-export.g2.tar.part0of2").write_bytes(b"cut off")  # part 1 never came
     home = fake_runner(tmp_path, "cpu")
     assert merge_export(home, folder) == (2, 0)
+    export(runner, [{"cell": 1}, {"cell": 2}], [], folder)  # after a cut-off one: a new number
+    assert [p.name for p in folder.iterdir()] == ["gpu-export.g3.tar.part0of1"]
     assert [json.loads(line) for line in home.records_path.read_text().splitlines()] == \
         [{"cell": 1}, {"cell": 2}]
     for part in folder.iterdir():

@@ -153,8 +153,8 @@ def fitting_products(records_bytes: int, products: list[Path], log=print) -> lis
 
 def export(runner, records: list[dict], products: list[Path], folder: Path, log=print) -> list[Path]:
     """records.jsonl plus the products that fit, as one tar stream cut into parts of at most
-    16 MiB, written as a new generation (`<profile>-export.g<N>.tar.part<i>`); the previous
-    generation is deleted only once the new one is complete, so a kill at any moment leaves
+    16 MiB, written as a new generation (`<profile>-export.g<G>.tar.part<i>of<N>`); the
+    earlier generations are deleted only once the new one is whole, so a kill at any moment leaves
     one whole export."""
     lines = "".join(json.dumps(r, sort_keys=True) + "\n" for r in records).encode()
     buffer = io.BytesIO()
@@ -166,8 +166,8 @@ def export(runner, records: list[dict], products: list[Path], folder: Path, log=
             tar.add(path, arcname=f"{path.parent.name}/{path.name}")
     data = buffer.getvalue()
     folder.mkdir(parents=True, exist_ok=True)
-    old = export_generations(folder)
-    generation = max(old, default=-1) + 1
+    old = export_parts(folder)  # whole generations and any cut off earlier
+    generation = max((g for g, _, _, _ in old), default=-1) + 1
     starts = range(0, max(len(data), 1), PART_BYTES)
     paths = []
     for number, index in enumerate(starts):
@@ -175,25 +175,29 @@ def export(runner, records: list[dict], products: list[Path], folder: Path, log=
                          f".part{number}of{len(starts)}")
         write_atomic(path, lambda tmp, part=data[index:index + PART_BYTES]: tmp.write_bytes(part))
         paths.append(path)
-    for parts in old.values():
-        for part in parts:
-            part.unlink()
+    for _, _, _, part in old:
+        part.unlink()
     return paths
 
 
-def export_generations(folder: Path) -> dict[int, list[Path]]:
-    """The export generations in `folder`, generation -> its parts in order; a generation
-    with a part missing (cut off mid-write) is complete only once all `partIofN` are there."""
-    found: dict[int, dict[int, Path]] = {}
-    totals: dict[int, int] = {}
+def export_parts(folder: Path) -> list[tuple[int, int, int, Path]]:
+    """(generation, part, parts in the generation, path) of every export part in `folder`."""
+    found = []
     for path in Path(folder).glob("*-export.g*.tar.part*"):
         match = re.search(r"-export\.g(\d+)\.tar\.part(\d+)of(\d+)$", path.name)
         if match:
-            generation, number, total = (int(g) for g in match.groups())
-            found.setdefault(generation, {})[number] = path
-            totals[generation] = total
-    return {g: [parts[i] for i in sorted(parts)] for g, parts in found.items()
-            if sorted(parts) == list(range(totals[g]))}
+            found.append((*(int(g) for g in match.groups()), path))
+    return found
+
+
+def export_generations(folder: Path) -> dict[int, list[Path]]:
+    """The whole export generations in `folder`, generation -> its parts in order (one cut
+    off mid-write, a `partIofN` missing, is left out)."""
+    found: dict[int, dict[int, Path]] = {}
+    for generation, number, total, path in export_parts(folder):
+        found.setdefault((generation, total), {})[number] = path
+    return {g: [parts[i] for i in range(total)] for (g, total), parts in found.items()
+            if sorted(parts) == list(range(total))}
 
 
 def read_export(folder: Path) -> list[tuple[str, bytes]]:
