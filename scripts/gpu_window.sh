@@ -21,10 +21,10 @@ PY="${PYTHON:-python3}"
     ${STEP_SPEED_ARGS:---device cuda --steps 50 --sync-audit}
   echo "step_speed: exit $?, $((SECONDS - start)) s"
   start=$SECONDS
-  data=()
-  [ -n "${DATA_ROOT-data/pacs-64}" ] && data=(--data-root "${DATA_ROOT-data/pacs-64}")
-  [ -n "${RESULTS_DIR:-}" ] && data+=(--results-dir "$RESULTS_DIR")
-  "$PY" -m cadm_utils run --profile "${PROFILE:-paper}" "${data[@]}" \
+  folders=()
+  [ -n "${DATA_ROOT-data/pacs-64}" ] && folders=(--data-root "${DATA_ROOT-data/pacs-64}")
+  [ -n "${RESULTS_DIR:-}" ] && folders+=(--results-dir "$RESULTS_DIR")
+  "$PY" -m cadm_utils run --profile "${PROFILE:-paper}" "${folders[@]}" \
     --datasets "${DATASETS:-pacs}" --time-budget "${BUDGET:-6m}" --export "$OUT/export"
   echo "budgeted run: exit $?, $((SECONDS - start)) s, ended $(date -u +%FT%TZ)"
 } 2>&1 | tee "$OUT/window.log"

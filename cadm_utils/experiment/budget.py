@@ -66,11 +66,6 @@ def priority(cell, targets: list[str]) -> tuple:
     return (stage, group, cell.ipc != 10, target, bool(cell.overrides), cell.method.name)
 
 
-def cell_cost(record: dict) -> float:
-    """Seconds a record's evaluation took, plus its share of what made its products."""
-    return record.get("eval_s", 0.0) + record.get("distill_s", 0.0) + record.get("pretrain_s", 0.0)
-
-
 def estimate(runner, cell, seeds: int, records: list[dict]) -> float | None:
     """Measured cost of a cell like this one (same method, IPC and network), or None when
     nothing comparable has run yet: its evaluations, plus a distillation only if its set is
