@@ -64,6 +64,17 @@ def set_precision(precision: str) -> None:
     torch.set_default_dtype(torch.float64 if precision == "float64" else torch.float32)
 
 
+@contextlib.contextmanager
+def default_dtype(dtype: torch.dtype):
+    """Inside: new tensors and models in `dtype`; afterwards the float type as it was."""
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(before)
+
+
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)

@@ -10,11 +10,14 @@ from pathlib import Path
 
 from cadm_utils.__main__ import add_cell_options, check
 from cadm_utils.errors import CadmError
-from cadm_utils.kernels import pin_reference_kernels
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ("01_pretrain", "02_distill", "03_evaluate", "04_channel_activation", "05_umap",
              "06_tables")
+# The kernel's own log stays quiet: its loopback-TCP notice and the KeyboardInterrupt that
+# papermill's shutdown leaves read as failures; a failing cell still stops the run with its
+# traceback (papermill raises it).
+KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=CRITICAL"]
 # command-line option -> the notebooks' parameter of the same meaning
 PARAMETERS = {"data_root": "data_root", "datasets": "datasets", "targets": "targets",
               "methods": "methods", "ipc": "ipcs", "stages": "stages"}
@@ -53,15 +56,14 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(folder, ignore_errors=True)
 
     executed = Path(args.into).resolve() if args.into else ROOT / "runs" / name / "notebooks"
-    if executed == ROOT / "tests" / "notebooks":
-        pin_reference_kernels()  # the kernels inherit it: the references' digits hold
     executed.mkdir(parents=True, exist_ok=True)
     parameters = notebook_parameters(args)
     for number, notebook in enumerate(NOTEBOOKS, 1):
         print(f"[{number}/{len(NOTEBOOKS)}] {notebook}", file=sys.stderr, flush=True)
         papermill.execute_notebook(str(ROOT / "notebooks" / f"{notebook}.ipynb"),
                                    str(executed / f"{notebook}.ipynb"), parameters=parameters,
-                                   log_output=True, progress_bar=False, cwd=str(ROOT))
+                                   log_output=True, progress_bar=False, cwd=str(ROOT),
+                                   extra_arguments=KERNEL_ARGUMENTS)
     return 0
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -38,12 +39,23 @@ def load_records(path: str | Path) -> list[dict]:
     if not path.exists():
         return []
     records = []
-    for line in path.read_text().splitlines():
+    for number, line in enumerate(path.read_text().splitlines(), 1):
         try:
             records.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue  # a line torn by an interruption
+        except json.JSONDecodeError:  # a line torn by an interruption: skipped
+            _warn_once(f"{path}: line {number} is not a whole record (a run cut off while "
+                       f"writing it?); skipped: {line[:60]!r}")
     return records
+
+
+_WARNED: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    """One warning per torn line and process, however often the records are read."""
+    if message not in _WARNED:
+        _WARNED.add(message)
+        warnings.warn(message, RuntimeWarning, stacklevel=3)
 
 
 CELL_FIELDS = ("dataset", "split", "method", "ipc", "net")  # what names a table entry

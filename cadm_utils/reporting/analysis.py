@@ -9,7 +9,7 @@ import torch
 
 from ..method.masking import activation_scores
 from ..method.models import N_BLOCKS
-from ..runtime import to_float, write_atomic
+from ..runtime import default_dtype, to_float, write_atomic
 
 
 @dataclass
@@ -260,3 +260,45 @@ def _anatomy_arrays(runner, method: str, per_class: int) -> dict[str, np.ndarray
             "initial": initial.images.permute(0, 2, 3, 1).numpy(),
             "final": synthetic.images.permute(0, 2, 3, 1).numpy(),
             "labels": synthetic.labels.numpy()}
+
+
+# ----------------------------------------------------------------------------- untrained step
+def untrained_step_terms(runner, cells) -> dict[str, dict[str, float]]:
+    """Each distilling method's loss terms of one step before any training: the seeded
+    initial synthetic set of the analysis split against the expert's seeded initial weights
+    (no pretraining, no interpolation), its block masked (Eq. 6 on the untrained heads),
+    in float64. Nothing here is trained, so the terms agree across processors far beyond
+    3 significant digits, while P_mask, λ or the side a mask is applied to move them: the
+    notebooks' regression check of the method."""
+    settings = runner.profile["analysis"]
+    task = runner.task(settings["dataset"], settings["target"])
+    first_cells = {cell.method.name: cell for cell in cells if cell.method.distills}
+    with default_dtype(torch.float64):  # whatever the profile's precision
+        return {name: _untrained_terms(runner, cell, task, settings["ipc"])
+                for name, cell in first_cells.items()}
+
+
+@torch.no_grad()
+def _untrained_terms(runner, cell, task, ipc: int) -> dict[str, float]:
+    from ..method.distill import RealSampler
+    from ..method.masking import MaskDraw
+    from ..method.synthetic import decode, init_from_real
+
+    method, masking, seed = cell.method, runner.for_cell(cell).masking, runner.profile["seed"]
+    config = runner.distill_config(ipc, method)
+    generator = torch.Generator().manual_seed(seed)
+    initial = init_from_real(task.train, task.source_domains, ipc, config.factor, generator)
+    real_x, real_y, real_d, real_index = RealSampler(task, torch.device("cpu")).sample(
+        config.real_per_class, generator)
+    draw = MaskDraw(int(torch.randint(N_BLOCKS, (1,), generator=generator)), True)
+    model = runner.new_model(task, seed).eval()
+    syn_x, syn_y = decode(initial.images, config.factor), \
+        initial.labels.repeat_interleave(config.factor ** 2)
+    real_x, syn_x = method.transform(real_x, syn_x, generator)
+    batch = method.start(task, initial, torch.device("cpu")).for_batch(real_index)
+    match = method.matching_loss(model, masking, draw, task.n_classes, real_x, real_y, real_d,
+                                 syn_x, syn_y, generator, batch)
+    calib = method.calibration_losses(model, masking, draw, syn_x, syn_y, initial.sub_domains,
+                                      generator)
+    return {"match": float(match), "reg": float(calib["reg"]),
+            "lam_cons": masking.lam * float(calib["cons"])}
