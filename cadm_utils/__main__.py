@@ -71,6 +71,9 @@ def experts(args) -> None:
         overrides = ", ".join(f"{k}={v}" for k, v in row["overrides"].items() if k != "seed")
         print(f"{row['split']}  {row['kind']}  seed {row['seed']}  "
               f"source val {row['source_val_acc']:.1f} %  {overrides or 'profile settings'}")
+        for block in row["heads"] or []:
+            print(f"    block {block['block'] + 1}: domain head {block['head_acc']:5.1f} %  "
+                  f"majority {block['majority']:5.1f} %  linear probe {block['probe_acc']:5.1f} %")
     print(f"{len(rows)} experts on disk")
 
 
@@ -140,8 +143,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_cell_options(checker)
     checker.set_defaults(func=check)
 
-    expert = commands.add_parser("experts", help="the trained experts of the chosen cells and "
-                                                 "their source val accuracy, train nothing")
+    expert = commands.add_parser("experts", help="the trained experts of the chosen cells, "
+                                                 "their source val accuracy and, for CADM's, "
+                                                 "each block's domain head against the "
+                                                 "majority share and a linear probe; trains "
+                                                 "nothing")
     add_cell_options(expert)
     expert.set_defaults(func=experts)
 

@@ -40,6 +40,12 @@ DEFAULTS = {
         # (Nesterov SGD, lr ×0.1 after 0.8 of the epochs), the optimiser of the code CADM's
         # masked pretraining follows
         "protocol": "dm",
+        # CADM's expert: "trained", the domain heads as pretrained behind the reversal layer
+        # (DomainDrop models/LayerDiscriminator.py); "refit", each head refitted afterwards
+        # by a linear fit on the frozen backbone's pooled source features (method/heads.py).
+        # The stop-gradient reading of the paper's "truncate the gradients" is
+        # model.grl_weight: 0 (the domain loss then trains the heads only)
+        "heads": "trained",
     },
     "distill": {
         "steps": 1000, "real_per_class": 128, "factor": 2, "checkpoint_every": 100,
@@ -52,6 +58,12 @@ DEFAULTS = {
         "phases": "separate", "calib_steps": 1,
         # NCFM utils/utils.py update_feature_extractor: matching on l·init + (1−l)·trained
         "interpolate": True,
+        # what the interpolation covers: "all", every floating tensor (parameters, BatchNorm
+        # statistics, domain heads), matching in eval mode; "parameters", NCFM's
+        # (utils/utils.py update_feature_extractor interpolates parameters() only and never
+        # calls eval(): BatchNorm on batch statistics), the domain heads kept as trained
+        # so that Eq. 5 scores come from the trained expert's heads
+        "interpolation": "all",
         # NCFM: color + crop + cutout on normalised images; "dsa": one of DSA's six ops on
         # [0, 1] pixels (the behaviour before issue 11)
         "augment": "ncfm",
@@ -88,6 +100,8 @@ CHOICES = {
     "evaluate.protocol": ("dm", "ncfm"),
     "pretrain.keep": ("last", "best_val"),
     "pretrain.protocol": ("dm", "domaindrop"),
+    "pretrain.heads": ("trained", "refit"),
+    "distill.interpolation": ("all", "parameters"),
 }
 # (minimum, maximum, maximum excluded) of numeric settings; ints where the default is an int
 RANGES = {
@@ -115,7 +129,8 @@ STAGE_KEYS = ("datasets", "targets", "methods", "ipcs", "full_data", "ablation",
 # before them: at that value a setting stays out of the cache keys, so the earlier products
 # and records stay valid; at any other value it enters them like every setting.
 KEYED_UNLESS = {"distill.class_steps": "all", "evaluate.protocol": "dm",
-                "pretrain.keep": "last", "pretrain.protocol": "dm"}
+                "pretrain.keep": "last", "pretrain.protocol": "dm",
+                "pretrain.heads": "trained", "distill.interpolation": "all"}
 # evaluate settings that decide which records exist or how they are computed, not their
 # values (stacked networks end where sequential ones do, tests/test_stacked.py): in no key
 HOW_NOT_WHAT = ("seeds", "stack_seeds")

@@ -112,8 +112,10 @@ def trained_experts(runner: Runner, cells: list[Cell]) -> list[dict]:
         if path.exists():
             overrides, dataset, target, method, index = key
             seed = runner.variant(overrides).profile["seed"] + index
+            task = runner.task(dataset, target)
+            heads = runner.variant(overrides).expert_heads(dataset, task, method, index)
             rows.append({"overrides": dict(overrides), "seed": seed, "file": path.name,
-                         **_expert_job((runner, *key))})
+                         "heads": heads, **_expert_job((runner, *key))})
     return rows
 
 

@@ -18,6 +18,7 @@ from ..errors import ConfigError
 from ..method.distill import DistillConfig, distill
 from ..method.masking import MaskingConfig
 from ..method.methods import Method
+from ..method.heads import head_diagnostics, refit_heads
 from ..method.models import DomainAwareResNet, build_eval_net
 from ..method.synthetic import SyntheticSet
 from ..method.train import (TrainConfig, accuracy, train_classifier,
@@ -223,13 +224,31 @@ class Runner:
                                  progress=self.progress,
                                  desc=f"pretrain {task.name} {method.expert_kind}",
                                  keep_best=source_val if best_val else None)
+        if settings.get("heads") == "refit":
+            refit_heads(model, task)
         info = {"wall_s": time.time() - start, "expert_id": content_id(model.state_dict()),
                 "source_val_acc": accuracy(model, task.val.images, task.val.labels,
                                            self.device)}
         if best_val:
             info["source_val_by_epoch"] = curve
+        if method.expert_kind == "domain":
+            info["heads"] = head_diagnostics(model, task)
         save_atomic({"model": model.state_dict(), "info": info}, path)
         return model, info
+
+    def expert_heads(self, dataset: str, task: Task, method: Method,
+                     index: int = 0) -> list[dict] | None:
+        """Per block, the domain heads' accuracy, the majority share and a linear probe on
+        the source validation images (method/heads.py) of an expert with domain heads;
+        computed once for an expert saved without them, then stored in its file."""
+        if method.expert_kind != "domain":
+            return None
+        model, info = self.expert(dataset, task, method, index)
+        if "heads" not in info:
+            path = self.expert_path(dataset, task.name, method, index)
+            info["heads"] = head_diagnostics(model, task)
+            save_atomic({"model": model.state_dict(), "info": info}, path)
+        return info["heads"]
 
     def expert_pool(self, dataset: str, task: Task, method: Method) -> tuple[list, list[dict]]:
         """NCFM's pool: [(trained, initial)] for the profile's pretrain.experts seeds."""

@@ -30,6 +30,7 @@ class DistillConfig:
     phases: str = "separate"  # NCFM: matching step, then calib_steps calibration steps
     calib_steps: int = 1
     interpolate: bool = True  # NCFM: match on a random point between init and trained
+    interpolation: str = "all"  # "parameters": NCFM's (BatchNorm on batch statistics)
     augment: str = "ncfm"  # "ncfm" (normalised color+crop+cutout) or "dsa" (one op, pixels)
     class_steps: str = "per_class"  # NCFM: one step per class and phase; "all": one step
 
@@ -39,9 +40,11 @@ class DistillConfig:
                               f"real_per_class={self.real_per_class}, lr={self.lr}, "
                               f"calib_steps={self.calib_steps}")
         if self.phases not in ("separate", "summed") or self.augment not in ("ncfm", "dsa") \
-                or self.class_steps not in ("per_class", "all"):
+                or self.class_steps not in ("per_class", "all") \
+                or self.interpolation not in ("all", "parameters"):
             raise ConfigError(f"invalid distillation setting: phases={self.phases!r}, "
-                              f"augment={self.augment!r}, class_steps={self.class_steps!r}")
+                              f"augment={self.augment!r}, class_steps={self.class_steps!r}, "
+                              f"interpolation={self.interpolation!r}")
 
 
 class RealSampler:
@@ -66,18 +69,23 @@ class RealSampler:
 
 class ExpertPool:
     """NCFM's feature extractors (utils/utils.py, update_feature_extractor): each step draws
-    one of K pretrained experts; matching uses l·init + (1 − l)·trained with l ~ U(0, 1)
-    (parameters and BatchNorm statistics alike), calibration the trained expert."""
+    one of K pretrained experts; matching uses l·init + (1 − l)·trained with l ~ U(0, 1),
+    calibration the trained expert. `interpolation` "all": every floating tensor
+    (parameters, BatchNorm statistics, domain heads), matching in eval mode; "parameters":
+    as NCFM, the parameters only, matching in train mode (BatchNorm on batch statistics),
+    the domain heads kept as trained (Eq. 5 from the trained expert's heads)."""
 
     def __init__(self, experts: list[tuple[torch.nn.Module, torch.nn.Module | None]],
-                 device: torch.device, interpolate: bool):
+                 device: torch.device, interpolate: bool, interpolation: str = "all"):
         if interpolate and any(init is None for _, init in experts):
             raise ConfigError("interpolation needs each expert's initial weights")
         self.trained = [prepare_model(m, device).eval().requires_grad_(False) for m, _ in experts]
         self.initial = [prepare_model(i, device).eval().requires_grad_(False)
                         if i is not None else None for _, i in experts]
-        self.interpolate = interpolate
+        self.interpolate, self.interpolation = interpolate, interpolation
         self.work = copy.deepcopy(self.trained[0]) if interpolate else None
+        if self.work is not None and interpolation == "parameters":
+            self.work.train()
 
     def draw(self, generator: torch.Generator) -> tuple[torch.nn.Module, torch.nn.Module]:
         """(matching model, calibration model) for one step."""
@@ -85,7 +93,10 @@ class ExpertPool:
         if not self.interpolate:
             return self.trained[k], self.trained[k]
         weight = float(torch.rand(1, generator=generator))
-        interpolate_into(self.work, self.initial[k], self.trained[k], weight)
+        if self.interpolation == "parameters":
+            interpolate_parameters(self.work, self.initial[k], self.trained[k], weight)
+        else:
+            interpolate_into(self.work, self.initial[k], self.trained[k], weight)
         return self.work, self.trained[k]
 
 
@@ -99,6 +110,20 @@ def interpolate_into(out: torch.nn.Module, initial: torch.nn.Module, trained: to
             target.copy_(weight * a + (1 - weight) * b)
         else:
             target.copy_(b)
+
+
+@torch.no_grad()
+def interpolate_parameters(out: torch.nn.Module, initial: torch.nn.Module,
+                           trained: torch.nn.Module, weight: float,
+                           kept: str = "domain_heads.") -> None:
+    """NCFM's interpolation: out's parameters ← weight·initial + (1 − weight)·trained, but
+    those named `kept…` (the domain heads) ← trained; buffers ← trained (in train mode
+    BatchNorm normalises with batch statistics and only updates them)."""
+    for (name, target), a, b in zip(out.named_parameters(), initial.parameters(),
+                                    trained.parameters()):
+        target.copy_(b if name.startswith(kept) else weight * a + (1 - weight) * b)
+    for target, b in zip(out.buffers(), trained.buffers()):
+        target.copy_(b)
 
 
 def distill(experts, task: Task, method: Method, config: DistillConfig,
@@ -119,7 +144,7 @@ def distill(experts, task: Task, method: Method, config: DistillConfig,
         return synthetic, []
     if isinstance(experts, torch.nn.Module):
         experts = [(experts, None)]
-    pool = ExpertPool(experts, device, config.interpolate)
+    pool = ExpertPool(experts, device, config.interpolate, config.interpolation)
     pixels = synthetic.images.to(device).requires_grad_(True)
     method_state = method.start(task, synthetic, device)
     parameters = [pixels, *method_state.parameters]

@@ -32,7 +32,7 @@ from .models import N_BLOCKS
 from .pretraining import fact_loss, irm_loss, masked_pretraining_loss, pretraining_loss
 from .train import BatchLoss, cross_entropy
 
-EXPERT_ONLY_SETTINGS = ("masked", "mask_kl_weight")  # pretrain keys only CADM's expert reads
+EXPERT_ONLY_SETTINGS = ("masked", "mask_kl_weight", "heads")  # pretrain keys only CADM's expert reads
 
 
 class DistillState:

@@ -1,0 +1,115 @@
+"""The diagnostics of CADM's mechanism (method/heads.py) on tiny cases computed by
+hand: the majority share, the linear fit, and refitted heads that read the domain where
+the heads as built do not."""
+import torch
+
+from cadm_utils.method.heads import (fit_linear, head_diagnostics, majority_share,
+                                     percent_correct, refit_heads)
+from cadm_utils.method.models import N_BLOCKS, DomainAwareResNet
+
+
+def test_majority_share_is_the_largest_label_count():
+    assert majority_share(torch.tensor([0, 0, 0, 1, 2, 2])) == 50.0
+
+
+def test_the_linear_fit_separates_two_blobs_and_acts_on_raw_features():
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(200, 5, generator=generator) * torch.tensor([1, 1, 100, 1, 1])
+    labels = torch.arange(200) % 2
+    x[:, 0] += 3.0 * labels  # the label lives in column 0; column 2 is large noise
+    weight, bias = fit_linear(x, labels, 2)
+    assert percent_correct(x.double() @ weight.t() + bias, labels) > 90
+    assert weight.abs().argmax(1).tolist() == [0, 0]
+
+
+class TwoDomainTask:
+    """Images whose domain is their colour (red or blue), classes unrelated to it."""
+
+    def __init__(self, n=64):
+        generator = torch.Generator().manual_seed(1)
+        domains = torch.arange(n) % 2
+        images = torch.randint(0, 60, (n, 3, 16, 16), generator=generator, dtype=torch.uint8)
+        images[domains == 0, 0] += 150
+        images[domains == 1, 2] += 150
+        split = type("Split", (), {})
+        self.train, self.val = split(), split()
+        for part, rows in ((self.train, slice(0, n // 2)), (self.val, slice(n // 2, n))):
+            part.images, part.domains = images[rows], domains[rows]
+        self.n_domains = 2
+
+
+def test_refitted_heads_read_the_domain_that_zeroed_heads_do_not():
+    torch.manual_seed(0)
+    model = DomainAwareResNet(3, 2, width=4, resolution=16)
+    task = TwoDomainTask()
+    with torch.no_grad():
+        for head in model.domain_heads:
+            head.weight.zero_()
+            head.bias.copy_(torch.tensor([1.0, 0.0]))  # always domain 0: the majority rate
+    before = head_diagnostics(model, task)
+    assert [row["head_acc"] for row in before] == [50.0] * N_BLOCKS
+    assert [row["majority"] for row in before] == [50.0] * N_BLOCKS
+    assert min(row["probe_acc"] for row in before) > 90
+    refit_heads(model, task)
+    after = head_diagnostics(model, task)
+    assert min(row["head_acc"] for row in after) > 90
+
+
+def test_a_reversal_weight_of_zero_trains_the_heads_only():
+    """model.grl_weight 0 is the stop-gradient reading of the paper's "truncate the
+    gradients": the domain loss reaches the heads, not the backbone."""
+    import torch.nn.functional as F
+
+    from cadm_utils.method.pretraining import pretraining_loss
+
+    torch.manual_seed(0)
+    task = TwoDomainTask()
+    x = task.train.images.float() / 255
+    labels = torch.zeros(len(x), dtype=torch.long)
+    for weight, backbone_moves in ((0.0, False), (0.25, True)):
+        model = DomainAwareResNet(3, 2, width=4, resolution=16, grl_weight=weight)
+        class_only = torch.autograd.grad(
+            F.cross_entropy(model(x), labels), model.stem[0].weight)[0]
+        both = torch.autograd.grad(pretraining_loss(model, x, labels, task.train.domains),
+                                   [model.stem[0].weight, model.domain_heads[0].weight])
+        assert torch.allclose(both[0], class_only, atol=1e-7) is not backbone_moves
+        assert both[1].abs().sum() > 0
+
+
+def test_the_refit_setting_refits_cadms_heads_and_leaves_other_experts_alone(tmp_path):
+    """pretrain.heads: refit gives CADM's expert heads that score what the linear probe
+    scores (they are that fit); MMD's expert, which has no use for heads, keeps its key."""
+    from cadm_utils.experiment.pipeline import open_run
+    from cadm_utils.method.methods import get_method
+
+    runner, _ = open_run("ci", stages="table1", methods="mmd,cadm", targets="P", ipcs="1",
+                         results_dir=tmp_path / "r", run_dir=tmp_path / "w", progress=False)
+    refit = runner.variant((("pretrain.heads", "refit"),))
+    task = runner.task("embedded", "P")
+    mmd, cadm = get_method("mmd"), get_method("cadm")
+    assert refit.expert_path("embedded", task.name, mmd) == \
+        runner.expert_path("embedded", task.name, mmd)
+    assert refit.expert_path("embedded", task.name, cadm) != \
+        runner.expert_path("embedded", task.name, cadm)
+    heads = refit.expert_heads("embedded", task, cadm)
+    assert len(heads) == N_BLOCKS
+    assert [h["head_acc"] for h in heads] == [h["probe_acc"] for h in heads]
+    assert refit.expert_heads("embedded", task, mmd) is None
+
+
+def test_the_experts_command_prints_each_block_of_cadms_expert(tmp_path, monkeypatch, capsys):
+    from cadm_utils.__main__ import main
+    from cadm_utils.experiment import pipeline
+
+    run = pipeline.open_run("ci", stages="table1", methods="mmd,cadm", targets="P", ipcs="1",
+                            results_dir=tmp_path / "r", run_dir=tmp_path / "w", progress=False)
+    runner, cells = run
+    for cell in cells:
+        if cell.method.distills:
+            runner.expert("embedded", runner.task("embedded", "P"), cell.method)
+    monkeypatch.setattr(pipeline, "open_run", lambda *args, **kwargs: run)
+    assert main(["experts", "--profile", "ci"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    blocks = [line for line in lines if line.strip().startswith("block")]
+    assert len(blocks) == N_BLOCKS and "majority" in blocks[0] and "linear probe" in blocks[0]
+    assert lines[-1] == "2 experts on disk"
