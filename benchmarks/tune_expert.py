@@ -1,18 +1,21 @@
-"""An expert's pretraining rate and optimiser (pretrain.protocol), chosen on the source
-domains' held-out images: the expert of a method on one split at each rate and protocol (and
-each of the first N pool seeds), with its accuracy on the source validation images and its
-wall time. Several pool seeds per setting (--experts) show how often an expert fails to
+"""An expert's pretraining rate, optimiser (pretrain.protocol) and reversal weight
+(model.grl_weight), chosen on the source domains' held-out images: the expert of a method on
+one split at each setting (and each of the first N pool seeds), with its accuracy on the
+source validation images, its wall time and, for an expert with domain heads, each block's
+head accuracy, majority share and linear probe (the accuracy `pretrain.heads: refit` gives). Several pool seeds per setting (--experts) show how often an expert fails to
 train. The target domain is never evaluated. Experts are made and cached exactly as the
 pipeline makes them (the profile with pretrain.lr and pretrain.protocol overridden), so the
 run that uses a chosen setting reuses them.
 
     python benchmarks/tune_expert.py --profile pacs-cpu --data-root DIR --target C \
         --method cadm --lrs 0.02,0.01,0.005 [--protocols dm,domaindrop] [--experts 2]
+        [--grl-weights 0.25,0]
         [--run-dir DIR] [--out results/tuning/FILE.jsonl]
 """
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 from pathlib import Path
@@ -25,13 +28,14 @@ from cadm_utils.runtime import git_commit
 from cadm_utils.settings import CHOICES
 
 
-def parse_rates(text: str) -> list[float]:
+def parse_rates(text: str, option: str = "--lrs", zero: bool = False) -> list[float]:
     try:
         rates = [float(v) for v in text.split(",")]
     except ValueError:
-        raise ConfigError(f"--lrs must be numbers separated by commas, got '{text}'") from None
-    if not rates or min(rates) <= 0:
-        raise ConfigError(f"--lrs must be positive, got '{text}'")
+        raise ConfigError(f"{option} must be numbers separated by commas, got '{text}'") from None
+    if not rates or min(rates) < 0 or (min(rates) == 0 and not zero):
+        raise ConfigError(f"{option} must be {'non-negative' if zero else 'positive'}, "
+                          f"got '{text}'")
     return rates
 
 
@@ -44,17 +48,20 @@ def parse_protocols(text: str) -> list[str]:
 
 
 def expert_rows(runner: Runner, dataset: str, target: str, method, rates, experts: int,
-                protocols=("dm",)):
+                protocols=("dm",), grl_weights=(None,)):
     task = runner.task(dataset, target)
-    for protocol in protocols:
-        for rate in rates:
-            variant = runner.variant((("pretrain.lr", rate), ("pretrain.protocol", protocol)))
-            for index in range(experts):
-                _, info = variant.expert(dataset, task, method, index)
-                yield {"split": task.name, "kind": method.expert_kind, "lr": rate,
-                       "protocol": protocol, "index": index,
-                       "source_val_acc": round(info["source_val_acc"], 1),
-                       "wall_s": round(info["wall_s"], 1), "expert_id": info["expert_id"]}
+    for protocol, rate, grl in itertools.product(protocols, rates, grl_weights):
+        overrides = (("pretrain.lr", rate), ("pretrain.protocol", protocol)) + \
+            ((("model.grl_weight", grl),) if grl is not None else ())
+        variant = runner.variant(overrides)
+        for index in range(experts):
+            _, info = variant.expert(dataset, task, method, index)
+            heads = variant.expert_heads(dataset, task, method, index)
+            yield {"split": task.name, "kind": method.expert_kind, "lr": rate,
+                   "protocol": protocol, "grl_weight": variant.profile["model"]["grl_weight"],
+                   "index": index, "source_val_acc": round(info["source_val_acc"], 1),
+                   "wall_s": round(info["wall_s"], 1), "expert_id": info["expert_id"],
+                   **({"heads": heads} if heads else {})}
 
 
 def main() -> None:
@@ -68,11 +75,15 @@ def main() -> None:
     parser.add_argument("--lrs", required=True)
     parser.add_argument("--protocols", default="dm", help="pretrain.protocol values")
     parser.add_argument("--experts", type=int, default=1, help="pool seeds per rate")
+    parser.add_argument("--grl-weights", default=None,
+                        help="model.grl_weight values (default: the profile's)")
     parser.add_argument("--run-dir", default=None, help="product cache (default runs/<profile>)")
     parser.add_argument("--out", default=None, help="append the rows to this JSON-lines file")
     args = parser.parse_args()
     try:
         rates, method = parse_rates(args.lrs), get_method(args.method)
+        grl_weights = parse_rates(args.grl_weights, "--grl-weights", zero=True) \
+            if args.grl_weights else (None,)
         protocols = parse_protocols(args.protocols)
         runner = Runner(load_profile(args.profile), data_root=args.data_root,
                         run_dir=args.run_dir)
@@ -85,7 +96,7 @@ def main() -> None:
         sys.exit(2)
     commit = git_commit()
     for row in expert_rows(runner, dataset, args.target, method, rates, args.experts,
-                           protocols):
+                           protocols, grl_weights):
         print(json.dumps(row), flush=True)
         if args.out:
             path = Path(args.out)

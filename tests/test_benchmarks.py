@@ -54,8 +54,24 @@ def test_tune_expert_trains_one_expert_per_rate_and_reuses_them(tmp_path):
     assert domaindrop["expert_id"] != dm["expert_id"]
 
 
+def test_tune_expert_reports_cadms_heads_per_reversal_weight(tmp_path):
+    import json
+
+    done = tune_expert("--method", "cadm", "--lrs", "0.05", "--grl-weights", "0.25,0",
+                       tmp_path=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    reversal, detached = [json.loads(line) for line in done.stdout.splitlines()]
+    assert (reversal["grl_weight"], detached["grl_weight"]) == (0.25, 0.0)
+    assert reversal["expert_id"] != detached["expert_id"]
+    for row in (reversal, detached):
+        assert [b["block"] for b in row["heads"]] == [0, 1, 2, 3]
+        assert all(0 <= b[k] <= 100 for b in row["heads"]
+                   for k in ("head_acc", "majority", "probe_acc"))
+
+
 @pytest.mark.parametrize("args, message", [
     (["--lrs", "fast"], "--lrs must be numbers"), (["--lrs", "0,0.1"], "--lrs must be positive"),
+    (["--lrs", "0.1", "--grl-weights", "-1"], "--grl-weights must be non-negative"),
     (["--lrs", "0.1", "--method", "dm"], "unknown method"),
     (["--lrs", "0.1", "--protocols", "dm,adam"], "--protocols must be among dm, domaindrop"),
     (["--lrs", "0.1", "--target", "Q"], "unknown domain")])
