@@ -2,14 +2,17 @@
 (model.grl_weight), chosen on the source domains' held-out images: the expert of a method on
 one split at each setting (and each of the first N pool seeds), with its accuracy on the
 source validation images, its wall time and, for an expert with domain heads, each block's
-head accuracy, majority share and linear probe (the accuracy `pretrain.heads: refit` gives). Several pool seeds per setting (--experts) show how often an expert fails to
+head accuracy, majority share and linear probe, Eq. 6's selectivity and the target damping
+(method/mechanism.py); with --refit, a second row per expert with its heads refitted on the
+frozen backbone (what `pretrain.heads: refit` makes of the same training, computed here
+without training again). Several pool seeds per setting (--experts) show how often an expert fails to
 train. The target domain is never evaluated. Experts are made and cached exactly as the
 pipeline makes them (the profile with pretrain.lr and pretrain.protocol overridden), so the
 run that uses a chosen setting reuses them.
 
     python benchmarks/tune_expert.py --profile pacs-cpu --data-root DIR --target C \
         --method cadm --lrs 0.02,0.01,0.005 [--protocols dm,domaindrop] [--experts 2]
-        [--grl-weights 0.25,0]
+        [--grl-weights 0.25,0] [--refit]
         [--run-dir DIR] [--out results/tuning/FILE.jsonl]
 """
 from __future__ import annotations
@@ -22,6 +25,7 @@ from pathlib import Path
 
 from cadm_utils.errors import CadmError, ConfigError
 from cadm_utils.experiment.runner import Runner
+from cadm_utils.method.mechanism import refit_heads
 from cadm_utils.method.methods import get_method
 from cadm_utils.profiles import load_profile
 from cadm_utils.runtime import git_commit
@@ -48,20 +52,26 @@ def parse_protocols(text: str) -> list[str]:
 
 
 def expert_rows(runner: Runner, dataset: str, target: str, method, rates, experts: int,
-                protocols=("dm",), grl_weights=(None,)):
+                protocols=("dm",), grl_weights=(None,), refit: bool = False):
     task = runner.task(dataset, target)
     for protocol, rate, grl in itertools.product(protocols, rates, grl_weights):
         overrides = (("pretrain.lr", rate), ("pretrain.protocol", protocol)) + \
             ((("model.grl_weight", grl),) if grl is not None else ())
         variant = runner.variant(overrides)
         for index in range(experts):
-            _, info = variant.expert(dataset, task, method, index)
+            model, info = variant.expert(dataset, task, method, index)
             heads = variant.expert_heads(dataset, task, method, index)
-            yield {"split": task.name, "kind": method.expert_kind, "lr": rate,
+            row = {"split": task.name, "kind": method.expert_kind, "lr": rate,
                    "protocol": protocol, "grl_weight": variant.profile["model"]["grl_weight"],
                    "index": index, "source_val_acc": round(info["source_val_acc"], 1),
-                   "wall_s": round(info["wall_s"], 1), "expert_id": info["expert_id"],
-                   **({"heads": heads} if heads else {})}
+                   "wall_s": round(info["wall_s"], 1), "expert_id": info["expert_id"]}
+            if heads is None:
+                yield row
+                continue
+            yield {**row, "heads_setting": "trained", "heads": heads}
+            if refit:
+                refit_heads(model, task)
+                yield {**row, "heads_setting": "refit", "heads": variant.mechanism(model, task)}
 
 
 def main() -> None:
@@ -77,6 +87,8 @@ def main() -> None:
     parser.add_argument("--experts", type=int, default=1, help="pool seeds per rate")
     parser.add_argument("--grl-weights", default=None,
                         help="model.grl_weight values (default: the profile's)")
+    parser.add_argument("--refit", action="store_true",
+                        help="also each expert with its domain heads refitted")
     parser.add_argument("--run-dir", default=None, help="product cache (default runs/<profile>)")
     parser.add_argument("--out", default=None, help="append the rows to this JSON-lines file")
     args = parser.parse_args()
@@ -96,7 +108,7 @@ def main() -> None:
         sys.exit(2)
     commit = git_commit()
     for row in expert_rows(runner, dataset, args.target, method, rates, args.experts,
-                           protocols, grl_weights):
+                           protocols, grl_weights, args.refit):
         print(json.dumps(row), flush=True)
         if args.out:
             path = Path(args.out)

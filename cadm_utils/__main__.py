@@ -73,7 +73,10 @@ def experts(args) -> None:
               f"source val {row['source_val_acc']:.1f} %  {overrides or 'profile settings'}")
         for block in row["heads"] or []:
             print(f"    block {block['block'] + 1}: domain head {block['head_acc']:5.1f} %  "
-                  f"majority {block['majority']:5.1f} %  linear probe {block['probe_acc']:5.1f} %")
+                  f"majority {block['majority']:5.1f} %  linear probe {block['probe_acc']:5.1f} %"
+                  f"  | Eq. 6 masks top/middle/bottom tenth {block['top']:.0f}/"
+                  f"{block['middle']:.0f}/{block['bottom']:.0f} %, target damping "
+                  f"{block['target_damping']:.3f}")
     print(f"{len(rows)} experts on disk")
 
 

@@ -42,7 +42,7 @@ DEFAULTS = {
         "protocol": "dm",
         # CADM's expert: "trained", the domain heads as pretrained behind the reversal layer
         # (DomainDrop models/LayerDiscriminator.py); "refit", each head refitted afterwards
-        # by a linear fit on the frozen backbone's pooled source features (method/heads.py).
+        # by a linear fit on the frozen backbone's pooled source features (method/mechanism.py).
         # The stop-gradient reading of the paper's "truncate the gradients" is
         # model.grl_weight: 0 (the domain loss then trains the heads only)
         "heads": "trained",

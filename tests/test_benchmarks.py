@@ -58,15 +58,17 @@ def test_tune_expert_reports_cadms_heads_per_reversal_weight(tmp_path):
     import json
 
     done = tune_expert("--method", "cadm", "--lrs", "0.05", "--grl-weights", "0.25,0",
-                       tmp_path=tmp_path)
+                       "--refit", tmp_path=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
-    reversal, detached = [json.loads(line) for line in done.stdout.splitlines()]
+    reversal, refit, detached, _ = [json.loads(line) for line in done.stdout.splitlines()]
     assert (reversal["grl_weight"], detached["grl_weight"]) == (0.25, 0.0)
-    assert reversal["expert_id"] != detached["expert_id"]
-    for row in (reversal, detached):
+    assert reversal["expert_id"] == refit["expert_id"] != detached["expert_id"]
+    assert (reversal["heads_setting"], refit["heads_setting"]) == ("trained", "refit")
+    for row in (reversal, refit, detached):
         assert [b["block"] for b in row["heads"]] == [0, 1, 2, 3]
         assert all(0 <= b[k] <= 100 for b in row["heads"]
-                   for k in ("head_acc", "majority", "probe_acc"))
+                   for k in ("head_acc", "majority", "probe_acc", "top", "middle", "bottom"))
+    assert all(abs(b["head_acc"] - b["probe_acc"]) <= 1.0 for b in refit["heads"])  # that fit
 
 
 @pytest.mark.parametrize("args, message", [

@@ -1,9 +1,9 @@
-"""The diagnostics of CADM's mechanism (method/heads.py) on tiny cases computed by
+"""The diagnostics of CADM's mechanism (method/mechanism.py) on tiny cases computed by
 hand: the majority share, the linear fit, and refitted heads that read the domain where
 the heads as built do not."""
 import torch
 
-from cadm_utils.method.heads import (fit_linear, head_diagnostics, majority_share,
+from cadm_utils.method.mechanism import (fit_linear, head_diagnostics, majority_share,
                                      percent_correct, refit_heads)
 from cadm_utils.method.models import N_BLOCKS, DomainAwareResNet
 
@@ -93,7 +93,8 @@ def test_the_refit_setting_refits_cadms_heads_and_leaves_other_experts_alone(tmp
         runner.expert_path("embedded", task.name, cadm)
     heads = refit.expert_heads("embedded", task, cadm)
     assert len(heads) == N_BLOCKS
-    assert [h["head_acc"] for h in heads] == [h["probe_acc"] for h in heads]
+    # the refitted heads are the probe's fit (cast to float32: a borderline image may flip)
+    assert all(abs(h["head_acc"] - h["probe_acc"]) <= 1.0 for h in heads)
     assert refit.expert_heads("embedded", task, mmd) is None
 
 
@@ -113,3 +114,60 @@ def test_the_experts_command_prints_each_block_of_cadms_expert(tmp_path, monkeyp
     blocks = [line for line in lines if line.strip().startswith("block")]
     assert len(blocks) == N_BLOCKS and "majority" in blocks[0] and "linear probe" in blocks[0]
     assert lines[-1] == "2 experts on disk"
+
+
+def test_rank_groups_take_a_tenth_of_the_channels_and_at_least_one():
+    from cadm_utils.method.mechanism import rank_groups
+
+    assert rank_groups(20) == {"top": range(18, 20), "middle": range(9, 11),
+                               "bottom": range(0, 2)}
+    assert rank_groups(4) == {"top": range(3, 4), "middle": range(2, 3), "bottom": range(0, 1)}
+
+
+def test_selectivity_of_a_peaked_score_and_of_equal_scores():
+    """One channel of score 1 and the rest 0 with M = 1: Eq. 6 masks that channel (top
+    tenth) every time; with equal scores each tenth is masked at P_mask."""
+    from cadm_utils.method.mechanism import selectivity
+
+    generator = torch.Generator().manual_seed(0)
+    peaked = torch.zeros(50, 10)
+    peaked[:, 3] = 1.0
+    assert selectivity(peaked, 0.1, 4, generator)["top"] == 100.0
+    equal = selectivity(torch.ones(400, 10) * 0.5, 0.3, 20, generator)
+    for share in equal.values():
+        assert abs(share - 30.0) < 2.0
+
+
+def test_target_damping_is_below_one_where_masks_follow_the_scores():
+    """Two domains whose sensitive channels differ: Eq. 6 masks them more often than
+    uniform masks, so the class-mean target keeps less of them (ratio < 1); with equal
+    scores the two targets agree (ratio ≈ 1)."""
+    from cadm_utils.method.mechanism import target_damping
+
+    generator = torch.Generator().manual_seed(0)
+    n, channels = 400, 20
+    domains = torch.arange(n) % 2
+    labels = (torch.arange(n) // 2) % 2
+    pooled = torch.ones(n, channels, dtype=torch.float64)
+    scores = torch.full((n, channels), 0.05, dtype=torch.float64)
+    scores[domains == 0, :2] = 1.0
+    scores[domains == 1, 2:4] = 1.0
+    damped = target_damping(pooled, scores, domains, labels, 2, 0.33, 20, generator)
+    neutral = target_damping(pooled, torch.ones_like(scores), domains, labels, 2, 0.33, 20,
+                             generator)
+    assert damped < 0.8
+    assert abs(neutral - 1.0) < 0.05
+
+
+def test_mask_diagnostics_run_on_an_expert_with_heads():
+    from cadm_utils.method.mechanism import mask_diagnostics
+
+    torch.manual_seed(0)
+    model = DomainAwareResNet(3, 2, width=4, resolution=16)
+    task = TwoDomainTask()
+    task.val.labels = torch.arange(len(task.val.domains)) % 3
+    task.n_classes = 3
+    rows = mask_diagnostics(model, task, 0.33, draws=2)
+    assert [r["block"] for r in rows] == list(range(N_BLOCKS))
+    assert [r["masked_channels"] for r in rows] == [1, 2, 5, 10]
+    assert all(0 <= r[k] <= 100 for r in rows for k in ("top", "middle", "bottom"))

@@ -112,10 +112,8 @@ def trained_experts(runner: Runner, cells: list[Cell]) -> list[dict]:
         if path.exists():
             overrides, dataset, target, method, index = key
             seed = runner.variant(overrides).profile["seed"] + index
-            task = runner.task(dataset, target)
-            heads = runner.variant(overrides).expert_heads(dataset, task, method, index)
             rows.append({"overrides": dict(overrides), "seed": seed, "file": path.name,
-                         "heads": heads, **_expert_job((runner, *key))})
+                         **_expert_job((runner, *key))})
     return rows
 
 
@@ -182,10 +180,13 @@ def _expert_job(job) -> dict:
 
 
 def _expert_row(runner: Runner, dataset: str, target: str, method, index: int) -> dict:
+    """An expert (trained here when missing) with its source-val accuracy and, where it has
+    domain heads, their per-block diagnostics (Runner.expert_heads)."""
     task = runner.task(dataset, target)
     _, info = runner.expert(dataset, task, method, index)
     return {"dataset": dataset, "split": task.name, "kind": method.expert_kind, "index": index,
-            "source_val_acc": info["source_val_acc"], "expert_id": info["expert_id"]}
+            "source_val_acc": info["source_val_acc"], "expert_id": info["expert_id"],
+            "heads": runner.expert_heads(dataset, task, method, index)}
 
 
 def _distill_job(job) -> dict:

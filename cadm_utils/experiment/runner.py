@@ -18,7 +18,7 @@ from ..errors import ConfigError
 from ..method.distill import DistillConfig, distill
 from ..method.masking import MaskingConfig
 from ..method.methods import Method
-from ..method.heads import head_diagnostics, refit_heads
+from ..method.mechanism import head_diagnostics, mask_diagnostics, refit_heads
 from ..method.models import DomainAwareResNet, build_eval_net
 from ..method.synthetic import SyntheticSet
 from ..method.train import (TrainConfig, accuracy, train_classifier,
@@ -232,21 +232,27 @@ class Runner:
         if best_val:
             info["source_val_by_epoch"] = curve
         if method.expert_kind == "domain":
-            info["heads"] = head_diagnostics(model, task)
+            info["heads"] = self.mechanism(model, task)
         save_atomic({"model": model.state_dict(), "info": info}, path)
         return model, info
 
+    def mechanism(self, model: DomainAwareResNet, task: Task) -> list[dict]:
+        """Per block (method/mechanism.py, source validation images): the domain heads'
+        accuracy, the majority share, a linear probe, Eq. 6's selectivity and the target
+        damping at the profile's P_mask."""
+        masks = mask_diagnostics(model, task, self.masking.p_mask, seed=self.profile["seed"])
+        return [{**heads, **mask} for heads, mask in zip(head_diagnostics(model, task), masks)]
+
     def expert_heads(self, dataset: str, task: Task, method: Method,
                      index: int = 0) -> list[dict] | None:
-        """Per block, the domain heads' accuracy, the majority share and a linear probe on
-        the source validation images (method/heads.py) of an expert with domain heads;
-        computed once for an expert saved without them, then stored in its file."""
+        """`mechanism` of an expert with domain heads (None for others); computed once for
+        an expert saved without it, then stored in its file."""
         if method.expert_kind != "domain":
             return None
         model, info = self.expert(dataset, task, method, index)
-        if "heads" not in info:
+        if "target_damping" not in (info.get("heads") or [{}])[0]:
             path = self.expert_path(dataset, task.name, method, index)
-            info["heads"] = head_diagnostics(model, task)
+            info["heads"] = self.mechanism(model, task)
             save_atomic({"model": model.state_dict(), "info": info}, path)
         return info["heads"]
 
