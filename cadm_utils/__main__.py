@@ -93,6 +93,29 @@ def summaries(args) -> None:
                  build=summary_tables)
 
 
+def compare(args) -> None:
+    from .experiment.runner import Runner
+    from .profiles import load_profile
+    from .reporting.paired import paired_difference
+
+    first, second = args.first.split(","), args.second.split(",")
+    if len(first) != len(second):
+        raise ConfigError(f"--first names {len(first)} rows and --second {len(second)}: "
+                          "they pair row by row")
+    runner = Runner(load_profile(args.profile), results_dir=args.results_dir, progress=False)
+    records = runner.current_records()
+    for field, label in (("source_val_acc", "source val"), ("acc", "unseen domain")):
+        units, interval = paired_difference(records, first, second, field)
+        if not units:
+            raise ConfigError(f"no split has current records of both '{args.first}' and "
+                              f"'{args.second}' in profile '{args.profile}'")
+        for split, a, x, b, y in units:
+            print(f"  {label:<13} {split:<8} {a} {x:5.1f}  {b} {y:5.1f}  difference {x - y:+5.1f}")
+        print(f"{label}: first − second = {interval['mean']:+.1f}, 95 % CI "
+              f"[{interval['low']:+.1f}, {interval['high']:+.1f}], n = {interval['n']} "
+              f"(split × set, evaluation seeds averaged)")
+
+
 def add_cell_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", default="smoke", help="name in profiles/ or a YAML path")
     parser.add_argument("--data-root", default=None)
@@ -166,6 +189,15 @@ def build_parser() -> argparse.ArgumentParser:
     summarize.add_argument("--results-dir", default=None)
     summarize.add_argument("--figures-dir", default=None)
     summarize.set_defaults(func=summaries)
+
+    paired = commands.add_parser("compare", help="paired difference of two methods' rows over "
+                                                 "split × set, with its 95 % t interval")
+    paired.add_argument("--profile", default="smoke")
+    paired.add_argument("--results-dir", default=None)
+    paired.add_argument("--first", required=True,
+                        help="comma-separated method rows, e.g. cadm,cadm{seed1}")
+    paired.add_argument("--second", required=True, help="as many rows, paired in order")
+    paired.set_defaults(func=compare)
     return parser
 
 
