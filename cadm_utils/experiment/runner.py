@@ -18,7 +18,8 @@ from ..errors import ConfigError
 from ..method.distill import DistillConfig, distill
 from ..method.masking import MaskingConfig
 from ..method.methods import Method
-from ..method.mechanism import head_diagnostics, mask_diagnostics, refit_heads
+from ..method.mechanism import (head_diagnostics, mask_diagnostics, pooled_block_features,
+                                refit_heads)
 from ..method.models import DomainAwareResNet, build_eval_net
 from ..method.synthetic import SyntheticSet
 from ..method.train import (TrainConfig, accuracy, train_classifier,
@@ -240,8 +241,10 @@ class Runner:
         """Per block (method/mechanism.py, source validation images): the domain heads'
         accuracy, the majority share, a linear probe, Eq. 6's selectivity and the target
         damping at the profile's P_mask."""
-        masks = mask_diagnostics(model, task, self.masking.p_mask, seed=self.profile["seed"])
-        return [{**heads, **mask} for heads, mask in zip(head_diagnostics(model, task), masks)]
+        val = pooled_block_features(model, task.val.images)  # once for both
+        masks = mask_diagnostics(model, task, self.masking.p_mask, seed=self.profile["seed"],
+                                 val=val)
+        return [{**heads, **mask} for heads, mask in zip(head_diagnostics(model, task, val), masks)]
 
     def expert_heads(self, dataset: str, task: Task, method: Method,
                      index: int = 0) -> list[dict] | None:

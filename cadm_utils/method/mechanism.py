@@ -74,12 +74,13 @@ def fit_linear(features: torch.Tensor, labels: torch.Tensor, n_out: int
     return raw_weight, bias.detach() - raw_weight @ mean
 
 
-def head_diagnostics(model, task) -> list[dict]:
+def head_diagnostics(model, task, val: list[torch.Tensor] | None = None) -> list[dict]:
     """Per block, in %: the domain head's accuracy on the source validation images, the
     majority domain's share there, and a linear probe fitted on the frozen pooled training
-    features, scored on the validation images."""
+    features, scored on the validation images (`val`: their pooled block features, when
+    already computed)."""
     train = pooled_block_features(model, task.train.images)
-    val = pooled_block_features(model, task.val.images)
+    val = val or pooled_block_features(model, task.val.images)
     rows = []
     for block in range(N_BLOCKS):
         head = model.domain_heads[block]
@@ -149,11 +150,13 @@ def target_damping(pooled: torch.Tensor, scores: torch.Tensor, domains: torch.Te
 
 
 @torch.no_grad()
-def mask_diagnostics(model, task, p_mask: float, draws: int = 5, seed: int = 0) -> list[dict]:
+def mask_diagnostics(model, task, p_mask: float, draws: int = 5, seed: int = 0,
+                     val: list[torch.Tensor] | None = None) -> list[dict]:
     """Per block of an expert with domain heads, on the source validation images: Eq. 6's
-    selectivity by score tenth and the target damping of the sensitive channels."""
+    selectivity by score tenth and the target damping of the sensitive channels (`val`:
+    their pooled block features, when already computed)."""
     generator = torch.Generator().manual_seed(seed)
-    pooled = pooled_block_features(model, task.val.images)
+    pooled = val or pooled_block_features(model, task.val.images)
     rows = []
     for block in range(N_BLOCKS):
         features = pooled[block].double()
