@@ -191,7 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     summarize.set_defaults(func=summaries)
 
     paired = commands.add_parser("compare", help="paired difference of two methods' rows over "
-                                                 "split × set, with its 95 % t interval")
+                                                 "split × set, with its 95 %% t interval")
     paired.add_argument("--profile", default="smoke")
     paired.add_argument("--results-dir", default=None)
     paired.add_argument("--first", required=True,

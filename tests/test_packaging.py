@@ -81,3 +81,21 @@ def test_layers_import_one_way():
                     imported = node.module.split(".")[0]
                     assert LAYERS.index(imported) < rank if imported in LAYERS else True, \
                         f"{path.name} ({layer}) imports {imported}"
+
+
+def test_every_command_prints_its_help():
+    """argparse %-formats help strings: a bare '%' in one breaks --help of every command."""
+    import contextlib
+    import io
+
+    import pytest
+
+    from cadm_utils.__main__ import build_parser
+
+    parser = build_parser()
+    commands = next(a for a in parser._actions if a.dest == "command").choices
+    for argv in [["--help"]] + [[name, "--help"] for name in commands]:
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out), pytest.raises(SystemExit) as done:
+            parser.parse_args(argv)
+        assert done.value.code == 0 and "usage:" in out.getvalue(), argv
