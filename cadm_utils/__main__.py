@@ -96,24 +96,42 @@ def summaries(args) -> None:
 def compare(args) -> None:
     from .experiment.runner import Runner
     from .profiles import load_profile
-    from .reporting.paired import paired_difference
+    from .reporting.paired import chosen_ipc, interval_of, paired_difference
 
     first, second = args.first.split(","), args.second.split(",")
     if len(first) != len(second):
         raise ConfigError(f"--first names {len(first)} rows and --second {len(second)}: "
                           "they pair row by row")
-    runner = Runner(load_profile(args.profile), results_dir=args.results_dir, progress=False)
+    runner = Runner(load_profile(args.profile), data_root=args.data_root,
+                    results_dir=args.results_dir, progress=False)
     records = runner.current_records()
+    ipc = chosen_ipc(records, first + second, args.ipc)
     for field, label in (("source_val_acc", "source val"), ("acc", "unseen domain")):
-        units, interval = paired_difference(records, first, second, field)
+        units, interval = paired_difference(records, first, second, field, ipc)
         if not units:
             raise ConfigError(f"no split has current records of both '{args.first}' and "
-                              f"'{args.second}' in profile '{args.profile}'")
-        for split, a, x, b, y in units:
-            print(f"  {label:<13} {split:<8} {a} {x:5.1f}  {b} {y:5.1f}  difference {x - y:+5.1f}")
-        print(f"{label}: first − second = {interval['mean']:+.1f}, 95 % CI "
-              f"[{interval['low']:+.1f}, {interval['high']:+.1f}], n = {interval['n']} "
-              f"(split × set, evaluation seeds averaged)")
+                              f"'{args.second}' at IPC {ipc} in profile '{args.profile}'")
+        _print_units(label, units, interval, "{:5.1f}", "{:+.1f}")
+    if args.spread:
+        from .reporting.analysis import spread_units
+
+        units = spread_units(runner, first, second, ipc)
+        if not units:
+            print("Fig. 1(b) statistic: no split has both sets and CADM's expert on disk")
+            return
+        _print_units("Fig. 1(b)", units, interval_of(units), "{:.4f}", "{:+.4f}")
+
+
+def _print_units(label: str, units: list[tuple], interval: dict, value: str,
+                 difference: str) -> None:
+    for split, a, x, b, y in units:
+        print(f"  {label:<13} {split:<8} {a} {value.format(x)}  {b} {value.format(y)}  "
+              f"difference {difference.format(x - y)}")
+    low = high = "n/a"
+    if interval["n"] > 1:
+        low, high = difference.format(interval["low"]), difference.format(interval["high"])
+    print(f"{label}: first − second = {difference.format(interval['mean'])}, 95 % CI "
+          f"[{low}, {high}], n = {interval['n']} (split × set, evaluation seeds averaged)")
 
 
 def add_cell_options(parser: argparse.ArgumentParser) -> None:
@@ -197,6 +215,13 @@ def build_parser() -> argparse.ArgumentParser:
     paired.add_argument("--first", required=True,
                         help="comma-separated method rows, e.g. cadm,cadm{seed1}")
     paired.add_argument("--second", required=True, help="as many rows, paired in order")
+    paired.add_argument("--ipc", type=int, default=None,
+                        help="the IPC of the sets (needed when the rows have several)")
+    paired.add_argument("--spread", action="store_true",
+                        help="also Fig. 1(b)'s statistic of each pair of sets on disk (mean "
+                             "variance across domains of the last block's Eq. 5 scores, "
+                             "read by the CADM row's heads; needs --data-root for real data)")
+    paired.add_argument("--data-root", default=None)
     paired.set_defaults(func=compare)
     return parser
 

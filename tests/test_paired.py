@@ -36,3 +36,19 @@ def test_compare_prints_units_and_intervals_and_refuses_unpaired_rows(capsys):
     assert main(["compare", "--profile", "bench", "--first", "cadm", "--second",
                  "mmd,mmd{seed1}"]) == 2
     assert "they pair row by row" in capsys.readouterr().err
+
+
+def test_a_unit_is_one_ipc_and_two_ipcs_must_be_chosen_between():
+    import pytest
+
+    from cadm_utils.errors import ConfigError
+
+    records = [{"method": m, "split": "P", "seed": 0, "acc": acc, "net": "resnet18", "ipc": ipc}
+               for m, ipc, acc in (("a", 1, 10.0), ("b", 1, 20.0), ("a", 10, 50.0),
+                                   ("b", 10, 40.0))]
+    with pytest.raises(ConfigError, match="IPC 1, 10: choose one with --ipc"):
+        paired_difference(records, ["a"], ["b"])
+    assert paired_difference(records, ["a"], ["b"], ipc=10)[1]["mean"] == 10.0
+    assert paired_difference(records, ["a"], ["b"], ipc=1)[1]["mean"] == -10.0
+    one_ipc = [r for r in records if r["ipc"] == 10]
+    assert paired_difference(one_ipc, ["a"], ["b"])[1]["mean"] == 10.0

@@ -302,3 +302,65 @@ def _untrained_terms(runner, cell, task, ipc: int) -> dict[str, float]:
                                       generator)
     return {"match": float(match), "reg": float(calib["reg"]),
             "lam_cons": masking.lam * float(calib["cons"])}
+
+
+# ----------------------------------------------------------------------------- per set
+def score_spread(probe, synthetic) -> float:
+    """Fig. 1(b)'s statistic of one distilled set as one number: per channel, the variance
+    across source domains of the last block's Eq. 5 scores (each image under its own
+    domain's row of `probe`'s heads, min-max normalised, averaged per domain), averaged over
+    channels. Lower: the set's channels respond alike to every domain."""
+    images, _, domains = synthetic.decoded()
+    return float(channel_activation(probe, images, domains).variance.mean())
+
+
+def spread_units(runner, first: list[str], second: list[str], ipc: int) -> list[tuple]:
+    """Fig. 1(b)'s statistic of the i-th rows' sets on every split where both sets and the
+    probing expert are on disk (nothing is trained or distilled): (split, first row, value,
+    second row, value). Both sets of a unit are read by the same heads, those of the expert
+    of whichever row of the pair is CADM's (expert kind "domain")."""
+    from ..errors import ConfigError
+
+    cells = _cells_by_row(runner, ipc)
+    units = []
+    for a, b in zip(first, second, strict=True):
+        probe_row = next((row for row in (b, a) if any(
+            c.method.expert_kind == "domain" for c in cells.get(row, {}).values())), None)
+        if probe_row is None:
+            raise ConfigError(f"neither '{a}' nor '{b}' has a CADM expert whose heads could "
+                              "read the sets")
+        for split, cell_a in sorted(cells.get(a, {}).items()):
+            cell_b, probe_cell = cells[b].get(split), cells[probe_row].get(split)
+            if cell_b is None:
+                continue
+            values = _spreads(runner, (cell_a, cell_b), probe_cell)
+            if values is not None:
+                units.append((split, a, values[0], b, values[1]))
+    return units
+
+
+def _cells_by_row(runner, ipc: int) -> dict[str, dict[str, object]]:
+    """{row: {split: cell}} of the profile's planned cells at `ipc` (first stage wins)."""
+    from ..data import split_name
+    from ..experiment.cells import plan_cells
+
+    rows = {}
+    for cell in plan_cells(runner.profile):
+        if cell.ipc == ipc and cell.net == "resnet18":
+            rows.setdefault(cell.method.name, {}).setdefault(
+                split_name(cell.dataset, cell.target), cell)
+    return rows
+
+
+def _spreads(runner, cells, probe_cell) -> tuple[float, ...] | None:
+    from ..method.synthetic import SyntheticSet
+
+    paths = [runner.for_cell(cell).synthetic_path(cell) for cell in cells]
+    probe_runner = runner.for_cell(probe_cell)
+    task = runner.task(probe_cell.dataset, probe_cell.target)
+    expert_path = probe_runner.expert_path(probe_cell.dataset, task.name, probe_cell.method)
+    if not expert_path.exists() or not all(p.exists() for p in paths):
+        return None
+    probe, _ = probe_runner.expert(probe_cell.dataset, task, probe_cell.method)
+    sets = [SyntheticSet.from_state(torch.load(p, weights_only=False)["set"]) for p in paths]
+    return tuple(score_spread(probe, synthetic) for synthetic in sets)

@@ -7,12 +7,29 @@ import statistics
 
 from scipy import stats
 
+from ..errors import ConfigError
 from ..experiment.records import matching
 
 
-def unit_means(records: list[dict], method: str, field: str) -> dict[str, float]:
+def row_ipcs(records: list[dict], rows: list[str]) -> list[int]:
+    """The IPCs at which the rows have records."""
+    return sorted({r["ipc"] for r in records
+                   if r.get("method") in rows and r.get("ipc") is not None})
+
+
+def chosen_ipc(records: list[dict], rows: list[str], ipc: int | None) -> int | None:
+    """`ipc`, or the rows' only IPC; a unit is one set, so two IPCs are never averaged."""
+    ipcs = row_ipcs(records, rows)
+    if ipc is None and len(ipcs) > 1:
+        raise ConfigError(f"the rows have records at IPC {', '.join(map(str, ipcs))}: "
+                          "choose one with --ipc")
+    return ipc if ipc is not None or not ipcs else ipcs[0]
+
+
+def unit_means(records: list[dict], method: str, field: str, ipc: int | None = None
+               ) -> dict[str, float]:
     """Per split, the mean of `field` over the evaluation seeds of `method`'s set there."""
-    rows = [r for r in matching(records, method=method, net="resnet18")
+    rows = [r for r in matching(records, method=method, net="resnet18", ipc=ipc)
             if r.get(field) is not None]
     splits = sorted({r["split"] for r in rows})
     return {s: statistics.fmean(r[field] for r in rows if r["split"] == s) for s in splits}
@@ -28,14 +45,19 @@ def t_interval(differences: list[float], level: float = 0.95) -> dict:
 
 
 def paired_difference(records: list[dict], first: list[str], second: list[str],
-                      field: str = "acc") -> tuple[list[tuple], dict]:
+                      field: str = "acc", ipc: int | None = None) -> tuple[list[tuple], dict]:
     """first[i] − second[i] on every split where both have records, over all i (the i-th
-    rows of the two lists are one distilled set each, e.g. the same pipeline seed): the
-    units, each (split, first row, value, second row, value), and their t interval."""
+    rows of the two lists are one distilled set each, e.g. the same pipeline seed) at one
+    IPC: the units, each (split, first row, value, second row, value), and their t
+    interval."""
+    ipc = chosen_ipc(records, first + second, ipc)
     units = []
     for a, b in zip(first, second, strict=True):
-        ours, theirs = unit_means(records, a, field), unit_means(records, b, field)
+        ours, theirs = unit_means(records, a, field, ipc), unit_means(records, b, field, ipc)
         units += [(s, a, ours[s], b, theirs[s]) for s in ours if s in theirs]
-    if not units:
-        return [], {"n": 0}
-    return units, t_interval([u[2] - u[4] for u in units])
+    return units, interval_of(units)
+
+
+def interval_of(units: list[tuple]) -> dict:
+    """The t interval of (split, first row, value, second row, value) units' differences."""
+    return t_interval([u[2] - u[4] for u in units]) if units else {"n": 0}

@@ -1,0 +1,50 @@
+"""Fig. 1(b)'s statistic of one distilled set (reporting.analysis.score_spread) against a
+hand computation, and the paired comparison of two rows' sets (`compare --spread`)."""
+import numpy as np
+import pytest
+import torch
+
+from cadm_utils.errors import ConfigError
+from cadm_utils.method.models import N_BLOCKS, DomainAwareResNet
+from cadm_utils.method.synthetic import SyntheticSet
+from cadm_utils.reporting.analysis import score_spread, spread_units
+
+
+def test_score_spread_is_the_mean_over_channels_of_the_variance_across_domains():
+    torch.manual_seed(0)
+    model = DomainAwareResNet(3, 3, 4, 16).eval()
+    images = torch.rand(12, 3, 16, 16)
+    domains = torch.tensor([0, 1, 2] * 4)
+    synthetic = SyntheticSet(images, torch.arange(12) % 3, domains, 1)
+    with torch.no_grad():
+        pooled = model.run_blocks(images, 0, N_BLOCKS).mean(dim=(2, 3)).double().numpy()
+    weight = model.head_weight(N_BLOCKS - 1).detach().double().numpy()
+    rows = []
+    for feature, domain in zip(pooled, domains.tolist()):
+        raw = weight[domain] * feature
+        rows.append((raw - raw.min()) / (raw.max() - raw.min()))
+    rows = np.array(rows)
+    per_domain = np.stack([rows[domains.numpy() == d].mean(0) for d in range(3)])
+    expected = per_domain.var(axis=0).mean()  # population variance over the 3 domains
+    assert score_spread(model, synthetic) == pytest.approx(expected, rel=1e-5)
+    # one domain only: no spread at all
+    alone = SyntheticSet(images, torch.arange(12) % 3, torch.zeros(12, dtype=torch.long), 1)
+    assert score_spread(model, alone) == 0.0
+
+
+def test_spread_units_read_both_sets_with_cadms_heads_and_need_a_cadm_row(tmp_path):
+    from cadm_utils.experiment.pipeline import open_run
+
+    runner, cells = open_run("ci", stages="table1", methods="random,mmd,cadm", targets="P",
+                             ipcs="1", results_dir=tmp_path / "r", run_dir=tmp_path / "w",
+                             progress=False)
+    task = runner.task("embedded", "P")
+    assert spread_units(runner, ["mmd"], ["cadm"], 1) == []  # nothing on disk: no unit
+    sets = {cell.method.name: runner.synthetic_set(cell, task)[0] for cell in cells}
+    [(split, first, mmd, second, cadm)] = spread_units(runner, ["mmd"], ["cadm"], 1)
+    assert (split, first, second) == (task.name, "mmd", "cadm")
+    probe, _ = runner.expert("embedded", task, cells[-1].method)
+    assert mmd == pytest.approx(score_spread(probe, sets["mmd"]))
+    assert cadm == pytest.approx(score_spread(probe, sets["cadm"]))
+    with pytest.raises(ConfigError, match="has a CADM expert"):
+        spread_units(runner, ["mmd"], ["random"], 1)
