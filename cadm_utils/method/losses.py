@@ -20,7 +20,9 @@ def mmd_loss(real_features: torch.Tensor, real_labels: torch.Tensor,
     """Eq. 2 per class, summed over classes: Σ_c ‖E[F(x_t)|c] − E[F(x_s)|c]‖².
 
     Eq. 7 (L_adm) is the same function given masked real features F̂(x_t): the asymmetry
-    lives in the forward pass (masking real features only), not in the distance."""
+    lives in the forward pass (masking real features only), not in the distance. The
+    features are the final pooled embedding, unnormalised, as in DM (`main_DM.py`); NCFM's
+    multi-layer MMD branch (`NCFM/NCFM.py`) is unreachable in its shipped configs."""
     real = class_means(upcast(real_features), real_labels, n_classes)
     syn = class_means(upcast(syn_features), syn_labels, n_classes)
     return ((real - syn) ** 2).sum()
