@@ -122,6 +122,31 @@ def compare(args) -> None:
         _print_units("Fig. 1(b)", units, interval_of(units), "{:.4f}", "{:+.4f}")
 
 
+def report(args) -> None:
+    from .experiment.runner import Runner
+    from .profiles import load_profile
+    from .reporting import report as claims
+
+    runner = Runner(load_profile(args.profile), data_root=args.data_root,
+                    results_dir=args.results_dir, progress=False, device="cpu")
+    extra = [claims.domain_gap_row(runner.results_dir.parent / "domain_gap" / f"{d}.jsonl")
+             for d in runner.profile["datasets"]]
+    if args.spread:
+        extra.append(_spread_row(runner, claims))
+    path = claims.write_report(runner, extra, args.figures_dir)
+    print(path.read_text(), end="")
+    print(f"written: {path}")
+
+
+def _spread_row(runner, claims) -> list[str]:
+    from .reporting.analysis import spread_units
+
+    settings = runner.profile["analysis"]
+    mmd, cadm = claims.paired_rows(runner.profile, "mmd", "cadm")
+    units = spread_units(runner, list(mmd), list(cadm), settings["ipc"])
+    return claims.spread_row(units, settings["dataset"], settings["ipc"])
+
+
 def _print_units(label: str, units: list[tuple], interval: dict, value: str,
                  difference: str) -> None:
     for split, a, x, b, y in units:
@@ -223,6 +248,19 @@ def build_parser() -> argparse.ArgumentParser:
                              "read by the CADM row's heads; needs --data-root for real data)")
     paired.add_argument("--data-root", default=None)
     paired.set_defaults(func=compare)
+
+    reporter = commands.add_parser("report", help="the paper's claims against the profile's "
+                                                  "records: paired differences, 95 %% "
+                                                  "intervals, verdicts; writes "
+                                                  "figures/<profile>/report.md")
+    reporter.add_argument("--profile", default="smoke")
+    reporter.add_argument("--results-dir", default=None)
+    reporter.add_argument("--figures-dir", default=None)
+    reporter.add_argument("--spread", action="store_true",
+                          help="add Fig. 1(b)'s statistic of Table 1's MMD and CADM sets on "
+                               "disk (needs --data-root for real data)")
+    reporter.add_argument("--data-root", default=None)
+    reporter.set_defaults(func=report)
     return parser
 
 

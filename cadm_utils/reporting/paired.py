@@ -26,10 +26,10 @@ def chosen_ipc(records: list[dict], rows: list[str], ipc: int | None) -> int | N
     return ipc if ipc is not None or not ipcs else ipcs[0]
 
 
-def unit_means(records: list[dict], method: str, field: str, ipc: int | None = None
-               ) -> dict[str, float]:
+def unit_means(records: list[dict], method: str, field: str, ipc: int | None = None,
+               net: str = "resnet18") -> dict[str, float]:
     """Per split, the mean of `field` over the evaluation seeds of `method`'s set there."""
-    rows = [r for r in matching(records, method=method, net="resnet18", ipc=ipc)
+    rows = [r for r in matching(records, method=method, net=net, ipc=ipc)
             if r.get(field) is not None]
     splits = sorted({r["split"] for r in rows})
     return {s: statistics.fmean(r[field] for r in rows if r["split"] == s) for s in splits}
@@ -45,7 +45,8 @@ def t_interval(differences: list[float], level: float = 0.95) -> dict:
 
 
 def paired_difference(records: list[dict], first: list[str], second: list[str],
-                      field: str = "acc", ipc: int | None = None) -> tuple[list[tuple], dict]:
+                      field: str = "acc", ipc: int | None = None, net: str = "resnet18"
+                      ) -> tuple[list[tuple], dict]:
     """first[i] − second[i] on every split where both have records, over all i (the i-th
     rows of the two lists are one distilled set each, e.g. the same pipeline seed) at one
     IPC: the units, each (split, first row, value, second row, value), and their t
@@ -53,7 +54,8 @@ def paired_difference(records: list[dict], first: list[str], second: list[str],
     ipc = chosen_ipc(records, first + second, ipc)
     units = []
     for a, b in zip(first, second, strict=True):
-        ours, theirs = unit_means(records, a, field, ipc), unit_means(records, b, field, ipc)
+        ours = unit_means(records, a, field, ipc, net)
+        theirs = unit_means(records, b, field, ipc, net)
         units += [(s, a, ours[s], b, theirs[s]) for s in ours if s in theirs]
     return units, interval_of(units)
 

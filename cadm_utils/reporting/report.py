@@ -1,0 +1,235 @@
+"""The reproduction report: one row per claim of the paper, with the paper's difference,
+ours over paired units (split × distilled set, evaluation seeds averaged inside a unit), its
+95 % t interval, n and a verdict from one rule (VERDICT_RULE)."""
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..data import split_name
+from ..experiment.cells import ABLATION_ROWS
+from ..experiment.records import load_records, matching
+from ..method.methods import ablation_variant
+from . import paper_numbers
+from .paired import interval_of, paired_difference
+from .tables import Table
+
+VERDICT_RULE = ("*supported*: the 95 % interval of our difference lies above 0; *not supported "
+                "at this scale*: it lies wholly below the paper's difference (below 0 where the "
+                "paper prints no number); *inconclusive*: otherwise, or fewer than 2 units; "
+                "*not measured*: no paired records")
+
+
+def verdict(interval: dict, paper: float | None) -> str:
+    """The report's rule (VERDICT_RULE) for a claim that the first row is above the second."""
+    if interval.get("n", 0) == 0:
+        return "not measured"
+    if interval["n"] < 2:
+        return "inconclusive"
+    if interval["low"] > 0:
+        return "supported"
+    if interval["high"] < (paper if paper is not None else 0.0):
+        return "not supported at this scale"
+    return "inconclusive"
+
+
+@dataclass(frozen=True)
+class Claim:
+    """"`first` above `second`" on one data set at one IPC: the i-th rows of the two lists
+    are one distilled set each (the same pipeline seed)."""
+
+    label: str
+    dataset: str
+    ipc: int
+    first: tuple[str, ...]
+    second: tuple[str, ...]
+    splits: tuple[str, ...]  # the splits whose records count (Table 4: "in-domain")
+    paper: dict  # split -> the paper's first − second there
+    net: str = "resnet18"
+
+
+def claim_row(records: list[dict], claim: Claim) -> list[str]:
+    """The report's row of one claim: paper, ours with interval, n, source val, verdict."""
+    own = [r for r in matching(records, dataset=claim.dataset) if r.get("split") in claim.splits]
+    unseen, interval = paired_difference(own, list(claim.first), list(claim.second), "acc",
+                                         claim.ipc, claim.net)
+    _, val_interval = paired_difference(own, list(claim.first), list(claim.second),
+                                        "source_val_acc", claim.ipc, claim.net)
+    splits = sorted({u[0] for u in unseen} or claim.paper)
+    paper = [claim.paper[s] for s in splits if s in claim.paper]
+    paper_mean = statistics.fmean(paper) if paper and len(paper) == len(splits) else None
+    return [claim.label, claim.dataset, str(claim.ipc or "–"), _signed(paper_mean),
+            _with_interval(interval), str(interval["n"]), _with_interval(val_interval),
+            verdict(interval, paper_mean)]
+
+
+def _signed(value: float | None) -> str:
+    return "–" if value is None else f"{value:+.1f}"
+
+
+def _with_interval(interval: dict) -> str:
+    if interval.get("n", 0) == 0:
+        return "–"
+    if interval["n"] < 2:
+        return f"{interval['mean']:+.1f}"
+    return f"{interval['mean']:+.1f} [{interval['low']:+.1f}, {interval['high']:+.1f}]"
+
+
+# ----------------------------------------------------------------------------- claims
+def seed_rows(profile: dict, method: str) -> dict[int, str]:
+    """{pipeline seed: row} of a method's own cells and of its re-seeded copies (variant rows
+    whose only override is `seed`) anywhere in the profile."""
+    rows = {}
+    for settings in profile["stages"].values():
+        if method not in settings.get("methods", ()) or settings.get("ablation"):
+            continue
+        variants = settings.get("variants") or {"": {}}
+        for row, overrides in variants.items():
+            if set(overrides) <= {"seed"}:
+                name = f"{method}{{{row}}}" if overrides else method
+                rows.setdefault(overrides.get("seed", profile["seed"]), name)
+    return rows
+
+
+def paired_rows(profile: dict, first: str, second: str) -> tuple[tuple, tuple]:
+    """The two methods' rows at the pipeline seeds both have, in seed order."""
+    ours, theirs = seed_rows(profile, first), seed_rows(profile, second)
+    seeds = sorted(set(ours) & set(theirs))
+    return tuple(ours[s] for s in seeds), tuple(theirs[s] for s in seeds)
+
+
+def method_claims(profile: dict, stage: str) -> list[Claim]:
+    """Table 1 or 4: CADM above each other method of the stage, per data set and IPC."""
+    settings = profile["stages"][stage]
+    others = [m for m in settings["methods"] if m != "cadm"]
+    if "cadm" not in settings["methods"]:
+        return []
+    table = paper_numbers.table1 if stage == "table1" else paper_numbers.table4
+    claims = []
+    for dataset in settings["datasets"]:
+        paper = table(dataset)
+        splits = _splits(profile, settings, dataset)
+        for ipc in settings["ipcs"]:
+            for other in others:
+                first, second = paired_rows(profile, "cadm", other)
+                difference = {s: paper[("cadm", s, ipc)] - paper[(other, s, ipc)]
+                              for s in splits if ("cadm", s, ipc) in paper
+                              and (other, s, ipc) in paper}
+                name = "Table 1" if stage == "table1" else "Table 4"
+                claims.append(Claim(f"{name}: CADM above {other}", dataset, ipc, first,
+                                    second, tuple(splits), difference))
+    return claims
+
+
+def ablation_claims(profile: dict, stage: str) -> list[Claim]:
+    """Table 2: each loss term adds (the paper's rows, each against the row without it)."""
+    settings = profile["stages"][stage]
+    steps = (((True, False, False), (False, False, False), "L_adm adds (to L_mmd + L_reg)"),
+             ((False, True, False), (False, False, False), "masked L_reg adds"),
+             ((False, True, True), (False, True, False), "L_cons adds"),
+             ((True, True, True), (False, True, True), "L_adm adds (to masked L_reg + L_cons)"))
+    claims = []
+    for dataset in settings["datasets"]:
+        split = _splits(profile, settings, dataset)[0]
+        for ipc in settings["ipcs"]:
+            column = (1, 10).index(ipc) if ipc in (1, 10) else None
+            for with_term, without, label in steps:
+                paper = {} if column is None or dataset != "pacs" else {
+                    split: paper_numbers.TABLE2[with_term][column]
+                    - paper_numbers.TABLE2[without][column]}
+                claims.append(Claim(f"Table 2: {label}", dataset, ipc,
+                                    (ablation_variant(*with_term).name,),
+                                    (ablation_variant(*without).name,), (split,), paper))
+    return claims
+
+
+def network_claims(profile: dict, stage: str) -> list[Claim]:
+    """Table 3: CADM above MMD on each evaluation network."""
+    settings = profile["stages"][stage]
+    claims = []
+    for dataset in settings["datasets"]:
+        split = _splits(profile, settings, dataset)[0]
+        for ipc in settings["ipcs"]:
+            for net in settings["nets"]:
+                paper = paper_numbers.TABLE3
+                difference = {split: paper[("cadm", ipc)][net] - paper[("mmd", ipc)][net]} \
+                    if dataset == "pacs" and ("cadm", ipc) in paper and net in paper[
+                        ("cadm", ipc)] else {}
+                claims.append(Claim(f"Table 3: CADM above MMD on {net}", dataset, ipc,
+                                    ("cadm",), ("mmd",), (split,), difference, net))
+    return claims
+
+
+def profile_claims(profile: dict) -> list[Claim]:
+    claims = []
+    for stage, settings in profile["stages"].items():
+        if stage in ("table1", "table4") and not settings.get("variants"):
+            claims += method_claims(profile, stage)
+        elif settings.get("ablation"):
+            claims += ablation_claims(profile, stage)
+        elif settings.get("nets"):
+            claims += network_claims(profile, stage)
+    return claims
+
+
+def _splits(profile: dict, settings: dict, dataset: str) -> list[str]:
+    targets = settings.get("targets") or profile["datasets"][dataset]["targets"]
+    return ["in-domain" if t == "in-domain" else split_name(dataset, t) for t in targets]
+
+
+# ----------------------------------------------------------------------------- figures
+def domain_gap_row(path: Path) -> list[str] | None:
+    """Fig. 1(a): accuracy on the source domains' held-out images above the unseen domain's,
+    per split and seed of `python -m cadm_utils domain-gap` (the paper prints no number)."""
+    if not path.exists():
+        return None
+    records = [r for r in load_records(path) if r.get("kind") == "domain_gap"]
+    units = [(r["split"], "in-domain", r["source_val_acc"], "unseen", r["target_acc"])
+             for r in records]
+    interval = interval_of(units)
+    dataset = records[0]["dataset"] if records else path.stem
+    return ["Fig. 1(a): in-domain above unseen", dataset, "–", "–", _with_interval(interval),
+            str(interval["n"]), "–", verdict(interval, None)]
+
+
+def spread_row(units: list[tuple], dataset: str, ipc: int) -> list[str]:
+    """Fig. 1(b): CADM's sets with a lower score variance across domains than MMD's; units
+    (split, MMD row, its statistic, CADM row, its statistic), shown ×1000."""
+    scaled = [(s, a, 1000 * x, b, 1000 * y) for s, a, x, b, y in units]
+    interval = interval_of(scaled)
+    return ["Fig. 1(b): CADM's score variance across domains below MMD's (×1000)", dataset,
+            str(ipc), "–", _with_interval(interval), str(interval["n"]), "–",
+            verdict(interval, None)]
+
+
+HEADER = ["claim", "data set", "IPC", "paper: difference", "ours: difference [95 % CI]", "n",
+          "ours on source val [95 % CI]", "verdict"]
+
+
+def report_table(records: list[dict], profile: dict, extra_rows=()) -> Table:
+    rows = [claim_row(records, claim) for claim in profile_claims(profile)]
+    rows += [row for row in extra_rows if row is not None]
+    return Table(f"Claims of the paper against the {profile['name']} profile's records "
+                 "(unseen-domain accuracy %; differences first − second, paired over split × "
+                 "distilled set)", HEADER, rows)
+
+
+def report_markdown(table: Table) -> str:
+    return (table.markdown() + "\nVerdicts: " + VERDICT_RULE + ". Units: one distilled set "
+            "on one split, its evaluation seeds averaged; the interval is Student's t over "
+            "the units' differences. The source-val column is the same difference on the "
+            "source domains' held-out images.\n")
+
+
+def write_report(runner, extra_rows=(), figures_dir=None) -> Path:
+    """figures/<profile>/report.md (or `figures_dir`/report.md) from the profile's current
+    records."""
+    from ..runtime import write_atomic
+
+    table = report_table(runner.current_records(), runner.profile, extra_rows)
+    path = Path(figures_dir or runner.figures_dir) / "report.md"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, lambda tmp: tmp.write_text(report_markdown(table)))
+    return path
+

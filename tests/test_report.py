@@ -1,0 +1,85 @@
+"""The reproduction report (reporting/report.py): each verdict rule, the interval of a claim
+against a hand computation on made-up records, and the pairing of re-seeded rows."""
+import math
+
+import pytest
+
+from cadm_utils.reporting.report import (Claim, claim_row, paired_rows, profile_claims,
+                                         verdict)
+
+T_975_3 = 3.182446305284263  # Student's t, 0.975 quantile, 3 degrees of freedom
+
+
+def test_each_verdict_rule():
+    assert verdict({"n": 0}, 5.0) == "not measured"
+    assert verdict({"n": 1, "mean": 9.0}, 5.0) == "inconclusive"
+    assert verdict({"n": 4, "low": 0.5, "high": 3.0}, 5.0) == "supported"
+    assert verdict({"n": 4, "low": -3.0, "high": 4.0}, 5.0) == "not supported at this scale"
+    assert verdict({"n": 4, "low": -3.0, "high": 6.0}, 5.0) == "inconclusive"
+    # no paper number: below 0 is the bar
+    assert verdict({"n": 4, "low": -3.0, "high": -0.1}, None) == "not supported at this scale"
+    assert verdict({"n": 4, "low": -3.0, "high": 0.1}, None) == "inconclusive"
+
+
+def _record(method, split, seed, acc, val, ipc=10):
+    return {"method": method, "split": split, "seed": seed, "acc": acc, "source_val_acc": val,
+            "net": "resnet18", "ipc": ipc, "dataset": "pacs"}
+
+
+def test_a_claim_row_pairs_units_and_matches_a_hand_interval():
+    records = []
+    # differences per unit (evaluation seeds averaged first): 1, 2, 3, 4
+    for split, row, other, diff in (("ACS→P", "cadm", "mmd", 1.0), ("APS→C", "cadm", "mmd", 2.0),
+                                    ("ACS→P", "cadm{s1}", "mmd{s1}", 3.0),
+                                    ("APS→C", "cadm{s1}", "mmd{s1}", 4.0)):
+        records += [_record(row, split, 0, 30 + diff - 1, 50.0),
+                    _record(row, split, 1, 30 + diff + 1, 50.0),
+                    _record(other, split, 0, 30.0, 49.0)]
+    # records that must not count: another IPC, another split, another data set
+    records += [_record("cadm", "ACS→P", 0, 99.0, 99.0, ipc=1), _record("mmd", "ACS→P", 0, 0, 0, 1),
+                _record("cadm", "CPS→A", 0, 99.0, 99.0), {**_record("mmd", "CPS→A", 0, 0, 0)},
+                {**_record("cadm", "APS→C", 2, 99.0, 99.0), "dataset": "vlcs"}]
+    claim = Claim("Table 1: CADM above mmd", "pacs", 10, ("cadm", "cadm{s1}"), ("mmd", "mmd{s1}"),
+                  ("ACS→P", "APS→C"), {"ACS→P": 6.0, "APS→C": 8.0})
+    row = claim_row(records, claim)
+    half = T_975_3 * math.sqrt(5 / 3) / 2  # mean 2.5, sd sqrt(5/3), n 4
+    assert row[3] == "+7.0"  # the paper's mean difference over the splits
+    assert row[4] == f"+2.5 [{2.5 - half:+.1f}, {2.5 + half:+.1f}]" and row[5] == "4"
+    assert row[6] == "+1.0 [+1.0, +1.0]"
+    assert row[7] == "supported"  # [0.45, 4.55] lies above 0 (though below the paper's 7)
+    fewer = claim_row(records, Claim(*list(claim.__dict__.values())[:3], ("cadm",), ("mmd",),
+                                     claim.splits, {"ACS→P": 9.0, "APS→C": 11.0}))
+    assert fewer[5] == "2" and fewer[7] == "not supported at this scale"  # 1.5 ± 6.35 < 10
+
+
+def test_reseeded_rows_pair_by_seed_and_other_variants_do_not():
+    profile = {"seed": 0, "stages": {
+        "table1": {"methods": ["mmd", "cadm"], "datasets": ["pacs"], "ipcs": [10]},
+        "replicates": {"methods": ["mmd", "cadm"], "variants": {
+            "reference": {}, "seed1": {"seed": 1}, "seed2": {"seed": 2}}},
+        "other": {"methods": ["cadm"], "variants": {"seed3": {"seed": 3},
+                                                    "lr": {"distill.lr": 0.1, "seed": 4}}}}}
+    assert paired_rows(profile, "cadm", "mmd") == (("cadm", "cadm{seed1}", "cadm{seed2}"),
+                                                   ("mmd", "mmd{seed1}", "mmd{seed2}"))
+
+
+def test_the_claims_of_a_profile_follow_its_stages():
+    from cadm_utils.profiles import load_profile
+
+    claims = profile_claims(load_profile("smoke"))
+    labels = {c.label for c in claims}
+    assert "Table 1: CADM above mmd" in labels and "Table 2: L_cons adds" in labels
+    assert "Table 3: CADM above MMD on alexnet" in labels
+    table4 = [c for c in claims if c.label.startswith("Table 4")]
+    assert table4 and all(c.splits == ("in-domain",) for c in table4)
+    with pytest.raises(StopIteration):
+        next(c for c in claims if c.label == "Table 1: CADM above cadm")
+
+
+def test_the_report_command_writes_its_table(tmp_path, capsys):
+    from cadm_utils.__main__ import main
+
+    assert main(["report", "--profile", "bench", "--figures-dir", str(tmp_path)]) == 0
+    text = (tmp_path / "report.md").read_text()
+    assert "| Table 1: CADM above mmd | embedded | 10 |" in text and "n = " not in text
+    assert "Verdicts: *supported*" in text and "written:" in capsys.readouterr().out
