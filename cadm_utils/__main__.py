@@ -129,10 +129,7 @@ def report(args) -> None:
 
     runner = Runner(load_profile(args.profile), data_root=args.data_root,
                     results_dir=args.results_dir, progress=False, device="cpu")
-    extra = [claims.domain_gap_row(runner.results_dir.parent / "domain_gap" / f"{d}.jsonl")
-             for d in runner.profile["datasets"]]
-    if args.spread:
-        extra.append(_spread_row(runner, claims))
+    extra = [_spread_row(runner, claims)] if args.spread else []
     path = claims.write_report(runner, extra, args.figures_dir)
     print(path.read_text(), end="")
     print(f"written: {path}")

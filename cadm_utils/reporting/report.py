@@ -207,9 +207,14 @@ HEADER = ["claim", "data set", "IPC", "paper: difference", "ours: difference [95
           "ours on source val [95 % CI]", "verdict"]
 
 
-def report_table(records: list[dict], profile: dict, extra_rows=()) -> Table:
-    rows = [claim_row(records, claim) for claim in profile_claims(profile)]
-    rows += [row for row in extra_rows if row is not None]
+def report_table(runner, extra_rows=()) -> Table:
+    """The claims of the profile's stages from its current records, then Fig. 1(a) from
+    results/domain_gap/<data set>.jsonl where measured, then `extra_rows`."""
+    profile = runner.profile
+    rows = [claim_row(runner.current_records(), claim) for claim in profile_claims(profile)]
+    rows += [domain_gap_row(runner.results_dir.parent / "domain_gap" / f"{dataset}.jsonl")
+             for dataset in profile["datasets"]]
+    rows = [row for row in rows + list(extra_rows) if row is not None]
     return Table(f"Claims of the paper against the {profile['name']} profile's records "
                  "(unseen-domain accuracy %; differences first − second, paired over split × "
                  "distilled set)", HEADER, rows)
@@ -227,9 +232,8 @@ def write_report(runner, extra_rows=(), figures_dir=None) -> Path:
     records."""
     from ..runtime import write_atomic
 
-    table = report_table(runner.current_records(), runner.profile, extra_rows)
     path = Path(figures_dir or runner.figures_dir) / "report.md"
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, lambda tmp: tmp.write_text(report_markdown(table)))
+    text = report_markdown(report_table(runner, extra_rows))
+    write_atomic(path, lambda tmp: tmp.write_text(text))
     return path
-
