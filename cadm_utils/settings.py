@@ -122,7 +122,7 @@ RANGES = {
 }
 DATASET_KEYS = {"resolution": (8, None)}
 STAGE_KEYS = ("datasets", "targets", "methods", "ipcs", "full_data", "ablation", "nets",
-              "variants")
+              "variants", "claims")
 
 
 # Settings added after results were committed, with the value that reproduces the code
@@ -300,7 +300,26 @@ def _check_stages(name: str, stages) -> dict:
                                                  str)
         if "variants" in settings:
             settings["variants"] = _check_variants(name, f"{key}.variants", settings["variants"])
+        if "claims" in settings:
+            settings["claims"] = _check_claims(name, f"{key}.claims", settings["claims"])
         out[stage] = settings
+    return out
+
+
+def _check_claims(name: str, key: str, claims) -> list[dict]:
+    """The report's rows of a stage: {label, first: [rows], second: [rows]}, "first above
+    second", the i-th rows of the two lists paired (one distilled set each)."""
+    if not isinstance(claims, list) or not claims:
+        _fail(name, key, f"must be a list of {{label, first, second}}, got {claims!r}")
+    out = []
+    for claim in claims:
+        if not isinstance(claim, dict) or set(claim) != {"label", "first", "second"}:
+            _fail(name, key, f"needs exactly label, first and second in each entry, got {claim!r}")
+        first = _check_list(name, f"{key}.first", claim["first"], str)
+        second = _check_list(name, f"{key}.second", claim["second"], str)
+        if len(first) != len(second):
+            _fail(name, key, f"'{claim['label']}' pairs {len(first)} rows with {len(second)}")
+        out.append({"label": str(claim["label"]), "first": first, "second": second})
     return out
 
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One GPU window (README, "Reproduction on PACS (GPU)"): the machine, the step timings of
+# One budgeted slice of GPU time (docs/gpu.md, "A budgeted run"): the machine, the step timings of
 # benchmarks/step_speed.py, then the budgeted paper run, all logged to $OUT/window.log; the
 # export (rewritten after every finished cell) goes to $OUT/export. Pass the commit along
 # (CADM_COMMIT=...): the tree travels without .git. Settings through the environment:
@@ -8,6 +8,7 @@
 #   RESULTS_DIR (results/<profile>).
 set -uo pipefail
 OUT="${OUT:?set OUT to the folder that comes back}"
+mkdir -p "$OUT"
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export PYTHONUNBUFFERED=1
 PY="${PYTHON:-python3}"

@@ -83,3 +83,22 @@ def test_the_report_command_writes_its_table(tmp_path, capsys):
     text = (tmp_path / "report.md").read_text()
     assert "| Table 1: CADM above mmd | embedded | 10 |" in text and "n = " not in text
     assert "Verdicts: *supported*" in text and "written:" in capsys.readouterr().out
+
+
+def test_a_stage_states_its_own_claims_with_table_1s_difference_between_base_methods():
+    from cadm_utils.errors import ConfigError
+    from cadm_utils.settings import resolve_profile
+
+    raw = {"name": "t", "evaluate": {"steps": 1}, "datasets": {"pacs": {"targets": ["P", "C"]}},
+           "stages": {"s": {
+        "datasets": ["pacs"], "methods": ["mmd", "cadm"], "ipcs": [10],
+        "variants": {"a": {"seed": 1}},
+        "claims": [{"label": "x", "first": ["cadm{a}"], "second": ["mmd{a}"]},
+                   {"label": "y", "first": ["cadm{a}"], "second": ["cadm"]}]}}}
+    x, y = profile_claims(resolve_profile(raw))
+    assert x.first == ("cadm{a}",) and x.splits == ("ACS→P", "APS→C")
+    assert x.paper == pytest.approx({"ACS→P": 48.7 - 40.8, "APS→C": 39.1 - 32.4})
+    assert y.paper == {}
+    raw["stages"]["s"]["claims"] = [{"label": "z", "first": ["a", "b"], "second": ["c"]}]
+    with pytest.raises(ConfigError, match="pairs 2 rows with 1"):
+        resolve_profile(raw)

@@ -161,9 +161,33 @@ def network_claims(profile: dict, stage: str) -> list[Claim]:
     return claims
 
 
+def stated_claims(profile: dict, stage: str) -> list[Claim]:
+    """A stage's own `claims` (first rows above second rows), per data set and IPC; the
+    paper's difference is Table 1's between the rows' base methods where it has both (none
+    between two rows of one method)."""
+    settings = profile["stages"][stage]
+    claims = []
+    for dataset in settings["datasets"]:
+        paper = paper_numbers.table1(dataset)
+        splits = _splits(profile, settings, dataset)
+        for ipc in settings["ipcs"]:
+            for stated in settings.get("claims", ()):
+                a, b = (_base(stated[side][0]) for side in ("first", "second"))
+                difference = {s: paper[(a, s, ipc)] - paper[(b, s, ipc)] for s in splits
+                              if a != b and (a, s, ipc) in paper and (b, s, ipc) in paper}
+                claims.append(Claim(stated["label"], dataset, ipc, tuple(stated["first"]),
+                                    tuple(stated["second"]), tuple(splits), difference))
+    return claims
+
+
+def _base(row: str) -> str:
+    return row.split("{", 1)[0]
+
+
 def profile_claims(profile: dict) -> list[Claim]:
     claims = []
     for stage, settings in profile["stages"].items():
+        claims += stated_claims(profile, stage)
         if stage in ("table1", "table4") and not settings.get("variants"):
             claims += method_claims(profile, stage)
         elif settings.get("ablation"):
