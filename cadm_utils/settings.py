@@ -11,7 +11,7 @@ import copy
 from .errors import ConfigError
 
 # ---------------------------------------------------------------------------- defaults
-# The reference behaviours (issue 11) are the defaults; each names the file it follows.
+# The reference behaviours are the defaults; each names the file it follows.
 DEFAULTS = {
     "seed": 0,
     "device": None,             # auto: CUDA when present, else CPU
@@ -65,7 +65,7 @@ DEFAULTS = {
         # so that Eq. 5 scores come from the trained expert's heads
         "interpolation": "all",
         # NCFM: color + crop + cutout on normalised images; "dsa": one of DSA's six ops on
-        # [0, 1] pixels (the behaviour before issue 11)
+        # [0, 1] pixels (the behaviour before the reference behaviours were built)
         "augment": "ncfm",
         # NCFM condenser/compute_loss.py loops over the classes: one optimiser step per class
         # in each phase; CADM draws a block for "each matching and regularization step"
@@ -83,7 +83,7 @@ DEFAULTS = {
                  "stack_seeds": False,
                  # method/train.py PROTOCOLS: DM's SGD schedule; "ncfm": NCFM's evaluation
                  # (AdamW, its adamw_lr 0.001, cut-mix), behind DM's on the source val
-                 # images of the bench and pacs-cpu profiles at their lengths (README)
+                 # images of the bench and pacs-cpu profiles at their lengths (docs/findings)
                  "protocol": "dm"},
     "analysis": {"umap_class": 0, "umap_real_per_domain": 100, "channels": 32},
 }
@@ -157,7 +157,7 @@ def code_constants() -> dict:
 
 
 # Evaluation networks start from seed + this offset, so that seed 0 never starts from the
-# expert's initial weights (issue 11, item 6).
+# expert's initial weights.
 EVAL_SEED_OFFSET = 1000
 
 

@@ -1,4 +1,4 @@
-"""The GPU window runs benchmarks/step_speed.py unattended: it must run through on the CPU
+"""A budgeted GPU run starts with benchmarks/step_speed.py, unattended: it must run through on the CPU
 with tiny sizes and print every timing it promises (the values of one step at these sizes
 are noise, even below zero; only their presence is checked)."""
 import os

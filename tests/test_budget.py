@@ -1,4 +1,4 @@
-"""Issue 12: a run that fits a time budget, its export, and the merge back on another machine."""
+"""A run that fits a time budget, its export, and the merge back on another machine."""
 import json
 from types import SimpleNamespace
 
@@ -94,7 +94,7 @@ def product(folder, name, size):
 
 def test_export_keeps_within_what_the_device_returns(tmp_path, monkeypatch):
     """Records always, synthetic sets before experts, and what does not fit is named in the
-    log instead of failing the export at the end of a GPU window."""
+    log instead of failing the export at the end of a budgeted run."""
     monkeypatch.setattr(budget, "EXPORT_BYTES", 100_000)
     monkeypatch.setattr(budget, "PART_BYTES", 40_000)
     made = tmp_path / "made"
@@ -139,7 +139,7 @@ def test_an_export_cut_off_mid_write_leaves_the_previous_one(tmp_path):
 
 @pytest.mark.slow
 def test_the_gpu_window_script_runs_on_the_cpu(tmp_path):
-    """scripts/gpu_window.sh, the one command of a GPU window, with the ci profile, tiny step
+    """scripts/gpu_window.sh, the one command of a budgeted GPU slice, with the ci profile, tiny step
     timings on the CPU and a budget of one second: the log names the commit and both exit
     codes, and its export merges."""
     import os

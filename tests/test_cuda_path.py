@@ -1,6 +1,6 @@
 """The GPU path (bf16 autocast, channels_last) forced on the CPU through pretraining,
 distillation of every method and evaluation, so that a dtype or memory-format error shows
-here and not in a rare GPU window (issue 12)."""
+here and not on GPU time."""
 import os
 import subprocess
 import sys

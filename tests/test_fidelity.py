@@ -1,4 +1,4 @@
-"""Issue 11: each reference behaviour (NCFM, DomainDrop) against an independent computation."""
+"""Each reference behaviour (NCFM, DomainDrop) against an independent computation."""
 from dataclasses import dataclass, field, replace
 
 import pytest

@@ -1,4 +1,4 @@
-"""Issue 12: the ci profile's cells as independent submitit jobs (its local executor stands
+"""The ci profile's cells as independent submitit jobs (its local executor stands
 in for Slurm here); every job appends its record to the one records file."""
 import json
 

@@ -1,4 +1,4 @@
-"""Methods as objects (issue 13): a new method is one class and one registry line, and the
+"""Methods as objects: a new method is one class and one registry line, and the
 refactoring kept every cache key, so committed records stay current."""
 from dataclasses import dataclass
 

@@ -19,7 +19,7 @@ from .base import TRAIN, UNLISTED, VAL, MultiDomainData, random_split
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
 
 # DomainNet-Sub: the paper names no classes, so we fix the first 100 DomainNet classes in
-# case-insensitive alphabetical order (README, "Data"). Folder names as DomainBed ships them.
+# case-insensitive alphabetical order (docs/data.md). Folder names as DomainBed ships them.
 DOMAINNET_SUB_CLASSES = (
     "aircraft_carrier", "airplane", "alarm_clock", "ambulance", "angel", "animal_migration",
     "ant", "anvil", "apple", "arm", "asparagus", "axe", "backpack", "banana", "bandage",

@@ -1,4 +1,4 @@
-"""A run that fits a time budget (GPU windows, cluster jobs with a wall-time limit): the
+"""A run that fits a time budget (short slices of GPU time, cluster jobs with a wall-time limit): the
 next unfinished cells in a fixed priority order, none started that the measured cost of
 earlier cells says cannot finish, and an export of what was made (records, experts,
 synthetic sets) that `merge_export` brings back. The export is rewritten after every finished
@@ -17,9 +17,9 @@ from ..runtime import write_atomic
 from .records import append_record, load_records, matching
 
 PART_BYTES = 16 * 2 ** 20
-# The device tool returns at most 8 files of 16 MiB, 64 MiB together. A generation of 3
-# parts, plus the previous one while the new one is written, plus the step timings and a
-# log, stays within both.
+# An export may hold at most 8 files of 16 MiB, 64 MiB together (what a remote GPU
+# machine may send back). A generation of 3 parts, plus the previous one while the new one
+# is written, plus the step timings and a log, stays within both.
 MAX_PARTS = 3
 EXPORT_BYTES = MAX_PARTS * PART_BYTES
 TAR_BLOCK, TAR_RECORD = 512, 10240
@@ -46,7 +46,7 @@ def parse_duration(text: str) -> float:
 
 
 def priority(cell, targets: list[str]) -> tuple:
-    """The issue's order: Table 1 at IPC 10 with mmd and cadm (first target first), then
+    """The priority order: Table 1 at IPC 10 with mmd and cadm (first target first), then
     random and the full-data row, then IPC 1, then the baselines, then Tables 2, 3, 4. The
     variant rows of a FIRST_STAGES check follow their method's Table 1 cell of the split."""
     if cell.stage in FIRST_STAGES:

@@ -8,7 +8,7 @@ matched (class-wise MMD on the final embedding) against the real images of its
 pseudo-domain, and this term is added to the MMD loss. The masks are discarded after
 distillation: evaluation sees the plain synthetic images.
 
-Values the DAM paper does not fix for this setting (our choices, README "Baselines"):
+Values the DAM paper does not fix for this setting (our choices, docs/method.md, "Baselines"):
 N_PSEUDO = 4, the low-frequency window = the central LOW_FREQ fraction of each spectrum
 axis without the DC term, TEMPERATURE = 1, masks initialised uniform (zero logits) and
 optimised with Adam at the pixel learning rate, the DAM term weighted 1.
