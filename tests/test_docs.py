@@ -1,0 +1,37 @@
+"""README.md and docs/: short, in step with the generated tables they include, and about
+the project only."""
+import re
+import subprocess
+import sys
+
+from .conftest import REPO_ROOT
+
+sys.path.insert(0, str(REPO_ROOT / "scripts"))
+import sync_docs  # noqa: E402
+
+
+def test_the_included_tables_are_the_generated_files():
+    result = subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "sync_docs.py"),
+                             "--check"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_an_include_takes_the_header_and_the_chosen_rows(tmp_path, monkeypatch):
+    (tmp_path / "t.md").write_text("**title**\n\n| a | b |\n|---|---|\n| x one | 1 |\n"
+                                   "| y two | 2 |\n| z one | 3 |\n\nfooter\n")
+    monkeypatch.setattr(sync_docs, "ROOT", tmp_path)
+    text = 'before\n<!-- include t.md rows="one" -->\nold\n<!-- end include -->\nafter\n'
+    assert sync_docs.synced(text) == ('before\n<!-- include t.md rows="one" -->\n| a | b |\n'
+                                      '|---|---|\n| x one | 1 |\n| z one | 3 |\n'
+                                      '<!-- end include -->\nafter\n')
+    whole = sync_docs.synced("<!-- include t.md -->\n<!-- end include -->\n")
+    assert "footer" in whole and "| y two | 2 |" in whole
+
+
+def test_the_readme_is_short_and_the_docs_speak_of_the_project_only():
+    assert len((REPO_ROOT / "README.md").read_text().splitlines()) <= 250
+    narration = re.compile(r"\bissue \d+|\bissue's\b|GPU window|device tool|\bsession\b",
+                           re.I)
+    for path in sync_docs.documents():
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            assert not narration.search(line), f"{path.name}:{number}: {line}"
