@@ -78,6 +78,11 @@ def experts(args) -> None:
                   f"{block['middle']:.0f}/{block['bottom']:.0f} %, target damping "
                   f"{block['target_damping']:.3f}")
     print(f"{len(rows)} experts on disk")
+    if args.write:
+        from .reporting.tables import expert_heads_table
+
+        table = expert_heads_table(rows, runner.profile["name"])
+        print(f"written: {', '.join(str(p) for p in table.write(runner.figures_dir, 'experts'))}")
 
 
 def tables(args) -> None:
@@ -215,6 +220,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                  "majority share and a linear probe; trains "
                                                  "nothing")
     add_cell_options(expert)
+    expert.add_argument("--write", action="store_true",
+                        help="also write the table of CADM's experts to "
+                             "figures/<profile>/experts.{md,csv,tex}")
     expert.set_defaults(func=experts)
 
     table = commands.add_parser("tables", help="render the profile's tables from its records")

@@ -109,11 +109,16 @@ def test_the_experts_command_prints_each_block_of_cadms_expert(tmp_path, monkeyp
         if cell.method.distills:
             runner.expert("embedded", runner.task("embedded", "P"), cell.method)
     monkeypatch.setattr(pipeline, "open_run", lambda *args, **kwargs: run)
-    assert main(["experts", "--profile", "ci"]) == 0
+    assert main(["experts", "--profile", "ci", "--write"]) == 0
     lines = capsys.readouterr().out.splitlines()
     blocks = [line for line in lines if line.strip().startswith("block")]
     assert len(blocks) == N_BLOCKS and "majority" in blocks[0] and "linear probe" in blocks[0]
-    assert lines[-1] == "2 experts on disk"
+    assert lines[-2] == "2 experts on disk" and lines[-1].startswith("written: ")
+    table = (runner.figures_dir / "experts.md").read_text().splitlines()
+    [row] = [line for line in table if line.startswith("| ACS→P")]  # CADM's only: it has heads
+    heads = [b for b in runner.expert_heads("embedded", runner.task("embedded", "P"),
+                                            cells[-1].method)]
+    assert f"{heads[0]['head_acc']:.1f} / " in row and f"({heads[0]['majority']:.1f})" in row
 
 
 def test_rank_groups_take_a_tenth_of_the_channels_and_at_least_one():

@@ -205,6 +205,25 @@ def split_summary_table(records: list[dict], title: str, dataset: str, splits: l
     return Table(title, header, body)
 
 
+def expert_heads_table(rows: list[dict], profile_name: str) -> Table:
+    """The experts with domain heads (rows of `pipeline.trained_experts`): per block, the
+    heads' accuracy with the majority share, the linear probe and the target damping, all
+    on the source validation images."""
+    def per_block(row, key):
+        return " / ".join(f"{b[key]:.{3 if key == 'target_damping' else 1}f}"
+                          for b in row["heads"])
+    body = [[row["split"], ", ".join(f"{k}={v}" for k, v in row["overrides"].items()
+                                     if k != "seed") or "profile settings",
+             str(row["seed"]), f"{row['source_val_acc']:.1f}",
+             f"{per_block(row, 'head_acc')} ({row['heads'][0]['majority']:.1f})",
+             per_block(row, "probe_acc"), per_block(row, "target_damping")]
+            for row in rows if row["heads"]]
+    return Table(f"CADM's experts: domain heads per block on the source validation images "
+                 f"({profile_name} profile)",
+                 ["split", "expert", "seed", "class acc %", "heads per block % (majority)",
+                  "linear probe per block %", "target damping per block"], body)
+
+
 def replicate_groups(rows: list[tuple]) -> dict | None:
     """Rows of one method that differ only in `seed` (replicates of each cell's whole
     pipeline) pooled: {"<method> (<other overrides>), N seeds pooled": [row names]}; None
