@@ -35,3 +35,10 @@ def test_the_readme_is_short_and_the_docs_speak_of_the_project_only():
     for path in sync_docs.documents():
         for number, line in enumerate(path.read_text().splitlines(), 1):
             assert not narration.search(line), f"{path.name}:{number}: {line}"
+
+
+def test_every_relative_link_of_the_docs_points_to_a_file():
+    link = re.compile(r"\]\((?!https?://|#)([^)#\s]+)")
+    for path in sync_docs.documents():
+        for target in link.findall(path.read_text()):
+            assert (path.parent / target).exists(), f"{path.relative_to(REPO_ROOT)}: {target}"
