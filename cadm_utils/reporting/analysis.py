@@ -165,7 +165,7 @@ def umap_by_method(runner, methods=("mmd", "cadm")) -> dict[str, dict]:
 
 
 def grid_by_method(runner, methods=("random", "mmd", "cadm"), per_class: int = 2) -> dict:
-    """Stored synthetic images for plots.synthetic_grid: {method: (K, per_class, H, W, 3)}."""
+    """Stored synthetic images for the notebooks' image grid: {method: (K, per_class, H, W, 3)}."""
     stored = stored_analysis(runner, "grid", methods,
                              lambda r, m: {name: {"images": images} for name, images in
                                            grid_images(analysis_sets(r, m)[1], per_class).items()})
@@ -203,7 +203,7 @@ def _umap_panels(runner, methods) -> dict[str, dict]:
 
 
 def grid_images(sets: dict, per_class: int = 2) -> dict[str, np.ndarray]:
-    """Stored synthetic images as (K, per_class, H, W, 3) arrays for plots.synthetic_grid."""
+    """Stored synthetic images as (K, per_class, H, W, 3) arrays for the notebooks' image grid."""
     out = {}
     for name, synthetic in sets.items():
         images, labels = synthetic.images, synthetic.labels
