@@ -81,3 +81,24 @@ def test_pacs_cpu_route_on_pacs_with_tiny_steps(pacs_root, tmp_path):
     table = stage_tables(Runner(profile, results_dir=tmp_path / "r", progress=False))
     full = next(r for r in table["table1_pacs"].rows if r[0] == "Full dataset")
     assert "[paper 61.1]" in full[1] and "[our GPU 53.7]" in full[1]
+
+
+def test_the_full_data_row_trains_like_the_experts_with_their_optimiser(tmp_path, monkeypatch):
+    """The full-data reference takes the pretraining protocol (the paper profile's is
+    DomainDrop's), its length, batch and rate: the experts' recipe on all source images."""
+    from cadm_utils.experiment.cells import Cell
+    from cadm_utils.method.methods import FULL_DATA
+
+    runner, _ = open_run("ci", stages="table1", methods="mmd", targets="P", ipcs="1",
+                         results_dir=tmp_path / "r", run_dir=tmp_path / "w", progress=False)
+    variant = runner.variant((("pretrain.protocol", "domaindrop"), ("pretrain.lr", 0.03)))
+    seen = []
+    monkeypatch.setattr(type(variant), "train_eval_nets",
+                        lambda self, cell, task, images, labels, config, seeds:
+                        seen.append((len(images), config)) or [])
+    variant.run_cell(Cell("table1", "embedded", "P", FULL_DATA, 0), seeds=[0])
+    [(n_images, config)] = seen
+    assert n_images == len(runner.task("embedded", "P").train.images)
+    assert (config.protocol, config.lr, config.augment) == ("domaindrop", 0.03, "crop_flip")
+    assert config == variant.pretraining_config("embedded")
+    assert config.epochs == variant.profile["pretrain"]["epochs"]

@@ -209,9 +209,7 @@ class Runner:
             model.load_state_dict(state["model"])
             return model.to(self.device).eval(), state["info"]
         start = time.time()
-        config = TrainConfig(augment="crop_flip", epochs=settings["epochs"],
-                             batch_size=settings["batch_size"], lr=settings["lr"],
-                             protocol=self.profile["pretrain"]["protocol"])
+        config = self.pretraining_config(dataset)
         curve: list[float] = []
 
         def source_val(trained) -> float:
@@ -310,6 +308,14 @@ class Runner:
         return synthetic, info
 
     # ------------------------------------------------------------------ cells
+    def pretraining_config(self, dataset: str) -> TrainConfig:
+        """How the experts and the full-data reference train: the profile's pretraining
+        length, batch, rate and optimiser protocol, with crop and flip."""
+        settings = self.profile["pretrain"]
+        return TrainConfig(augment="crop_flip", epochs=pretrain_epochs(self.profile, dataset),
+                           batch_size=settings["batch_size"], lr=settings["lr"],
+                           protocol=settings["protocol"])
+
     def evaluation_values(self) -> dict:
         """The evaluate settings that decide an evaluation's numbers (HOW_NOT_WHAT left out)."""
         return {k: v for k, v in self.profile["evaluate"].items() if k not in HOW_NOT_WHAT}
@@ -361,10 +367,7 @@ class Runner:
         provenance = {"set_id": None, "set_file": None, "expert_ids": []}
         if cell.ipc == 0:  # full-data reference: every source training image
             images, labels, info = task.train.images, task.train.labels, {}
-            settings = self.profile["pretrain"]
-            config = TrainConfig(augment="crop_flip",
-                                 epochs=pretrain_epochs(self.profile, cell.dataset),
-                                 batch_size=settings["batch_size"], lr=settings["lr"])
+            config = self.pretraining_config(cell.dataset)
         else:
             synthetic, info = self.synthetic_set(cell, task)
             images, labels, _ = synthetic.decoded()
