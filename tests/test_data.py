@@ -5,8 +5,8 @@ import time
 import pytest
 import torch
 
-from cadm_utils.data import (TRAIN, UNLISTED, VAL, leave_one_domain_out, in_domain,
-                             load_dataset, random_split)
+from cadm_utils.data import (REAL_DATASETS, TRAIN, UNLISTED, VAL, in_domain,
+                             leave_one_domain_out, load_dataset, random_split)
 from cadm_utils.errors import DataError
 
 from .conftest import REPO_ROOT, write_image
@@ -147,3 +147,27 @@ def test_cache_invalidated_when_files_change(tiny_pacs):
     write_image(tiny_pacs / "PACS" / "photo" / "dog" / "img9", seed=99, suffix=".jpg")
     second = load_dataset("pacs", tiny_pacs, 16, progress=False)
     assert len(second) == len(first) + 1
+
+
+def test_domaindrops_layout_with_its_split_lists(tiny_pacs):
+    """DomainDrop's README: images under PACS/kfold/<domain>/<class>/, the official lists in
+    PACS/pacs_label/<domain>_{train,crossval}_kfold.txt (lines "<domain>/<class>/<file> <label>")."""
+    flat = load_dataset("pacs", tiny_pacs, 16, progress=False)
+    pacs = tiny_pacs / "PACS"
+    (pacs / "kfold").mkdir()
+    for domain in REAL_DATASETS["pacs"].domains:
+        (pacs / domain).rename(pacs / "kfold" / domain)
+    (pacs / "pacs_label").mkdir()
+    for domain in REAL_DATASETS["pacs"].domains:
+        files = sorted(p.relative_to(pacs / "kfold").as_posix()
+                       for p in (pacs / "kfold" / domain).rglob("img*"))
+        lists = {"train": [f for f in files if "img2" not in f],
+                 "crossval": [f for f in files if "img2" in f]}
+        for part, names in lists.items():
+            (pacs / "pacs_label" / f"{domain}_{part}_kfold.txt").write_text(
+                "".join(f"{name} 1\n" for name in names))
+    moved = load_dataset("pacs", tiny_pacs, 16, progress=False)
+    assert torch.equal(moved.images, flat.images) and moved.paths == flat.paths
+    val = [p for p, code in zip(moved.paths, moved.split.tolist()) if code == VAL]
+    assert val and all("img2" in p for p in val)  # the lists decide, not the random split
+    assert len(val) == 4 * 7

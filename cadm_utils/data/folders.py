@@ -67,17 +67,31 @@ REAL_DATASETS = {
 }
 
 
-def scan_folder(spec: DatasetSpec, root: Path) -> list[tuple[str, str, str, int]]:
-    """List (domain, class, file name, size) for every image; raise DataError on a bad layout."""
+# Where the domain folders may sit under <root>/<folder>: DomainBed's layout puts them there,
+# DomainDrop's (its README) under kfold/, with the split lists in pacs_label/.
+IMAGE_SUBFOLDERS = ("", "kfold")
+SPLIT_LIST_FOLDERS = ("splits", "pacs_label", "")
+
+
+def image_base(spec: DatasetSpec, root: Path) -> Path:
+    """The folder holding the domain folders: <root>/<folder>, or its kfold/ (DomainDrop)."""
     if not root.is_dir():
         raise DataError(f"data root not found: {root}")
-    base = root / spec.folder
-    if not base.is_dir():
-        raise DataError(f"wrong layout: {base} does not exist (expected "
-                        f"<root>/{spec.folder}/<domain>/<class>/<image>)")
+    for sub in IMAGE_SUBFOLDERS:
+        base = root / spec.folder / sub
+        if any((base / domain).is_dir() for domain in spec.domains):
+            return base
+    raise DataError(f"wrong layout: no domain folder under {root / spec.folder} (expected "
+                    f"<root>/{spec.folder}/<domain>/<class>/<image>, or DomainDrop's "
+                    f"<root>/{spec.folder}/kfold/<domain>/<class>/<image>)")
+
+
+def scan_folder(spec: DatasetSpec, root: Path) -> list[tuple[str, str, str, int]]:
+    """List (domain, class, file name, size) for every image; raise DataError on a bad layout."""
+    base = image_base(spec, root)
     present = sorted(p.name for p in base.iterdir() if p.is_dir() and not p.name.startswith("."))
     for name in present:
-        if name not in spec.domains and name != "splits":
+        if name not in spec.domains and name not in SPLIT_LIST_FOLDERS + IMAGE_SUBFOLDERS:
             raise DataError(f"unknown domain folder: {base / name} "
                             f"(expected {', '.join(spec.domains)})")
     files = []
@@ -167,7 +181,7 @@ def assign_splits(spec: DatasetSpec, root: Path, rel_paths: list[str], labels: t
 
 
 def find_split_lists(root: Path, spec: DatasetSpec) -> tuple[list[Path], list[Path]] | None:
-    for folder in (root / "splits", root / spec.folder / "splits", root / spec.folder):
+    for folder in (root / "splits", *(root / spec.folder / sub for sub in SPLIT_LIST_FOLDERS)):
         train = sorted(folder.glob("*_train_kfold.txt"))
         val = sorted(folder.glob("*_crossval_kfold.txt"))
         if train and val:
@@ -202,7 +216,8 @@ def load_folder_dataset(spec: DatasetSpec, data_root: str | Path, resolution: in
     """Scan, decode (cached) and split a real data set under `data_root`."""
     files = scan_folder(spec, Path(data_root))
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    images = cached_decode(spec, Path(data_root) / spec.folder, files, resolution, cache, progress)
+    images = cached_decode(spec, image_base(spec, Path(data_root)), files, resolution, cache,
+                           progress)
     class_names = sorted({f[1] for f in files})
     labels = torch.tensor([class_names.index(f[1]) for f in files])
     domains = torch.tensor([spec.domains.index(f[0]) for f in files])
