@@ -205,7 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     merger = commands.add_parser("merge", help="bring a budgeted run's export into results/ "
                                                "and runs/, then render the tables")
-    merger.add_argument("--profile", default="paper")
+    merger.add_argument("--profile", default="gpu-short")
     merger.add_argument("--export", required=True, help="folder with the export parts")
     merger.add_argument("--results-dir", default=None)
     merger.set_defaults(func=merge)

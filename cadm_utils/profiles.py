@@ -1,4 +1,6 @@
-"""Profiles: YAML files in profiles/ that override the defaults of settings.py (smoke, paper)."""
+"""Profiles: YAML files in profiles/ that override the defaults of settings.py (smoke, paper).
+A profile may `extends: <profile>`: it is then that profile's YAML with its own values
+merged over it (mappings merged key by key, anything else replaced)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -20,15 +22,35 @@ def profile_path(name_or_path: str | Path) -> Path:
 
 
 def load_profile(name_or_path: str | Path) -> dict:
+    return resolve_profile(raw_profile(name_or_path))
+
+
+def raw_profile(name_or_path: str | Path, chain: tuple = ()) -> dict:
+    """The profile's YAML, with the profile it extends merged under it."""
     path = profile_path(name_or_path)
     if not path.exists():
         known = ", ".join(sorted(p.stem for p in PROFILE_DIR.glob("*.yaml")))
         raise ConfigError(f"profile not found: {path} (known profiles: {known})")
     try:
-        profile = yaml.safe_load(path.read_text())
+        raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as error:
         raise ConfigError(f"profile {path} is not valid YAML: {error}") from None
-    return resolve_profile(profile)
+    if not isinstance(raw, dict) or "extends" not in raw:
+        return raw
+    base = raw.pop("extends")
+    if path.resolve() in chain:
+        raise ConfigError(f"profile {path} extends itself through '{base}'")
+    base_path = profile_path(base) if Path(str(base)).suffix else PROFILE_DIR / f"{base}.yaml"
+    return merged(raw_profile(base_path, chain + (path.resolve(),)), raw)
+
+
+def merged(base: dict, own: dict) -> dict:
+    """`own` over `base`: mappings merged key by key, anything else replaced."""
+    out = dict(base)
+    for key, value in own.items():
+        both_maps = isinstance(value, dict) and isinstance(out.get(key), dict)
+        out[key] = merged(out[key], value) if both_maps else value
+    return out
 
 
 def pretrain_epochs(profile: dict, dataset: str) -> int:

@@ -3,7 +3,7 @@
 # benchmarks/step_speed.py, then the budgeted paper run, all logged to $OUT/window.log; the
 # export (rewritten after every finished cell) goes to $OUT/export. Pass the commit along
 # (CADM_COMMIT=...): the tree travels without .git. Settings through the environment:
-#   BUDGET (6m), PROFILE (paper), DATA_ROOT (data/pacs-64; empty: none), DATASETS (pacs),
+#   BUDGET (6m), PROFILE (gpu-short), DATA_ROOT (data/pacs-64; empty: none), DATASETS (pacs),
 #   STEP_SPEED_ARGS (--device cuda --steps 50 --sync-audit), STEP_SPEED_LIMIT (120 s),
 #   RESULTS_DIR (results/<profile>).
 set -uo pipefail
@@ -25,7 +25,7 @@ PY="${PYTHON:-python3}"
   folders=()
   [ -n "${DATA_ROOT-data/pacs-64}" ] && folders=(--data-root "${DATA_ROOT-data/pacs-64}")
   [ -n "${RESULTS_DIR:-}" ] && folders+=(--results-dir "$RESULTS_DIR")
-  "$PY" -m cadm_utils run --profile "${PROFILE:-paper}" "${folders[@]}" \
+  "$PY" -m cadm_utils run --profile "${PROFILE:-gpu-short}" "${folders[@]}" \
     --datasets "${DATASETS:-pacs}" --time-budget "${BUDGET:-6m}" --export "$OUT/export"
   echo "budgeted run: exit $?, $((SECONDS - start)) s, ended $(date -u +%FT%TZ)"
 } 2>&1 | tee "$OUT/window.log"

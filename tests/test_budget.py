@@ -28,7 +28,7 @@ def test_bad_durations(text):
 
 
 def test_priority_starts_with_pacs_ipc10_mmd_and_cadm_on_acs_to_p():
-    profile = load_profile("paper")
+    profile = load_profile("gpu-short")
     cells = plan_cells(profile, datasets="pacs")
     targets = profile["datasets"]["pacs"]["targets"]
     ordered = sorted(cells, key=lambda c: priority(c, targets))

@@ -6,6 +6,7 @@ import yaml
 
 from cadm_utils.experiment.pipeline import open_run
 from cadm_utils.experiment.runner import Runner
+from cadm_utils.errors import ConfigError
 from cadm_utils.profiles import load_profile
 from cadm_utils.reporting.tables import stage_tables
 
@@ -102,3 +103,18 @@ def test_the_full_data_row_trains_like_the_experts_with_their_optimiser(tmp_path
     assert (config.protocol, config.lr, config.augment) == ("domaindrop", 0.03, "crop_flip")
     assert config == variant.pretraining_config("embedded")
     assert config.epochs == variant.profile["pretrain"]["epochs"]
+
+
+def test_gpu_short_is_the_paper_profile_with_three_cuts(tmp_path):
+    full, short = load_profile("paper"), load_profile("gpu-short")
+    assert (full["distill"]["steps"], full["distill"]["real_per_class"],
+            full["pretrain"]["experts"]) == (20000, 1024, 20)  # NCFM's ipc10 configs
+    cut = copy.deepcopy(full)
+    cut["name"] = "gpu-short"
+    cut["distill"].update(steps=1000, real_per_class=128, checkpoint_every=100)
+    cut["pretrain"]["experts"] = 1
+    assert short == cut
+    (tmp_path / "a.yaml").write_text(f"extends: {tmp_path / 'b.yaml'}\nname: a\n")
+    (tmp_path / "b.yaml").write_text(f"extends: {tmp_path / 'a.yaml'}\nname: b\n")
+    with pytest.raises(ConfigError, match="extends itself"):
+        load_profile(tmp_path / "a.yaml")
