@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from .errors import CadmError, ConfigError
 
@@ -140,6 +141,38 @@ def report(args) -> None:
     print(f"written: {path}")
 
 
+def export_sets(args) -> None:
+    from .experiment.runner import Runner
+    from .experiment.sets import export_sets as export
+    from .profiles import load_profile
+
+    runner = Runner(load_profile(args.profile), data_root=args.data_root,
+                    results_dir=args.results_dir, progress=False, device="cpu")
+    entries = export(runner, Path(args.out))
+    for entry in entries:
+        print(f"{entry['file']}  set {entry['set_id']}  sha256 {entry['sha256'][:12]}")
+    print(f"{len(entries)} sets and manifest.json in {args.out}")
+
+
+def evaluate_set(args) -> None:
+    import statistics
+
+    from .experiment.runner import Runner
+    from .experiment.sets import evaluate_set as evaluate
+    from .profiles import load_profile
+
+    runner = Runner(load_profile(args.profile), data_root=args.data_root,
+                    results_dir=args.results_dir, progress=not args.quiet)
+    seeds = list(range(args.seeds)) if args.seeds else None
+    records = evaluate(runner, Path(args.file), args.dataset, args.target, seeds)
+    for r in records:
+        print(f"seed {r['seed']}: unseen domain {r['acc']:.1f} %, source val "
+              f"{r['source_val_acc']:.1f} %")
+    print(f"{records[0]['split']}: unseen domain {statistics.fmean(r['acc'] for r in records):.1f}"
+          f" % over {len(records)} seeds; records in "
+          f"{runner.results_dir / 'evaluated_sets.jsonl'}")
+
+
 def _spread_row(runner, claims) -> list[str]:
     from .reporting.analysis import spread_units
 
@@ -266,6 +299,30 @@ def build_parser() -> argparse.ArgumentParser:
                                "disk (needs --data-root for real data)")
     reporter.add_argument("--data-root", default=None)
     reporter.set_defaults(func=report)
+
+    exporter = commands.add_parser("export-sets", help="write the profile's distilled sets on "
+                                                       "disk as <method>/<dataset>/<split>/"
+                                                       "IPC<n>.pt (DM's and DC-BENCH's form) "
+                                                       "with manifest.json")
+    exporter.add_argument("--profile", default="smoke")
+    exporter.add_argument("--out", required=True)
+    exporter.add_argument("--data-root", default=None)
+    exporter.add_argument("--results-dir", default=None)
+    exporter.set_defaults(func=export_sets)
+
+    evaluator = commands.add_parser("evaluate-set", help="evaluate a set file (this project's, "
+                                                         "DM's or any (images, labels) pair) "
+                                                         "with the profile's protocol")
+    evaluator.add_argument("file")
+    evaluator.add_argument("--profile", default="smoke")
+    evaluator.add_argument("--dataset", required=True)
+    evaluator.add_argument("--target", required=True)
+    evaluator.add_argument("--seeds", type=int, default=None,
+                           help="evaluation seeds 0..N-1 (default: the profile's)")
+    evaluator.add_argument("--data-root", default=None)
+    evaluator.add_argument("--results-dir", default=None)
+    evaluator.add_argument("--quiet", action="store_true", help="no progress bar")
+    evaluator.set_defaults(func=evaluate_set)
     return parser
 
 

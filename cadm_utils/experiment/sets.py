@@ -1,0 +1,163 @@
+"""Distilled sets as files others can use, and any such file evaluated with this project's
+protocol. A set file is what DM's `main_DM.py` saves and DC-BENCH's loaders read
+(`torch.load(f)["data"][-1]` is `(images, labels)`), plus this project's fields: the
+source domain of each image, the stored multi-formation images and a metadata record."""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from ..errors import DataError
+from ..method.methods import get_method
+from ..method.synthetic import SyntheticSet
+from ..runtime import save_atomic, write_atomic
+from .cells import Cell, plan_cells
+from .records import append_record, base_record, matching
+from .runner import _safe, content_id
+
+FORMAT = "cadm-set/1"
+PIXELS = "float32 in [0, 1], not normalised (the networks normalise inside)"
+
+
+def set_file_name(cell: Cell, split: str) -> Path:
+    return Path(_safe(cell.method.name)) / cell.dataset / _safe(split) / f"IPC{cell.ipc}.pt"
+
+
+def export_sets(runner, out: Path) -> list[dict]:
+    """Every distilled set of the profile that is on disk, written under `out` as
+    <method>/<dataset>/<split>/IPC<n>.pt, and out/manifest.json (file, sha256, set id);
+    returns the manifest's entries."""
+    out, records, entries, seen = Path(out), runner.current_records(), [], set()
+    for cell in plan_cells(runner.profile):
+        split = runner.task(cell.dataset, cell.target).name if cell.ipc else None
+        key = (cell.method.name, cell.dataset, split, cell.ipc)
+        path = runner.for_cell(cell).synthetic_path(cell) if cell.ipc else None
+        if key in seen or path is None or not path.exists() or cell.net != "resnet18":
+            continue
+        seen.add(key)
+        state = torch.load(path, weights_only=False)
+        payload = set_payload(runner, cell, split, state, records)
+        target = out / set_file_name(cell, split)
+        save_atomic(payload, target)
+        entries.append({"file": target.relative_to(out).as_posix(), "sha256": sha256(target),
+                        "set_id": state["info"]["set_id"], "method": cell.method.name,
+                        "dataset": cell.dataset, "split": split, "ipc": cell.ipc})
+    write_atomic(out / "manifest.json", lambda tmp: tmp.write_text(
+        json.dumps({"format": FORMAT, "profile": runner.profile["name"], "sets": entries},
+                   indent=1, ensure_ascii=False) + "\n"))
+    return entries
+
+
+def set_payload(runner, cell: Cell, split: str, state: dict, records: list[dict]) -> dict:
+    synthetic, info = SyntheticSet.from_state(state["set"]), state["info"]
+    images, labels, domains = synthetic.decoded()
+    own = [r for r in matching(records, method=cell.method.name, dataset=cell.dataset,
+                               split=split, ipc=cell.ipc, net="resnet18")
+           if r.get("set_id") == info["set_id"]]
+    profile = runner.for_cell(cell).profile
+    task = runner.task(cell.dataset, cell.target)
+    return {"data": [(images.float().contiguous(), labels)], "domains": domains,
+            "stored": synthetic.state(),
+            "info": {"format": FORMAT, "set_id": info["set_id"], "method": cell.method.name,
+                     "dataset": cell.dataset, "split": split, "ipc": cell.ipc,
+                     "pixels": PIXELS, "class_names": list(task.train.class_names),
+                     "domain_names": list(task.train.domain_names),
+                     "profile": profile["name"], "overrides": [list(o) for o in cell.overrides],
+                     "settings": json.loads(json.dumps(
+                         {k: profile[k] for k in ("seed", "model", "pretrain", "distill",
+                                                  "masking", "evaluate")}, default=str)),
+                     "commit": own[0]["commit"] if own else None,
+                     "records": [{"seed": r["seed"], "acc": r["acc"],
+                                  "source_val_acc": r.get("source_val_acc")} for r in own]}}
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# ----------------------------------------------------------------------------- evaluate
+def read_set_file(path: Path, n_classes: int, resolution: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(images, labels) of a set file: this project's or DM's (`{"data": [..., (x, y)]}`), a
+    dict with `images` and `labels`, or an `(images, labels)` pair. DataError (one line)
+    on anything else."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"set file not found: {path}")
+    try:
+        content = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # not a torch file, or one with code in it
+        raise DataError(f"not a tensor file that torch.load can read safely: {path} "
+                        f"({type(error).__name__})") from None
+    pair = _pair(content)
+    if pair is None:
+        raise DataError(f"{path}: expected {{'data': [(images, labels)]}}, {{'images', "
+                        "'labels'}} or an (images, labels) pair")
+    images, labels = pair
+    _check_pair(path, images, labels, n_classes, resolution)
+    return images.float(), labels.long()
+
+
+def _pair(content):
+    if isinstance(content, dict) and isinstance(content.get("data"), (list, tuple)) and \
+            content["data"]:
+        content = content["data"][-1]
+    elif isinstance(content, dict) and "images" in content and "labels" in content:
+        content = (content["images"], content["labels"])
+    if isinstance(content, (list, tuple)) and len(content) == 2 and \
+            all(isinstance(t, torch.Tensor) for t in content):
+        return content
+    return None
+
+
+def _check_pair(path, images, labels, n_classes: int, resolution: int) -> None:
+    shape = tuple(images.shape)
+    if images.dim() != 4 or shape[1:] != (3, resolution, resolution):
+        raise DataError(f"{path}: images of shape {shape}, expected (N, 3, {resolution}, "
+                        f"{resolution}) for this profile's resolution")
+    if not images.is_floating_point():
+        raise DataError(f"{path}: images of dtype {images.dtype}, expected floats in [0, 1]")
+    if images.min() < -0.01 or images.max() > 1.01:
+        raise DataError(f"{path}: pixels span [{images.min():.2f}, {images.max():.2f}], "
+                        "expected [0, 1] (de-normalise them first)")
+    if labels.dim() != 1 or len(labels) != shape[0] or labels.is_floating_point():
+        raise DataError(f"{path}: labels of shape {tuple(labels.shape)} and dtype "
+                        f"{labels.dtype}, expected {shape[0]} integer class indices")
+    if len(labels) and (labels.min() < 0 or labels.max() >= n_classes):
+        raise DataError(f"{path}: labels span {int(labels.min())}..{int(labels.max())}, "
+                        f"expected classes 0..{n_classes - 1} of this data set")
+
+
+def evaluate_set(runner, path: Path, dataset: str, target: str, seeds=None,
+                 out: Path | None = None) -> list[dict]:
+    """Train the profile's evaluation networks (ResNet-18, its protocol and seeds) on the
+    file's images and test each on the unseen domain and the source validation images;
+    one record per seed, appended to `out` (default results/<profile>/evaluated_sets.jsonl)."""
+    from ..method.train import accuracy
+
+    task = runner.task(dataset, target)
+    images, labels = read_set_file(path, task.n_classes, task.train.resolution)
+    seeds = list(range(runner.profile["evaluate"]["seeds"])) if seeds is None else seeds
+    method = replace(get_method("random"), name=f"file:{Path(path).name}")
+    cell = Cell("evaluate_set", dataset, target, method, 0)
+    out = Path(out or runner.results_dir / "evaluated_sets.jsonl")
+    set_id = content_id({"images": images, "labels": labels})
+    records = []
+    for seed, net, seconds in runner.train_eval_nets(cell, task, images, labels,
+                                                     runner.evaluation_config(), seeds):
+        record = base_record(
+            kind="eval_file", dataset=dataset, split=task.name, seed=seed, device=runner.device,
+            file=str(path), set_id=set_id, n_train_images=len(labels), net="resnet18",
+            acc=accuracy(net, task.test.images, task.test.labels, runner.device),
+            source_val_acc=accuracy(net, task.val.images, task.val.labels, runner.device)
+            if len(task.val) else None, eval_s=round(seconds, 2))
+        append_record(out, record)
+        records.append(record)
+    return records
