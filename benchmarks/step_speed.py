@@ -10,6 +10,10 @@
                 a few distillation and evaluation steps (torch.cuda.set_sync_debug_mode).
 
     python benchmarks/step_speed.py [--device cuda] [--width 64] [--steps 50] [--sync-audit]
+                                    [--out results/step_speed.jsonl]
+
+With --out, the timings are appended as one JSON line; `python -m cadm_utils check` estimates
+a profile's GPU time from the newest CUDA line there (cadm_utils/experiment/cost.py).
 
 Images are random (timing does not depend on content)."""
 from __future__ import annotations
@@ -21,6 +25,7 @@ import warnings
 import torch
 
 from cadm_utils.data import MultiDomainData, leave_one_domain_out
+from cadm_utils.experiment.records import append_record, base_record
 from cadm_utils.method.distill import DistillConfig, distill
 from cadm_utils.method.masking import MaskingConfig
 from cadm_utils.method.methods import METHODS
@@ -111,6 +116,7 @@ def main() -> None:
     parser.add_argument("--eval-seeds", type=int, default=3)
     parser.add_argument("--eval-batch", type=int, default=256)
     parser.add_argument("--sync-audit", action="store_true", help="CUDA only")
+    parser.add_argument("--out", default=None, help="JSON-lines file to append the timings to")
     args = parser.parse_args()
     device = pick_device(args.device)
     data = fake_data(args.classes, 4, max(args.real_per_class, 4 * args.ipc), args.resolution)
@@ -138,6 +144,14 @@ def main() -> None:
     print(f"evaluation, {args.eval_seeds} seeds, batch {args.eval_batch}: one by one "
           f"{1000 * sequential:.1f} ms/step, stacked {1000 * stacked:.1f} ms/step, "
           f"ratio {stacked / sequential:.2f}")
+    if args.out:
+        append_record(args.out, base_record(
+            "step_speed", "fake", "D", 0, device, device_type=device.type, width=args.width,
+            resolution=args.resolution, classes=args.classes, ipc=args.ipc,
+            real_per_class=args.real_per_class, eval_batch=args.eval_batch,
+            eval_seeds=args.eval_seeds,
+            distill_s={f"{m}/{loop}": seconds for (m, loop), seconds in times.items()},
+            eval_s={"sequential": sequential, "stacked": stacked}))
     if args.sync_audit and device.type == "cuda":
         for name, count in sync_audit(experts, task, config, images, labels, args,
                                       device).items():

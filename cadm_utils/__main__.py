@@ -57,9 +57,24 @@ def merge(args) -> None:
 def check(args) -> None:
     from .experiment.pipeline import open_run
 
-    _, cells = open_run(args.profile, args.data_root, args.datasets, args.targets, args.methods,
-                        args.ipc, args.stages, progress=False)
+    from .experiment.cost import estimate_line
+    from .profiles import setting_source
+
+    runner, cells = open_run(args.profile, args.data_root, args.datasets, args.targets,
+                             args.methods, args.ipc, args.stages, progress=False)
+    profile = runner.profile
     print(f"profile {args.profile}: {len(cells)} cells to run or reuse")
+    for section, key in CHECKED_SETTINGS:
+        file, source = setting_source(args.profile, section, key)
+        where = f"  ({file}: {source})" if source else f"  ({file})" if file else ""
+        print(f"  {section}.{key} = {profile[section][key]}{where}")
+    if profile["device"] != "cpu":
+        print(estimate_line(profile, cells))
+
+
+CHECKED_SETTINGS = (("pretrain", "epochs"), ("pretrain", "experts"), ("distill", "steps"),
+                    ("distill", "real_per_class"), ("distill", "lr"), ("masking", "p_mask"),
+                    ("masking", "lam"), ("evaluate", "epochs"))
 
 
 def experts(args) -> None:

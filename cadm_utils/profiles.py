@@ -56,3 +56,22 @@ def merged(base: dict, own: dict) -> dict:
 def pretrain_epochs(profile: dict, dataset: str) -> int:
     epochs = profile["pretrain"]["epochs"]
     return int(epochs.get(dataset, epochs["default"])) if isinstance(epochs, dict) else int(epochs)
+
+
+def setting_source(name_or_path: str | Path, section: str, key: str) -> tuple[str, str]:
+    """(file, comment) of the line that sets `section.key` in the profile or the one it
+    extends (the comment says where the value comes from); ("", "") when neither sets it."""
+    path = profile_path(name_or_path)
+    while path.exists():
+        current, base = None, None
+        for line in path.read_text().splitlines():
+            if line and not line[0].isspace() and ":" in line:
+                current = line.split(":", 1)[0].strip()
+                if current == "extends":
+                    base = line.split(":", 1)[1].split("#")[0].strip()
+            elif current == section and line.strip().startswith(f"{key}:"):
+                return path.name, line.split("#", 1)[1].strip() if "#" in line else ""
+        if base is None:
+            break
+        path = profile_path(base) if Path(base).suffix else PROFILE_DIR / f"{base}.yaml"
+    return "", ""

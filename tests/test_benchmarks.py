@@ -11,11 +11,12 @@ import pytest
 from .conftest import REPO_ROOT
 
 
-def test_step_speed_prints_both_loops_and_both_evaluations():
+def test_step_speed_prints_both_loops_and_both_evaluations(tmp_path):
     result = subprocess.run(
         [sys.executable, "benchmarks/step_speed.py", "--device", "cpu", "--width", "4",
          "--resolution", "16", "--classes", "3", "--ipc", "1", "--real-per-class", "4",
-         "--steps", "1", "--eval-seeds", "2", "--eval-batch", "8"],
+         "--steps", "1", "--eval-seeds", "2", "--eval-batch", "8",
+         "--out", str(tmp_path / "speed.jsonl")],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=600,
         env={**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"})
     assert result.returncode == 0, result.stderr[-2000:]
@@ -25,6 +26,13 @@ def test_step_speed_prints_both_loops_and_both_evaluations():
             assert re.search(rf"distill +{method} +{loop}: +-?[0-9.]+ ms/step", out), out
     assert re.search(r"cadm / mmd \(per_class\): -?[0-9.]+", out)
     assert re.search(r"one by one -?[0-9.]+ ms/step, stacked -?[0-9.]+ ms/step, ratio -?[0-9.]+", out)
+    from cadm_utils.experiment.cost import gpu_timing
+    from cadm_utils.experiment.records import load_records
+
+    [line] = load_records(tmp_path / "speed.jsonl")  # what check's estimate reads
+    assert line["device_type"] == "cpu" and set(line["distill_s"]) == {
+        "mmd/all", "cadm/all", "mmd/per_class", "cadm/per_class"}
+    assert gpu_timing(tmp_path / "speed.jsonl") is None  # a CPU line estimates no GPU time
 
 
 def tune_expert(*args, tmp_path):

@@ -118,3 +118,38 @@ def test_gpu_short_is_the_paper_profile_with_three_cuts(tmp_path):
     (tmp_path / "b.yaml").write_text(f"extends: {tmp_path / 'a.yaml'}\nname: b\n")
     with pytest.raises(ConfigError, match="extends itself"):
         load_profile(tmp_path / "a.yaml")
+
+
+def test_check_names_each_settings_value_and_source(capsys, pacs_root):
+    from cadm_utils.__main__ import main
+
+    assert main(["check", "--profile", "gpu-short", "--datasets", "pacs", "--data-root",
+                 str(pacs_root)]) == 0
+    out = capsys.readouterr().out
+    assert "distill.steps = 1000  (gpu-short.yaml: NCFM: 20,000;" in out
+    assert "masking.p_mask = 0.33  (paper.yaml: paper, Implementation Details)" in out
+    assert "GPU time: not estimated" in out
+
+
+def test_the_gpu_time_estimate_follows_the_newest_cuda_timing(tmp_path):
+    import json
+
+    from cadm_utils.experiment import cost
+    from cadm_utils.experiment.cells import plan_cells
+
+    # one CUDA line: 10 ms a cadm step and 20 ms an mmd step at the measured shape, 1 ms an
+    # evaluation step of the measured seeds
+    timing = {"kind": "step_speed", "device": "gpu", "device_type": "cuda", "width": 64,
+              "resolution": 64, "classes": 7, "ipc": 10, "real_per_class": 128,
+              "eval_seeds": 3, "distill_s": {"mmd/per_class": 0.02, "cadm/per_class": 0.01},
+              "eval_s": {"stacked": 0.001, "sequential": 0.002}}
+    path = tmp_path / "speed.jsonl"
+    path.write_text(json.dumps({**timing, "device_type": "cpu"}) + "\n" + json.dumps(timing) + "\n")
+    profile = load_profile("gpu-short")
+    cells = plan_cells(profile, datasets="pacs", targets="P", methods="mmd,cadm", ipcs="10",
+                       stages="table1")
+    # distillation: 1000 steps × (0.02 + 0.01) s; evaluation: 300 epochs × ⌈7·10·4/256⌉ = 2
+    # steps × 0.001 s (stacked) per cell
+    expected = 1000 * 0.03 + 2 * 300 * 2 * 0.001
+    assert cost.estimate_seconds(profile, cells, cost.gpu_timing(path)) == pytest.approx(expected)
+    assert "about 0.0 h" in cost.estimate_line(profile, cells, path)
