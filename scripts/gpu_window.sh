@@ -19,7 +19,7 @@ PY="${PYTHON:-python3}"
   start=$SECONDS
   # shellcheck disable=SC2086  # the arguments are meant to split
   timeout "${STEP_SPEED_LIMIT:-120}" "$PY" benchmarks/step_speed.py \
-    ${STEP_SPEED_ARGS:---device cuda --steps 50 --sync-audit}
+    ${STEP_SPEED_ARGS:---device cuda --steps 50 --sync-audit} --out "$OUT/step_speed.jsonl"
   echo "step_speed: exit $?, $((SECONDS - start)) s"
   start=$SECONDS
   folders=()

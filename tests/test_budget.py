@@ -174,6 +174,7 @@ def test_the_gpu_window_script_runs_on_the_cpu(tmp_path):
     log = (out / "window.log").read_text()
     assert log.startswith("commit abc1234")
     assert "step_speed: exit 0" in log and "budgeted run: exit 0" in log
+    assert "distill_s" in (out / "step_speed.jsonl").read_text()  # timings kept for `check`
     home = Runner(load_profile(path), results_dir=tmp_path / "cpu_results",
                   run_dir=tmp_path / "cpu_runs", progress=False)
     added, _ = merge_export(home, out / "export")
