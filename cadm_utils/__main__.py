@@ -15,6 +15,15 @@ def data_summary(args) -> None:
     print("\n".join(summary_lines(data)))
 
 
+def download(args) -> None:
+    from .data.download import LOADER_NAMES, download_dataset
+
+    target = download_dataset(args.name, Path(args.data_root), args.origin, args.sha256,
+                              progress=not args.quiet)
+    print(f"{target} is in place: python -m cadm_utils data-summary --dataset "
+          f"{LOADER_NAMES.get(args.name, args.name)} --data-root {args.data_root}")
+
+
 def domain_gap(args) -> None:
     from .experiment.gap import measure_domain_gap
 
@@ -229,6 +238,16 @@ def build_parser() -> argparse.ArgumentParser:
     summary.add_argument("--resolution", type=int, default=None)
     summary.add_argument("--quiet", action="store_true", help="no progress bar")
     summary.set_defaults(func=data_summary)
+
+    fetcher = commands.add_parser("download", help="a real data set into the layout the loaders "
+                                                   "read (DomainBed's sources), resumable")
+    fetcher.add_argument("name", help="pacs, vlcs, officehome or domainnet")
+    fetcher.add_argument("--data-root", required=True, help="folder that will hold PACS/ etc.")
+    fetcher.add_argument("--from", dest="origin", default=None,
+                         help="a mirror URL or an archive already on disk")
+    fetcher.add_argument("--sha256", default=None, help="the archive's expected SHA-256")
+    fetcher.add_argument("--quiet", action="store_true", help="no progress bar")
+    fetcher.set_defaults(func=download)
 
     gap = commands.add_parser("domain-gap", help="source-held-out vs unseen-domain accuracy")
     gap.add_argument("--dataset", default="embedded")
