@@ -8,6 +8,15 @@ from pathlib import Path
 from .errors import CadmError, ConfigError
 
 
+def _runner(args, **options):
+    """The profile's Runner for a command with --profile, --data-root and --results-dir."""
+    from .experiment.runner import Runner
+    from .profiles import load_profile
+
+    return Runner(load_profile(args.profile), data_root=getattr(args, "data_root", None),
+                  results_dir=args.results_dir, **{"progress": False, **options})
+
+
 def data_summary(args) -> None:
     from .data import load_dataset, summary_lines
 
@@ -51,12 +60,9 @@ def run_profile(args) -> None:
 
 def merge(args) -> None:
     from .experiment.budget import merge_export
-    from .experiment.runner import Runner
     from .reporting.tables import write_tables
-    from .profiles import load_profile
 
-    runner = Runner(load_profile(args.profile), results_dir=args.results_dir, device="cpu",
-                    progress=False)
+    runner = _runner(args, device="cpu")
     added, products = merge_export(runner, args.export)
     print(f"merged {added} records and {products} products into {runner.results_dir} and "
           f"{runner.run_dir}")
@@ -124,16 +130,13 @@ def summaries(args) -> None:
 
 
 def compare(args) -> None:
-    from .experiment.runner import Runner
-    from .profiles import load_profile
     from .reporting.paired import chosen_ipc, interval_of, paired_difference
 
     first, second = args.first.split(","), args.second.split(",")
     if len(first) != len(second):
         raise ConfigError(f"--first names {len(first)} rows and --second {len(second)}: "
                           "they pair row by row")
-    runner = Runner(load_profile(args.profile), data_root=args.data_root,
-                    results_dir=args.results_dir, progress=False)
+    runner = _runner(args)
     records = runner.current_records()
     ipc = chosen_ipc(records, first + second, args.ipc)
     for field, label in (("source_val_acc", "source val"), ("acc", "unseen domain")):
@@ -153,12 +156,9 @@ def compare(args) -> None:
 
 
 def report(args) -> None:
-    from .experiment.runner import Runner
-    from .profiles import load_profile
     from .reporting import report as claims
 
-    runner = Runner(load_profile(args.profile), data_root=args.data_root,
-                    results_dir=args.results_dir, progress=False, device="cpu")
+    runner = _runner(args, device="cpu")
     extra = [_spread_row(runner, claims)] if args.spread else []
     path = claims.write_report(runner, extra, args.figures_dir)
     print(path.read_text(), end="")
@@ -166,12 +166,9 @@ def report(args) -> None:
 
 
 def export_sets(args) -> None:
-    from .experiment.runner import Runner
     from .experiment.sets import export_sets as export
-    from .profiles import load_profile
 
-    runner = Runner(load_profile(args.profile), data_root=args.data_root,
-                    results_dir=args.results_dir, progress=False, device="cpu")
+    runner = _runner(args, device="cpu")
     entries = export(runner, Path(args.out))
     for entry in entries:
         print(f"{entry['file']}  set {entry['set_id']}  sha256 {entry['sha256'][:12]}")
@@ -181,12 +178,9 @@ def export_sets(args) -> None:
 def evaluate_set(args) -> None:
     import statistics
 
-    from .experiment.runner import Runner
     from .experiment.sets import evaluate_set as evaluate
-    from .profiles import load_profile
 
-    runner = Runner(load_profile(args.profile), data_root=args.data_root,
-                    results_dir=args.results_dir, progress=not args.quiet)
+    runner = _runner(args, progress=not args.quiet)
     seeds = list(range(args.seeds)) if args.seeds else None
     records = evaluate(runner, Path(args.file), args.dataset, args.target, seeds)
     for r in records:

@@ -106,3 +106,14 @@ def git_commit() -> str:
     except (OSError, subprocess.SubprocessError):
         commit = ""
     return commit or os.environ.get("CADM_COMMIT", "unknown")
+
+
+def file_sha256(path) -> str:
+    """SHA-256 of a file, read in 1 MiB blocks."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

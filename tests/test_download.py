@@ -10,7 +10,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from cadm_utils.data import load_dataset
-from cadm_utils.data.download import download_dataset, file_sha256
+from cadm_utils.data.download import download_dataset
+from cadm_utils.runtime import file_sha256
 from cadm_utils.errors import DataError
 
 

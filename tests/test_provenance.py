@@ -1,7 +1,6 @@
 """Checked settings, product-bound records, keys that see code constants, bad
 command-line input stopped before any work."""
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest

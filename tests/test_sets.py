@@ -7,7 +7,8 @@ import torch
 
 from cadm_utils.errors import DataError
 from cadm_utils.experiment.pipeline import open_run
-from cadm_utils.experiment.sets import evaluate_set, export_sets, read_set_file, sha256
+from cadm_utils.experiment.sets import evaluate_set, export_sets, read_set_file
+from cadm_utils.runtime import file_sha256
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +27,7 @@ def test_export_writes_dms_form_with_metadata_and_a_manifest(exported):
     [entry] = entries
     assert entry["file"] == "mmd/embedded/ACS-to-P/IPC1.pt"
     path = tmp / "out" / entry["file"]
-    assert entry["sha256"] == sha256(path)
+    assert entry["sha256"] == file_sha256(path)
     manifest = json.loads((tmp / "out" / "manifest.json").read_text())
     assert manifest["sets"] == entries and manifest["profile"] == "ci"
     content = torch.load(path, weights_only=True)  # what DM and DC-BENCH do, minus the code

@@ -9,7 +9,6 @@ staging folder, and only then moved to <root>/<folder>. A failure leaves nothing
 <root>/<folder>, so nothing half-extracted ever looks complete."""
 from __future__ import annotations
 
-import hashlib
 import http.client
 import shutil
 import tarfile
@@ -23,6 +22,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from ..errors import DataError
+from ..runtime import file_sha256
 
 
 @dataclass(frozen=True)
@@ -151,14 +151,6 @@ def _http_once(url: str, part: Path, progress: bool) -> None:
                 bar.update(len(block))
         if total is not None and received < total:
             raise ConnectionError(f"{received} of {total} bytes")
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def unpack(archive: Path, into: Path) -> None:

@@ -4,7 +4,6 @@ protocol. A set file is what DM's `main_DM.py` saves and DC-BENCH's loaders read
 source domain of each image, the stored multi-formation images and a metadata record."""
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -14,7 +13,7 @@ import torch
 from ..errors import DataError
 from ..method.methods import get_method
 from ..method.synthetic import SyntheticSet
-from ..runtime import save_atomic, write_atomic
+from ..runtime import file_sha256, save_atomic, write_atomic
 from .cells import Cell, plan_cells
 from .records import append_record, base_record, matching
 from .runner import _safe, content_id
@@ -43,7 +42,7 @@ def export_sets(runner, out: Path) -> list[dict]:
         payload = set_payload(runner, cell, split, state, records)
         target = out / set_file_name(cell, split)
         save_atomic(payload, target)
-        entries.append({"file": target.relative_to(out).as_posix(), "sha256": sha256(target),
+        entries.append({"file": target.relative_to(out).as_posix(), "sha256": file_sha256(target),
                         "set_id": state["info"]["set_id"], "method": cell.method.name,
                         "dataset": cell.dataset, "split": split, "ipc": cell.ipc})
     write_atomic(out / "manifest.json", lambda tmp: tmp.write_text(
@@ -73,14 +72,6 @@ def set_payload(runner, cell: Cell, split: str, state: dict, records: list[dict]
                      "commit": own[0]["commit"] if own else None,
                      "records": [{"seed": r["seed"], "acc": r["acc"],
                                   "source_val_acc": r.get("source_val_acc")} for r in own]}}
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 # ----------------------------------------------------------------------------- evaluate

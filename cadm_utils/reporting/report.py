@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..data import split_name
-from ..experiment.cells import ABLATION_ROWS
 from ..experiment.records import load_records, matching
 from ..method.methods import ablation_variant
 from . import paper_numbers
