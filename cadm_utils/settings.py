@@ -122,7 +122,7 @@ RANGES = {
 }
 DATASET_KEYS = {"resolution": (8, None)}
 STAGE_KEYS = ("datasets", "targets", "methods", "ipcs", "full_data", "ablation", "nets",
-              "variants", "claims")
+              "variants", "claims", "title")
 
 
 # Settings added after results were committed, with the value that reproduces the code

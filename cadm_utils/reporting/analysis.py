@@ -24,9 +24,6 @@ class ChannelActivation:
         """(C,) variance across domains: high = unstable, domain-sensitive channel."""
         return self.scores.var(axis=0)
 
-    def sensitive_channels(self, top: int) -> np.ndarray:
-        return np.argsort(-self.variance)[:top]
-
 
 @torch.no_grad()
 def channel_activation(model, images: torch.Tensor, domains: torch.Tensor,
