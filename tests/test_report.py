@@ -102,3 +102,22 @@ def test_a_stage_states_its_own_claims_with_table_1s_difference_between_base_met
     raw["stages"]["s"]["claims"] = [{"label": "z", "first": ["a", "b"], "second": ["c"]}]
     with pytest.raises(ConfigError, match="pairs 2 rows with 1"):
         resolve_profile(raw)
+
+
+def test_the_figure_rows_follow_the_same_rule(tmp_path):
+    import json
+
+    from cadm_utils.reporting.report import domain_gap_row, spread_row
+
+    # Fig. 1(b): MMD's statistic minus CADM's, ×1000; all four CADM sets lower: supported
+    units = [(s, "mmd", 0.012 + i / 1000, "cadm", 0.010) for i, s in enumerate("PCAS")]
+    row = spread_row(units, "pacs", 10)
+    assert row[4] == "+3.5 [+1.4, +5.6]" and row[5] == "4" and row[7] == "supported"
+    # Fig. 1(a) from domain-gap records: in-domain minus unseen
+    path = tmp_path / "pacs.jsonl"
+    path.write_text("".join(json.dumps({"kind": "domain_gap", "dataset": "pacs", "split": s,
+                                        "source_val_acc": 60.0, "target_acc": 60.0 + d}) + "\n"
+                            for s, d in (("P", 1.0), ("C", -1.0))))
+    gap = domain_gap_row(path)
+    assert gap[5] == "2" and gap[7] == "inconclusive"
+    assert domain_gap_row(tmp_path / "none.jsonl") is None
