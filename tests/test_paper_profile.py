@@ -30,7 +30,7 @@ def test_paper_route_on_pacs_with_tiny_steps(pacs_root, tmp_path):
     profile = copy.deepcopy(load_profile("paper"))
     profile.update(name="paper_tiny", device="cpu")
     profile["model"]["width"] = 4
-    profile["pretrain"]["epochs"] = 1
+    profile["pretrain"].update(epochs=1, experts=1)  # NCFM's pool of 20 is the ci tests' job
     profile["distill"].update(steps=2, real_per_class=8, checkpoint_every=1)
     profile["evaluate"].update(epochs=1, seeds=3)
     path = tmp_path / "paper_tiny.yaml"
