@@ -79,6 +79,8 @@ def check(args) -> None:
                              args.methods, args.ipc, args.stages, progress=False)
     profile = runner.profile
     print(f"profile {args.profile}: {len(cells)} cells to run or reuse")
+    if getattr(args, "brief", False):  # the main job: the cell count only
+        return
     for section, key in CHECKED_SETTINGS:
         file, source = setting_source(args.profile, section, key)
         where = f"  ({file}: {source})" if source else f"  ({file})" if file else ""

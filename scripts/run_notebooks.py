@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
     try:
-        check(args)
+        check(argparse.Namespace(**vars(args), brief=True))
     except CadmError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
