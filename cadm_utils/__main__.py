@@ -224,6 +224,13 @@ def add_cell_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stages", default=None, help="comma-separated: table1, table2, table4")
 
 
+def add_profile_options(parser: argparse.ArgumentParser) -> None:
+    """--profile, --data-root and --results-dir: what `_runner` reads."""
+    parser.add_argument("--profile", default="smoke", help="name in profiles/ or a YAML path")
+    parser.add_argument("--data-root", default=None)
+    parser.add_argument("--results-dir", default=None)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m cadm_utils", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -303,8 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     paired = commands.add_parser("compare", help="paired difference of two methods' rows over "
                                                  "split × set, with its 95 %% t interval")
-    paired.add_argument("--profile", default="smoke")
-    paired.add_argument("--results-dir", default=None)
+    add_profile_options(paired)
     paired.add_argument("--first", required=True,
                         help="comma-separated method rows, e.g. cadm,cadm{seed1}")
     paired.add_argument("--second", required=True, help="as many rows, paired in order")
@@ -314,43 +320,36 @@ def build_parser() -> argparse.ArgumentParser:
                         help="also Fig. 1(b)'s statistic of each pair of sets on disk (mean "
                              "variance across domains of the last block's Eq. 5 scores, "
                              "read by the CADM row's heads; needs --data-root for real data)")
-    paired.add_argument("--data-root", default=None)
     paired.set_defaults(func=compare)
 
     reporter = commands.add_parser("report", help="the paper's claims against the profile's "
                                                   "records: paired differences, 95 %% "
                                                   "intervals, verdicts; writes "
                                                   "figures/<profile>/report.md")
-    reporter.add_argument("--profile", default="smoke")
-    reporter.add_argument("--results-dir", default=None)
+    add_profile_options(reporter)
     reporter.add_argument("--figures-dir", default=None)
     reporter.add_argument("--spread", action="store_true",
                           help="add Fig. 1(b)'s statistic of Table 1's MMD and CADM sets on "
                                "disk (needs --data-root for real data)")
-    reporter.add_argument("--data-root", default=None)
     reporter.set_defaults(func=report)
 
     exporter = commands.add_parser("export-sets", help="write the profile's distilled sets on "
                                                        "disk as <method>/<dataset>/<split>/"
                                                        "IPC<n>.pt (DM's and DC-BENCH's form) "
                                                        "with manifest.json")
-    exporter.add_argument("--profile", default="smoke")
+    add_profile_options(exporter)
     exporter.add_argument("--out", required=True)
-    exporter.add_argument("--data-root", default=None)
-    exporter.add_argument("--results-dir", default=None)
     exporter.set_defaults(func=export_sets)
 
     evaluator = commands.add_parser("evaluate-set", help="evaluate a set file (this project's, "
                                                          "DM's or any (images, labels) pair) "
                                                          "with the profile's protocol")
     evaluator.add_argument("file")
-    evaluator.add_argument("--profile", default="smoke")
+    add_profile_options(evaluator)
     evaluator.add_argument("--dataset", required=True)
     evaluator.add_argument("--target", required=True)
     evaluator.add_argument("--seeds", type=int, default=None,
                            help="evaluation seeds 0..N-1 (default: the profile's)")
-    evaluator.add_argument("--data-root", default=None)
-    evaluator.add_argument("--results-dir", default=None)
     evaluator.add_argument("--quiet", action="store_true", help="no progress bar")
     evaluator.set_defaults(func=evaluate_set)
     return parser

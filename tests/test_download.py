@@ -98,6 +98,8 @@ def test_a_wrong_checksum_an_unknown_name_and_a_missing_archive_are_refused(tiny
     assert not (tmp_path / "a" / "PACS").exists()
     with pytest.raises(DataError, match="unknown data set 'pacz'"):
         download_dataset("pacz", tmp_path / "b", str(archive))
+    with pytest.raises(DataError, match="--sha256 names one archive; domainnet comes in 6"):
+        download_dataset("domainnet", tmp_path / "e", sha256="00" * 32)
     with pytest.raises(DataError, match="archive not found"):
         download_dataset("pacs", tmp_path / "c", str(tmp_path / "nothing.zip"))
     shutil.copy(archive, tmp_path / "copy.zip")  # an archive on disk works like a URL

@@ -58,9 +58,10 @@ def download_dataset(name: str, data_root: Path, origin: str | None = None,
         raise DataError(f"unknown data set '{name}' to download: expected one of "
                         f"{', '.join(SOURCES)}")
     sources = SOURCES[name]
+    for option, given in (("--from", origin), ("--sha256", sha256)):
+        if given is not None and len(sources) > 1:
+            raise DataError(f"{option} names one archive; {name} comes in {len(sources)}")
     if origin is not None:
-        if len(sources) > 1:
-            raise DataError(f"--from gives one archive; {name} comes in {len(sources)}")
         sources = (Source(origin, sources[0].archive, sources[0].top),)
     root = Path(data_root)
     target = root / FOLDERS[name]
@@ -73,7 +74,7 @@ def download_dataset(name: str, data_root: Path, origin: str | None = None,
     for source in sources:
         archive = fetch(source, staging, progress)
         digest = file_sha256(archive)
-        if sha256 and len(sources) == 1 and digest != sha256.lower():
+        if sha256 and digest != sha256.lower():
             archive.unlink()
             raise DataError(f"{archive.name}: SHA-256 {digest}, expected {sha256} "
                             "(the file was removed; check the source)")

@@ -44,22 +44,21 @@ def estimate_seconds(profile: dict, cells, timing: dict) -> float:
     for cell in cells:
         if not cell.ipc:
             continue  # the full-data row trains like an expert: not counted
-        n_classes = timing["classes"]  # the sets' size follows the measured shape
         key = (cell.method.family, cell.dataset, cell.target, cell.ipc, cell.overrides)
         if cell.method.distills and key not in sets:
             sets.add(key)
             total += distill_seconds(profile, cell.method.family, cell.ipc, timing)
         factor = profile["distill"]["factor"] if cell.method.distills else 1
-        total += evaluation_seconds(profile, n_classes * cell.ipc * factor ** 2, timing)
+        # the decoded set's size at the measured number of classes
+        total += evaluation_seconds(profile, timing["classes"] * cell.ipc * factor ** 2, timing)
     return total
 
 
 def estimate_line(profile: dict, cells, path: Path = TIMINGS) -> str:
     timing = gpu_timing(path)
     if timing is None:
-        return ("GPU time: not estimated: no CUDA step timings in "
-                f"{Path(path).relative_to(REPO_ROOT) if Path(path).is_relative_to(REPO_ROOT) else path}"
-                " (run benchmarks/step_speed.py --device cuda --out results/step_speed.jsonl)")
+        return (f"GPU time: not estimated: no CUDA step timings in {path} (run "
+                "benchmarks/step_speed.py --device cuda --out results/step_speed.jsonl)")
     shape = (f"measured on {timing['device']} at width {timing['width']}, "
              f"{timing['resolution']} px, {timing['classes']} classes")
     resolutions = {d.get("resolution") for d in profile["datasets"].values()}
