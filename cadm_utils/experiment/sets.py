@@ -30,14 +30,15 @@ def export_sets(runner, out: Path) -> list[dict]:
     """Every distilled set of the profile that is on disk, written under `out` as
     <method>/<dataset>/<split>/IPC<n>.pt, and out/manifest.json (file, sha256, set id);
     returns the manifest's entries."""
-    out, records, entries, seen = Path(out), runner.current_records(), [], set()
+    out, records, entries = Path(out), runner.current_records(), []
+    by_path = {}  # one file per set: a row that changes only the evaluation shares its base's
     for cell in plan_cells(runner.profile):
-        split = runner.task(cell.dataset, cell.target).name if cell.ipc else None
-        key = (cell.method.name, cell.dataset, split, cell.ipc)
-        path = runner.for_cell(cell).synthetic_path(cell) if cell.ipc else None
-        if key in seen or path is None or not path.exists() or cell.net != "resnet18":
+        if cell.ipc and cell.net == "resnet18":
+            by_path.setdefault(runner.for_cell(cell).synthetic_path(cell), cell)
+    for path, cell in by_path.items():
+        if not path.exists():
             continue
-        seen.add(key)
+        split = runner.task(cell.dataset, cell.target).name
         state = torch.load(path, weights_only=False)
         payload = set_payload(runner, cell, split, state, records)
         target = out / set_file_name(cell, split)
