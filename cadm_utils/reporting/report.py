@@ -98,23 +98,26 @@ def paired_rows(profile: dict, first: str, second: str) -> tuple[tuple, tuple]:
     return tuple(ours[s] for s in seeds), tuple(theirs[s] for s in seeds)
 
 
+def paper_difference(paper: dict, first: str, second: str, splits, ipc: int) -> dict:
+    """split -> the paper's `first` − `second` at `ipc`, where it prints both."""
+    return {s: paper[(first, s, ipc)] - paper[(second, s, ipc)] for s in splits
+            if (first, s, ipc) in paper and (second, s, ipc) in paper}
+
+
 def method_claims(profile: dict, stage: str) -> list[Claim]:
     """Table 1 or 4: CADM above each other method of the stage, per data set and IPC."""
     settings = profile["stages"][stage]
     others = [m for m in settings["methods"] if m != "cadm"]
     if "cadm" not in settings["methods"]:
         return []
-    table = paper_numbers.table1 if stage == "table1" else paper_numbers.table4
     claims = []
     for dataset in settings["datasets"]:
-        paper = table(dataset)
+        paper = paper_numbers.paper_values(stage, dataset)
         splits = _splits(profile, settings, dataset)
         for ipc in settings["ipcs"]:
             for other in others:
                 first, second = paired_rows(profile, "cadm", other)
-                difference = {s: paper[("cadm", s, ipc)] - paper[(other, s, ipc)]
-                              for s in splits if ("cadm", s, ipc) in paper
-                              and (other, s, ipc) in paper}
+                difference = paper_difference(paper, "cadm", other, splits, ipc)
                 name = "Table 1" if stage == "table1" else "Table 4"
                 claims.append(Claim(f"{name}: CADM above {other}", dataset, ipc, first,
                                     second, tuple(splits), difference))
@@ -172,8 +175,7 @@ def stated_claims(profile: dict, stage: str) -> list[Claim]:
         for ipc in settings["ipcs"]:
             for stated in settings.get("claims", ()):
                 a, b = (_base(stated[side][0]) for side in ("first", "second"))
-                difference = {s: paper[(a, s, ipc)] - paper[(b, s, ipc)] for s in splits
-                              if a != b and (a, s, ipc) in paper and (b, s, ipc) in paper}
+                difference = paper_difference(paper, a, b, splits, ipc) if a != b else {}
                 claims.append(Claim(stated["label"], dataset, ipc, tuple(stated["first"]),
                                     tuple(stated["second"]), tuple(splits), difference))
     return claims
