@@ -40,8 +40,7 @@ def raw_profile(name_or_path: str | Path, chain: tuple = ()) -> dict:
     base = raw.pop("extends")
     if path.resolve() in chain:
         raise ConfigError(f"profile {path} extends itself through '{base}'")
-    base_path = profile_path(base) if Path(str(base)).suffix else PROFILE_DIR / f"{base}.yaml"
-    return merged(raw_profile(base_path, chain + (path.resolve(),)), raw)
+    return merged(raw_profile(base, chain + (path.resolve(),)), raw)
 
 
 def merged(base: dict, own: dict) -> dict:
@@ -73,5 +72,5 @@ def setting_source(name_or_path: str | Path, section: str, key: str) -> tuple[st
                 return path.name, line.split("#", 1)[1].strip() if "#" in line else ""
         if base is None:
             break
-        path = profile_path(base) if Path(base).suffix else PROFILE_DIR / f"{base}.yaml"
+        path = profile_path(base)
     return "", ""
