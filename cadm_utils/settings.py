@@ -73,6 +73,9 @@ DEFAULTS = {
         # "all": one step on all classes per phase, one draw shared by the phases
         "class_steps": "per_class",
     },
+    # the full-data reference row (Tables 1 and 4): ResNet-18s trained on every source
+    # training image like the experts; epochs 0 = the experts' pretraining length
+    "full_data": {"epochs": 0},
     "masking": {
         "p_mask": 0.33, "p_active": 0.8, "lam": 100.0,
         "rescale": True,        # DomainDrop models/resnet_domain.py, recover_flag
@@ -109,7 +112,7 @@ RANGES = {
     "model.width": (1, None), "model.grl_weight": (0, None),
     "pretrain.epochs": (1, None), "pretrain.batch_size": (2, None),
     "pretrain.lr": (1e-12, None), "pretrain.mask_kl_weight": (0, None),
-    "pretrain.experts": (1, None),
+    "pretrain.experts": (1, None), "full_data.epochs": (0, None),
     "distill.steps": (0, None), "distill.real_per_class": (1, None), "distill.lr": (1e-12, None),
     "distill.factor": (1, None), "distill.checkpoint_every": (1, None),
     "distill.calib_steps": (0, None),
@@ -130,7 +133,8 @@ STAGE_KEYS = ("datasets", "targets", "methods", "ipcs", "full_data", "ablation",
 # and records stay valid; at any other value it enters them like every setting.
 KEYED_UNLESS = {"distill.class_steps": "all", "evaluate.protocol": "dm",
                 "pretrain.keep": "last", "pretrain.protocol": "dm",
-                "pretrain.heads": "trained", "distill.interpolation": "all"}
+                "pretrain.heads": "trained", "distill.interpolation": "all",
+                "full_data.epochs": 0}
 # evaluate settings that decide which records exist or how they are computed, not their
 # values (stacked networks end where sequential ones do, tests/test_stacked.py): in no key
 HOW_NOT_WHAT = ("seeds", "stack_seeds")

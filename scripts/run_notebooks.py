@@ -18,18 +18,19 @@ NOTEBOOKS = ("01_pretrain", "02_distill", "03_evaluate", "04_channel_activation"
 # papermill's shutdown leaves read as failures; a failing cell still stops the run with its
 # traceback (papermill raises it).
 KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=CRITICAL"]
-# command-line option -> the notebooks' parameter of the same meaning
-PARAMETERS = {"data_root": "data_root", "datasets": "datasets", "targets": "targets",
-              "methods": "methods", "ipc": "ipcs", "stages": "stages"}
+# command-line option -> the key of the same meaning in the notebooks' `run` parameter
+# (cadm_utils/reporting/notebook.py RUN_KEYS)
+RUN_OPTIONS = {"data_root": "data_root", "datasets": "datasets", "targets": "targets",
+               "methods": "methods", "ipc": "ipcs", "stages": "stages"}
 
 
 def notebook_parameters(args: argparse.Namespace) -> dict:
-    parameters = {"profile": args.profile, "progress": not args.no_progress}
-    for option, name in PARAMETERS.items():
+    run = {"progress": not args.no_progress}
+    for option, key in RUN_OPTIONS.items():
         value = getattr(args, option)
         if value is not None:
-            parameters[name] = str(Path(value).resolve()) if option == "data_root" else value
-    return parameters
+            run[key] = str(Path(value).resolve()) if option == "data_root" else value
+    return {"profile": args.profile, "run": run}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,6 +2,7 @@ import re
 import subprocess
 import tomllib
 
+import pytest
 import yaml
 
 from .conftest import REPO_ROOT
@@ -63,9 +64,20 @@ def test_notebook_parameters_follow_the_command_line(tmp_path):
     args = argparse.Namespace(profile="smoke", data_root=str(tmp_path), datasets=None,
                               targets="P,S", methods=None, ipc="10", stages="table1",
                               no_progress=False)
-    assert notebook_parameters(args) == {"profile": "smoke", "progress": True,
-                                         "data_root": str(tmp_path.resolve()),
-                                         "targets": "P,S", "ipcs": "10", "stages": "table1"}
+    assert notebook_parameters(args) == {"profile": "smoke", "run": {
+        "progress": True, "data_root": str(tmp_path.resolve()), "targets": "P,S", "ipcs": "10",
+        "stages": "table1"}}
+
+
+def test_a_notebooks_unknown_option_is_named(capsys):
+    from cadm_utils.errors import ConfigError
+    from cadm_utils.reporting.notebook import open_notebook
+
+    with pytest.raises(ConfigError, match="unknown notebook option 'target'"):
+        open_notebook("ci", {"target": "P"})
+    runner, cells = open_notebook("ci", {"targets": "P", "ipcs": "1", "progress": False})
+    assert {c.target for c in cells} <= {"P", "in-domain"} and {c.ipc for c in cells} <= {0, 1}
+    assert capsys.readouterr().out == f"{len(cells)} cells on cpu\n"
 
 
 LAYERS = ("data", "method", "experiment", "reporting")  # each imports only those before it

@@ -2,6 +2,7 @@
 the sets and evaluate, in parallel where the profile asks for workers or a launcher."""
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from ..data import split_name
@@ -80,6 +81,9 @@ def make_missing(runner: Runner, cells: list[Cell], distill: bool = True) -> Non
     and that are not on disk yet, in parallel where the profile asks for workers."""
     handle = runner.job_handle()
     experts, sets = missing_products(runner, cells)
+    # the longest jobs first, so that the workers end together
+    experts.sort(key=lambda key: -key[3].expert_cost)
+    sets.sort(key=lambda cell: -cell.method.distill_cost * cell.ipc)
     run_jobs(_expert_job, [(handle, *key) for key in experts], runner.workers, "pretrain",
              runner.progress, launcher=runner.launcher)
     if not distill:
@@ -129,7 +133,7 @@ def evaluate_cells(runner: Runner, cells: list[Cell]) -> list[dict]:
     """Train and test every evaluation network the cells still lack; one record each."""
     make_missing(runner, cells_with_work(runner, cells))
     handle, records = runner.job_handle(), load_records(runner.records_path)
-    jobs = [(handle, cell, seeds) for cell in cells
+    jobs = [(handle, cell, seeds) for cell in table_entries(cells)
             for seeds in _seed_groups(runner, cell, records)]
     jobs.sort(key=lambda job: -_relative_cost(job[1]))  # longest first: workers end together
     done = []
@@ -143,6 +147,15 @@ def evaluate_cells(runner: Runner, cells: list[Cell]) -> list[dict]:
     results = run_jobs(_evaluate_job, jobs, runner.workers, "evaluate", runner.progress, report,
                        launcher=runner.launcher)
     return [record for records in results for record in records]
+
+
+def table_entries(cells: list[Cell]) -> list[Cell]:
+    """The cells with one per table entry: a cell that two stages share (Table 2's full CADM
+    row is Table 1's ACS→P CADM cell) is evaluated once, under its first stage."""
+    entries = {}
+    for cell in cells:
+        entries.setdefault(replace(cell, stage=""), cell)
+    return list(entries.values())
 
 
 def _seed_groups(runner: Runner, cell: Cell, records: list[dict]) -> list[list[int]]:

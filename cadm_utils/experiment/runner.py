@@ -8,7 +8,7 @@ import hashlib
 import json
 import os
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
@@ -132,8 +132,11 @@ class Runner:
         """Everything that determines a cell's numbers; records of another hash are stale.
         (HOW_NOT_WHAT is left out: which records exist and how they are computed, not their
         values.)"""
-        return short_hash([self.product_hash(dataset, ipc),
-                           key_view("evaluate", self.evaluation_values())])
+        parts = [self.product_hash(dataset, ipc), key_view("evaluate", self.evaluation_values())]
+        full_data = key_view("full_data", self.profile["full_data"])
+        if ipc == 0 and full_data:  # the full-data row's own length, where one is set
+            parts.append(full_data)
+        return short_hash(parts)
 
     def current_records(self) -> list[dict]:
         """Records made with the profile's present settings and seeds, newest per seed, and
@@ -316,6 +319,13 @@ class Runner:
                            batch_size=settings["batch_size"], lr=settings["lr"],
                            protocol=settings["protocol"])
 
+    def full_data_config(self, dataset: str) -> TrainConfig:
+        """How the full-data reference trains: like the experts, for full_data.epochs where
+        the profile sets it."""
+        config = self.pretraining_config(dataset)
+        epochs = self.profile["full_data"]["epochs"]
+        return replace(config, epochs=epochs) if epochs else config
+
     def evaluation_values(self) -> dict:
         """The evaluate settings that decide an evaluation's numbers (HOW_NOT_WHAT left out)."""
         return {k: v for k, v in self.profile["evaluate"].items() if k not in HOW_NOT_WHAT}
@@ -367,7 +377,7 @@ class Runner:
         provenance = {"set_id": None, "set_file": None, "expert_ids": []}
         if cell.ipc == 0:  # full-data reference: every source training image
             images, labels, info = task.train.images, task.train.labels, {}
-            config = self.pretraining_config(cell.dataset)
+            config = self.full_data_config(cell.dataset)
         else:
             synthetic, info = self.synthetic_set(cell, task)
             images, labels, _ = synthetic.decoded()

@@ -19,7 +19,8 @@ or code constants (DAM's, in settings.code_constants), which enter every product
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+import re
+from dataclasses import dataclass, field, replace
 
 import torch
 
@@ -55,8 +56,15 @@ class Method:
 
     name: str
     base: str = ""  # the method a variant row modifies ("" for a method itself)
+    # how tables and figures show the method (method_label, method_colour)
+    label: str = field(default="", compare=False)
+    colour: str | None = field(default=None, compare=False)
     distills = True  # False: the set stays the decoded real initialisation
     expert_kind = "plain"  # experts of one kind are shared by the methods that use it
+    # rough cost of its expert and of a distillation step against plain MMD's (measured on
+    # the smoke profile): the pipeline starts the longest jobs first so workers end together
+    expert_cost = 1.0
+    distill_cost = 1.0
 
     def traits(self) -> dict:
         """How the method differs from plain MMD (part of its synthetic sets' key)."""
@@ -133,6 +141,7 @@ class MMDIRM(Method):
 @dataclass(frozen=True)
 class MMDFACT(Method):
     expert_kind = "fact"
+    expert_cost = 1.8  # the Fourier-mixed copy of every batch
 
     def traits(self) -> dict:
         return {**super().traits(), "fact": True}
@@ -161,6 +170,8 @@ class _DamState(DistillState):
 
 @dataclass(frozen=True)
 class MMDDAM(Method):
+    distill_cost = 2.2  # the pseudo-domain views of the synthetic images
+
     def traits(self) -> dict:
         return {**super().traits(), "dam": True}
 
@@ -192,6 +203,7 @@ class CADM(Method):
     masked_reg: bool = True
     cons: bool = True
     expert_kind = "domain"
+    expert_cost = 1.8  # two masked passes per batch (DomainDrop's KL)
 
     def __post_init__(self):
         if self.cons and not self.masked_reg:
@@ -253,14 +265,34 @@ def register(method: Method) -> Method:
     return method
 
 
-register(RandomReal("random"))
-register(Method("mmd"))
-register(MMDIRM("mmd_irm"))
-register(MMDFACT("mmd_fact"))
-register(MMDDAM("mmd_dam"))
-register(CADM("cadm"))
+register(RandomReal("random", label="Random", colour="#9e9e9e"))
+register(Method("mmd", label="MMD", colour="#1f77b4"))
+register(MMDIRM("mmd_irm", label="MMD+IRM", colour="#17becf"))
+register(MMDFACT("mmd_fact", label="MMD+FACT", colour="#2ca02c"))
+register(MMDDAM("mmd_dam", label="MMD+DAM", colour="#9467bd"))
+register(CADM("cadm", label="CADM", colour="#d62728"))
 
-FULL_DATA = FullData("full")
+FULL_DATA = FullData("full", label="Full data", colour="#333333")
+
+
+def _named(name: str) -> tuple[Method | None, str]:
+    """The registered method a record's method name belongs to, and the rest of the name (a
+    variant row's "{row}", a Table 2 row's "[terms]")."""
+    family = re.split(r"[{\[]", name, maxsplit=1)[0]
+    return (FULL_DATA if family == "full" else METHODS.get(family)), name[len(family):]
+
+
+def method_label(name: str) -> str:
+    """How tables and figures name a method or one of its rows: "CADM", "CADM{grl0}",
+    "CADM[adm,reg]"; an unknown name as it is."""
+    method, rest = _named(name)
+    return (method.label or method.name) + rest if method else name
+
+
+def method_colour(name: str) -> str | None:
+    """The colour of the method a row belongs to (None: matplotlib's next colour)."""
+    method, _ = _named(name)
+    return method.colour if method else None
 
 
 def get_method(name: str) -> Method:

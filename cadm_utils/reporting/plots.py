@@ -1,13 +1,9 @@
-"""What the notebooks' plotting cells share: the methods' labels and colours, and `save`
-(PNG + PDF, the same bytes for the same figure). Each figure is drawn in its notebook."""
+"""What the notebooks' plotting cells share: `save` (PNG + PDF, the same bytes for the same
+figure). Each figure is drawn in its notebook; methods' labels and colours come from the
+method registry (method.methods.method_label, method_colour)."""
 from __future__ import annotations
 
 from pathlib import Path
-
-METHOD_LABELS = {"random": "Random", "mmd": "MMD", "mmd_irm": "MMD+IRM", "mmd_fact": "MMD+FACT",
-                 "mmd_dam": "MMD+DAM", "cadm": "CADM", "full": "Full data"}
-COLOURS = {"random": "#9e9e9e", "mmd": "#1f77b4", "mmd_irm": "#17becf", "mmd_fact": "#2ca02c",
-           "mmd_dam": "#9467bd", "cadm": "#d62728", "full": "#333333"}
 
 
 def save(figure, folder: Path, stem: str) -> list[Path]:

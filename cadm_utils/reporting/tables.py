@@ -16,7 +16,8 @@ from ..experiment.runner import Runner
 from ..method.methods import ablation_variant
 from ..profiles import load_profile
 from ..settings import TOP_LEVEL_OVERRIDES
-from .paper_numbers import GPU_FULL_DATA_ANCHORS, TABLE2, TABLE3, paper_values
+from .paper_numbers import (GPU_FULL_DATA_ANCHORS, METHOD_ROWS, TABLE2, TABLE3, TABLE4,
+                            paper_values, table1, table4)
 
 DECIMAL = re.compile(r"-?\d+\.\d+")
 
@@ -313,6 +314,46 @@ STAGE_TITLES = {"table1": "Table 1, leave-one-domain-out accuracy %",
                 "table2": "Table 2, loss ablation, accuracy %",
                 "table3": "Table 3, cross-architecture accuracy %",
                 "table4": "Table 4, in-domain accuracy %"}
+
+
+def paper_tables() -> dict[str, Table]:
+    """The paper's Tables 1–4 as it prints them (paper_numbers), to open the notebook that
+    rebuilds them."""
+    def value(values, key):
+        return f"{values[key]:.1f}" if key in values else ""
+
+    tables = {}
+    for dataset in ("pacs", "vlcs", "officehome", "domainnet_sub"):
+        values = table1(dataset)
+        splits = list(dict.fromkeys(split for _, split, _ in values))
+        columns = [(split, ipc) for split in splits for ipc in (1, 10)]
+        rows = [[m] + [value(values, (m, s, i)) for s, i in columns] for m in METHOD_ROWS]
+        rows.append(["Full dataset"] + [value(values, ("full", s, 0)) if i == 1 else ""
+                                         for s, i in columns])
+        tables[f"table1_{dataset}"] = Table(
+            f"Table 1 (paper), {dataset}: leave-one-domain-out accuracy %",
+            ["Method"] + [f"{s} IPC {i}" for s, i in columns], rows)
+    tables["table2"] = Table(
+        "Table 2 (paper), PACS ACS→P: loss ablation, accuracy %",
+        ["L_adm", "L_reg (masked)", "L_cons", "IPC 1", "IPC 10"],
+        [["✓" if on else "-" for on in terms] + [f"{v:.1f}" for v in ipc_values]
+         for terms, ipc_values in TABLE2.items()])
+    nets = ("convnet", "alexnet", "vgg11", "resnet50")
+    tables["table3"] = Table(
+        "Table 3 (paper), PACS ACS→P: cross-architecture accuracy %", ["IPC", "Method", *nets],
+        [[str(ipc), method] + [f"{per_net[n]:.1f}" for n in nets]
+         for (method, ipc), per_net in TABLE3.items()])
+    datasets = list(next(iter(TABLE4.values())))
+    rows = []
+    for method in [*TABLE4, "full"]:
+        per_dataset = [table4(d) for d in datasets]
+        rows.append([method if method != "full" else "Full dataset"] + [
+            value(v, (method, "in-domain", ipc)) for v in per_dataset
+            for ipc in ((0, None) if method == "full" else (1, 10))])
+    tables["table4"] = Table("Table 4 (paper): in-domain accuracy %",
+                             ["Method"] + [f"{d} IPC {i}" for d in datasets for i in (1, 10)],
+                             rows)
+    return tables
 
 
 def stage_title(stage: str, settings: dict) -> str:
