@@ -3,7 +3,7 @@ of the *source* domains of the ACS→P split (the target domain P is never loade
 number printed here), and wall time, for the candidate settings.
 
     python benchmarks/tune_smoke.py [--out results/tuning/smoke.jsonl]
-    python benchmarks/tune_smoke.py --lengths [--out results/tuning/smoke.jsonl]
+    python benchmarks/tune_smoke.py --lengths|--budget [--out results/tuning/smoke.jsonl]
 
 Experts: ResNet-18, width 8, 32 px, pretrained with each objective for E epochs at lr η.
 Evaluation: fresh networks trained for 150 steps with DSA on 10 real source images per
@@ -13,6 +13,8 @@ class (the Random baseline at IPC 10), mean over 3 seeds. One process, two threa
 splits and in-domain), two single-thread workers: the full-data reference (ResNet-18 on every
 source training image, crop and flip, lr 0.02, batch 64, DM's schedule) for E epochs, seed 0;
 and the evaluation of random real images (IPC 1 and 10) for S steps, seeds 0 and 1.
+--budget: cheaper evaluations the same way (batch 32; 38 steps, the IPC-1 length of DM's
+epoch-based evaluation, on 4 images per class, the size of a decoded IPC-1 set).
 Target-domain images are never scored.
 """
 from __future__ import annotations
@@ -110,16 +112,18 @@ def length_row(job: tuple) -> dict:
                                  progress=False)
         row = {"kind": "full_data", "epochs": length, "seed": seed}
     else:
-        ipc, seed = rest
+        ipc, seed, batch = rest
         row = {"kind": "evaluation_length", "steps": length, "ipc": ipc, "seed": seed}
-        model = random_set_model(task, ipc, length, seed)
+        if batch != 64:
+            row["batch_size"] = batch
+        model = random_set_model(task, ipc, length, seed, batch)
     return {**row, "split": task.name, "wall_s": round(time.perf_counter() - start, 1),
             "source_val_acc": round(accuracy(model, task.val.images, task.val.labels, CPU), 2)}
 
 
-def random_set_model(task, ipc: int, steps: int, seed: int):
-    """ResNet-18 trained with DSA at lr 0.05, batch 64 on `ipc` random real source images
-    per class (drawn with generator seed 1, as evaluation_row does)."""
+def random_set_model(task, ipc: int, steps: int, seed: int, batch: int = 64):
+    """ResNet-18 trained with DSA at lr 0.05 on `ipc` random real source images per class
+    (drawn with generator seed 1, as evaluation_row does)."""
     generator = torch.Generator().manual_seed(1)
     labels = task.train.labels
     index = torch.cat([torch.nonzero(labels == c).flatten()[
@@ -128,16 +132,28 @@ def random_set_model(task, ipc: int, steps: int, seed: int):
     torch.manual_seed(seed)
     model = build_eval_net("resnet18", task.n_classes, task.n_domains, 32, 8, "strided")
     return train_classifier(model, task.train.images[index], labels[index],
-                            TrainConfig(steps=steps, lr=0.05, batch_size=64, augment="dsa"),
+                            TrainConfig(steps=steps, lr=0.05, batch_size=batch, augment="dsa"),
                             seed, CPU, progress=False)
 
 
 def length_rows() -> list[dict]:
     jobs = [("full", t, e, 0) for e in FULL_DATA_EPOCHS for t in SPLITS]
-    jobs += [("eval", t, s, ipc, seed) for s in EVALUATION_STEPS for ipc in (1, 10)
+    jobs += [("eval", t, s, ipc, seed, 64) for s in EVALUATION_STEPS for ipc in (1, 10)
              for t in SPLITS for seed in (0, 1)]
     jobs.sort(key=lambda job: job[0] != "full")  # the long runs first
     return run_jobs(length_row, jobs, workers=2, desc="lengths")
+
+
+# --budget: cheaper evaluations for the smoke profile's time budget. A decoded IPC-1 set
+# holds 4 images per class (ρ = 2): 4 random real images per class stand in for it; DM's
+# epoch-based evaluation at 38 epochs gives it 38 steps (an IPC-10 set 152).
+BUDGET_EVALUATIONS = [(150, 10, 32), (38, 4, 64), (150, 4, 64), (100, 10, 32)]
+
+
+def budget_rows() -> list[dict]:
+    jobs = [("eval", t, steps, ipc, seed, batch) for steps, ipc, batch in BUDGET_EVALUATIONS
+            for t in SPLITS for seed in (0, 1)]
+    return run_jobs(length_row, jobs, workers=2, desc="budget")
 
 
 def main() -> None:
@@ -145,9 +161,13 @@ def main() -> None:
     parser.add_argument("--out", default=None, help="append the rows to this JSON-lines file")
     parser.add_argument("--lengths", action="store_true",
                         help="full-data epochs and evaluation steps on every split")
+    parser.add_argument("--budget", action="store_true",
+                        help="cheaper evaluations (batch, epoch-based lengths) on every split")
     args = parser.parse_args()
     if args.lengths:
         rows = length_rows()
+    elif args.budget:
+        rows = budget_rows()
     else:
         torch.set_num_threads(2)
         task = source_task("P")
