@@ -30,6 +30,7 @@ from cadm_utils.method.methods import get_method
 from cadm_utils.profiles import load_profile
 from cadm_utils.runtime import git_commit
 from cadm_utils.settings import CHOICES
+from cadm_utils.experiment.products import expert, expert_heads, mechanism
 
 
 def parse_rates(text: str, option: str = "--lrs", zero: bool = False) -> list[float]:
@@ -59,8 +60,8 @@ def expert_rows(runner: Runner, dataset: str, target: str, method, rates, expert
             ((("model.grl_weight", grl),) if grl is not None else ())
         variant = runner.variant(overrides)
         for index in range(experts):
-            model, info = variant.expert(dataset, task, method, index)
-            heads = variant.expert_heads(dataset, task, method, index)
+            model, info = expert(variant, dataset, task, method, index)
+            heads = expert_heads(variant, dataset, task, method, index)
             row = {"split": task.name, "kind": method.expert_kind, "lr": rate,
                    "protocol": protocol, "grl_weight": variant.profile["model"]["grl_weight"],
                    "index": index, "source_val_acc": round(info["source_val_acc"], 1),
@@ -71,7 +72,7 @@ def expert_rows(runner: Runner, dataset: str, target: str, method, rates, expert
             yield {**row, "heads_setting": "trained", "heads": heads}
             if refit:
                 refit_heads(model, task)
-                yield {**row, "heads_setting": "refit", "heads": variant.mechanism(model, task)}
+                yield {**row, "heads_setting": "refit", "heads": mechanism(variant, model, task)}
 
 
 def main() -> None:

@@ -31,6 +31,7 @@ from cadm_utils.experiment.parallel import run_jobs
 from cadm_utils.method.masking import MaskingConfig
 from cadm_utils.method.methods import METHODS
 from cadm_utils.method.models import DomainAwareResNet, build_eval_net
+from cadm_utils.method.pretraining import PretrainConfig
 from cadm_utils.method.train import TrainConfig, accuracy, train_classifier
 from cadm_utils.runtime import git_commit
 
@@ -51,7 +52,7 @@ def objective_of(kind: str):
     """The pretraining objective of the registered method with this expert kind (the
     'domain' expert without DomainDrop's masks, as tuned at the time)."""
     method = next(m for m in METHODS.values() if m.expert_kind == kind)
-    return method.pretraining_objective({"masked": False}, MaskingConfig())
+    return method.pretraining_objective(PretrainConfig(masked=False), MaskingConfig())
 
 
 def expert_row(task, objective, epochs, lr, stem) -> dict:

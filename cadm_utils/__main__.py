@@ -50,12 +50,18 @@ def run_profile(args) -> None:
                      targets=args.targets, methods=args.methods, ipcs=args.ipc,
                      stages=args.stages, results_dir=args.results_dir)
         return
-    from .experiment.budget import parse_duration, run_budgeted
+    from .experiment.budget import MIB, ExportLimits, parse_duration, run_budgeted
 
     budget = parse_duration(args.time_budget)
+    for option in ("export_part_mib", "export_max_mib"):
+        value = getattr(args, option)
+        if value is not None and value <= 0:
+            raise ConfigError(f"--{option.replace('_', '-')} must be positive, got {value}")
+    limits = ExportLimits(int(args.export_part_mib * MIB),
+                          int(args.export_max_mib * MIB) if args.export_max_mib else None)
     runner, cells = open_run(args.profile, args.data_root, args.datasets, args.targets,
                              args.methods, args.ipc, args.stages, args.results_dir)
-    run_budgeted(runner, cells, budget, args.export)
+    run_budgeted(runner, cells, budget, args.export, limits)
 
 
 def merge(args) -> None:
@@ -132,6 +138,7 @@ def summaries(args) -> None:
 
 
 def compare(args) -> None:
+    from .experiment.records import current_records
     from .reporting.paired import chosen_ipc, interval_of, paired_difference
 
     first, second = args.first.split(","), args.second.split(",")
@@ -139,7 +146,7 @@ def compare(args) -> None:
         raise ConfigError(f"--first names {len(first)} rows and --second {len(second)}: "
                           "they pair row by row")
     runner = _runner(args)
-    records = runner.current_records()
+    records = current_records(runner)
     ipc = chosen_ipc(records, first + second, args.ipc)
     for field, label in (("source_val_acc", "source val"), ("acc", "unseen domain")):
         units, interval = paired_difference(records, first, second, field, ipc)
@@ -269,8 +276,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--time-budget", default=None,
                      help="e.g. 11m: run whole cells in priority order that fit this time")
     run.add_argument("--export", default=None,
-                     help="with --time-budget: folder for the new records and products "
-                          "(at most 8 files of at most 16 MiB)")
+                     help="with --time-budget: folder for the new records and products, "
+                          "rewritten after every finished cell")
+    run.add_argument("--export-part-mib", type=float, default=16.0,
+                     help="with --export: the export's parts have at most this size (MiB)")
+    run.add_argument("--export-max-mib", type=float, default=None,
+                     help="with --export: products beyond this total are left out (MiB; "
+                          "default: no limit)")
     run.set_defaults(func=run_profile)
 
     merger = commands.add_parser("merge", help="bring a budgeted run's export into results/ "

@@ -1,18 +1,53 @@
-"""Every setting of a run in one place: the defaults, the typed schema a profile is checked
+"""Every setting of a run: the run-level defaults, the profile schema a profile is checked
 against before any work starts, and the code constants that enter the cache keys.
 
+The sections a method reads are typed dataclasses beside the code that reads them; their
+field defaults are the defaults and their fields carry their checks (schema.setting):
+`model` ModelConfig (method/models.py), `pretrain` PretrainConfig (method/pretraining.py),
+`distill` DistillConfig (method/distill.py), `masking` MaskingConfig (method/masking.py),
+`evaluate` EvaluateConfig and `full_data` FullDataConfig (method/train.py).
 A profile (profiles/*.yaml) overrides any default; `resolve_profile` returns the full
-settings with every value checked, or raises ConfigError naming the key.
+settings with every value checked, or raises ConfigError naming the key; `Sections` are the
+typed sections of a resolved profile.
 """
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 
 from .errors import ConfigError
+from .method.distill import DistillConfig
+from .method.masking import MaskingConfig
+from .method.models import ModelConfig
+from .method.pretraining import PretrainConfig
+from .method.train import EvaluateConfig, FullDataConfig
+from .schema import check_number as _check_number, check_value, section_defaults, section_field
+
+# the profile's typed sections: name -> (class, its fields that are not profile settings)
+SECTIONS = {"model": (ModelConfig, ()), "pretrain": (PretrainConfig, ()),
+            "distill": (DistillConfig, ("ipc", "dsa")), "masking": (MaskingConfig, ()),
+            "evaluate": (EvaluateConfig, ()), "full_data": (FullDataConfig, ())}
+
+@dataclass(frozen=True)
+class Sections:
+    """The typed sections of a resolved profile, what the method code receives."""
+    model: ModelConfig
+    pretrain: PretrainConfig
+    distill: DistillConfig  # ipc 0: a cell's is `replace(distill, ipc=...)`
+    masking: MaskingConfig
+    evaluate: EvaluateConfig
+    full_data: FullDataConfig
+
+    @classmethod
+    def of(cls, profile: dict) -> "Sections":
+        return cls(**{name: section_class(**profile[name])
+                      for name, (section_class, _) in SECTIONS.items()})
+
 
 # ---------------------------------------------------------------------------- defaults
-# The reference behaviours are the defaults; each names the file it follows.
-DEFAULTS = {
+# The run-level settings; the sections' defaults are read from their classes when a profile
+# is resolved (`defaults()`), so a section's field is the one place of its default.
+RUN_DEFAULTS = {
     "seed": 0,
     "device": None,             # auto: CUDA when present, else CPU
     "workers": 1,               # CPU processes for independent jobs
@@ -24,102 +59,30 @@ DEFAULTS = {
     "precision": "float32",     # float64: CPU only, for checks that must hold on any processor
     "cuda_path": False,         # bf16 autocast + channels_last on the CPU too (tests of the GPU path)
     "compare_with_paper": False,
-    "model": {"width": 64, "stem": "auto", "grl_weight": 0.25},
-    "pretrain": {
-        "epochs": 60, "batch_size": 128, "lr": 0.01,
-        # CADM's expert trained with DomainDrop's masks active: one random block per step
-        # with probability P_active, survivors rescaled (DomainDrop train_domain.py)
-        "masked": True,
-        # DomainDrop's KL between two masked passes (train_domain.py: weight 1.5, T 5)
-        "mask_kl_weight": 1.5,
-        "experts": 1,           # NCFM's pool of pretrained models (num_premodel; 20 there)
-        # "last": the last epoch's weights; "best_val": the epoch with the best accuracy on
-        # the source domains' held-out images (DomainDrop train_domain.py, save_model "best")
-        "keep": "last",
-        # method/train.py PROTOCOLS: "dm" (SGD, lr ×0.1 at half the epochs) or "domaindrop"
-        # (Nesterov SGD, lr ×0.1 after 0.8 of the epochs), the optimiser of the code CADM's
-        # masked pretraining follows
-        "protocol": "dm",
-        # CADM's expert: "trained", the domain heads as pretrained behind the reversal layer
-        # (DomainDrop models/LayerDiscriminator.py); "refit", each head refitted afterwards
-        # by a linear fit on the frozen backbone's pooled source features (method/mechanism.py).
-        # The stop-gradient reading of the paper's "truncate the gradients" is
-        # model.grl_weight: 0 (the domain loss then trains the heads only)
-        "heads": "trained",
-    },
-    "distill": {
-        "steps": 1000, "real_per_class": 128, "factor": 2, "checkpoint_every": 100,
-        # Adam on pixels at NCFM's rate (its AdamW: lr_img 0.01 × lr_scale_adam 0.1), which
-        # goes with its per-class steps: on the bench split (source val) per-class steps
-        # reach 70.1 at 0.001 and 49.8 at 0.01; one step on all classes at 0.01: 70.4
-        "lr": 0.001,
-        # NCFM condenser/compute_loss.py: a matching step, then `calib_steps` calibration
-        # steps (iter_calib); "summed": one step on L_match + L_reg + λ L_cons
-        "phases": "separate", "calib_steps": 1,
-        # NCFM utils/utils.py update_feature_extractor: matching on l·init + (1−l)·trained
-        "interpolate": True,
-        # what the interpolation covers: "all", every floating tensor (parameters, BatchNorm
-        # statistics, domain heads), matching in eval mode; "parameters", NCFM's
-        # (utils/utils.py update_feature_extractor interpolates parameters() only and never
-        # calls eval(): BatchNorm on batch statistics), the domain heads kept as trained
-        # so that Eq. 5 scores come from the trained expert's heads
-        "interpolation": "all",
-        # NCFM: color + crop + cutout on normalised images; "dsa": one of DSA's six ops on
-        # [0, 1] pixels (the behaviour before the reference behaviours were built)
-        "augment": "ncfm",
-        # NCFM condenser/compute_loss.py loops over the classes: one optimiser step per class
-        # in each phase; CADM draws a block for "each matching and regularization step"
-        # (paper, Implementation Details), so each class step has its own mask draw.
-        # "all": one step on all classes per phase, one draw shared by the phases
-        "class_steps": "per_class",
-    },
-    # the full-data reference row (Tables 1 and 4): ResNet-18s trained on every source
-    # training image like the experts; epochs 0 = the experts' pretraining length
-    "full_data": {"epochs": 0},
-    "masking": {
-        "p_mask": 0.33, "p_active": 0.8, "lam": 100.0,
-        "rescale": True,        # DomainDrop models/resnet_domain.py, recover_flag
-        "kl": "temperature",    # DomainDrop loss/KL_Loss.py; "symmetric": Eq. 9 as printed
-        "kl_temperature": 5.0,  # DomainDrop train_domain.py, KL_Loss_T
-    },
-    "evaluate": {"steps": 0, "epochs": 0, "batch_size": 256, "lr": 0.01, "seeds": 3,
-                 "stack_seeds": False,
-                 # method/train.py PROTOCOLS: DM's SGD schedule; "ncfm": NCFM's evaluation
-                 # (AdamW, its adamw_lr 0.001, cut-mix), behind DM's on the source val
-                 # images of the bench and pacs-cpu profiles at their lengths (docs/findings)
-                 "protocol": "dm"},
+    # the order of a time-budgeted run (experiment/budget.py priority): `stages`, groups of
+    # stages in order; `groups`, groups of rows in order, each {methods: [...], ipcs: [...]}
+    # (a key left out matches every row; {} places the rows no other group names); `ipc`
+    # before the other IPCs
+    "budget": {"stages": [], "groups": [], "ipc": None},
     "analysis": {"umap_class": 0, "umap_real_per_domain": 100, "channels": 32},
 }
 REQUIRED = ("name", "datasets", "stages")
 
+
+def defaults() -> dict:
+    """Every default: the run-level ones and each section's field defaults."""
+    return {**copy.deepcopy(RUN_DEFAULTS),
+            **{name: section_defaults(section_class, leave_out)
+               for name, (section_class, leave_out) in SECTIONS.items()}}
+
+# checks of the run-level settings (the sections' are on their fields)
 CHOICES = {
     "precision": ("float32", "float64"),
     "launcher": ("local", "submitit", "submitit-local"),
-    "model.stem": ("auto", "small", "strided", "imagenet"),
-    "distill.phases": ("separate", "summed"),
-    "distill.augment": ("ncfm", "dsa"),
-    "distill.class_steps": ("per_class", "all"),
-    "masking.kl": ("temperature", "symmetric"),
-    "evaluate.protocol": ("dm", "ncfm"),
-    "pretrain.keep": ("last", "best_val"),
-    "pretrain.protocol": ("dm", "domaindrop"),
-    "pretrain.heads": ("trained", "refit"),
-    "distill.interpolation": ("all", "parameters"),
 }
-# (minimum, maximum, maximum excluded) of numeric settings; ints where the default is an int
+# (minimum, maximum) of numeric run-level settings; ints where the default is an int
 RANGES = {
     "seed": (0, None), "workers": (1, None), "slurm.timeout_min": (1, None),
-    "model.width": (1, None), "model.grl_weight": (0, None),
-    "pretrain.epochs": (1, None), "pretrain.batch_size": (2, None),
-    "pretrain.lr": (1e-12, None), "pretrain.mask_kl_weight": (0, None),
-    "pretrain.experts": (1, None), "full_data.epochs": (0, None),
-    "distill.steps": (0, None), "distill.real_per_class": (1, None), "distill.lr": (1e-12, None),
-    "distill.factor": (1, None), "distill.checkpoint_every": (1, None),
-    "distill.calib_steps": (0, None),
-    "masking.p_mask": (0, 1, True), "masking.p_active": (0, 1), "masking.lam": (0, None),
-    "masking.kl_temperature": (1e-12, None),
-    "evaluate.steps": (0, None), "evaluate.epochs": (0, None), "evaluate.batch_size": (2, None),
-    "evaluate.lr": (1e-12, None), "evaluate.seeds": (1, None),
     "analysis.umap_class": (0, None), "analysis.umap_real_per_domain": (1, None),
     "analysis.channels": (1, None), "analysis.ipc": (1, None),
 }
@@ -128,9 +91,9 @@ STAGE_KEYS = ("datasets", "targets", "methods", "ipcs", "full_data", "ablation",
               "variants", "claims", "title")
 
 
-# Settings added after results were committed, with the value that reproduces the code
-# before them: at that value a setting stays out of the cache keys, so the earlier products
-# and records stay valid; at any other value it enters them like every setting.
+# Settings that stay out of the cache keys at this value (the behaviour of the code before
+# the setting existed), so that products and records made before it stay valid; at any
+# other value a setting enters the keys like every setting.
 KEYED_UNLESS = {"distill.class_steps": "all", "evaluate.protocol": "dm",
                 "pretrain.keep": "last", "pretrain.protocol": "dm",
                 "pretrain.heads": "trained", "distill.interpolation": "all",
@@ -172,26 +135,33 @@ def _fail(profile_name: str, key: str, message: str):
 
 
 def check_number(name: str, key: str, value, bounds, integer: bool):
-    low, high, open_high = (*bounds, False)[:3] if len(bounds) == 2 else bounds
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or \
-            (integer and not isinstance(value, int)):
-        _fail(name, key, f"must be {'an integer' if integer else 'a number'}, got {value!r}")
-    if low is not None and value < low:
-        _fail(name, key, f"must be at least {low}, got {value!r}")
-    if high is not None and (value >= high if open_high else value > high):
-        _fail(name, key, f"must be {'below' if open_high else 'at most'} {high}, got {value!r}")
-    return value
+    """A run-level number checked against RANGES-style (low, high) bounds."""
+    try:
+        return _check_number(key, value, *bounds, integer=integer)
+    except ConfigError as error:
+        raise ConfigError(f"profile '{name}': {error}") from None
+
+
+def _section_field(key: str):
+    section, _, leaf = key.partition(".")
+    return section_field(SECTIONS[section][0], leaf) if section in SECTIONS else None
 
 
 def _check_leaf(name: str, key: str, value, default):
+    spec = _section_field(key)
+    try:
+        if key == "pretrain.epochs" and isinstance(value, dict):
+            if "default" not in value:
+                raise ConfigError(f"{key} given per data set needs a 'default' entry")
+            return {k: check_value(f"{key}.{k}", v, spec) for k, v in value.items()}
+        if spec is not None:
+            return check_value(key, value, spec)
+    except ConfigError as error:
+        raise ConfigError(f"profile '{name}': {error}") from None
     if key in CHOICES:
         if value not in CHOICES[key]:
             _fail(name, key, f"must be one of {', '.join(CHOICES[key])}, got {value!r}")
         return value
-    if key == "pretrain.epochs" and isinstance(value, dict):
-        if "default" not in value:
-            _fail(name, key, "given per data set needs a 'default' entry")
-        return {k: check_number(name, f"{key}.{k}", v, RANGES[key], True) for k, v in value.items()}
     if key in RANGES:
         integer = isinstance(default, int) and not isinstance(default, bool) \
             or key in ("analysis.ipc",)
@@ -243,25 +213,40 @@ def resolve_profile(raw: dict) -> dict:
     if missing:
         raise ConfigError(f"profile '{name}' lacks {', '.join(missing)}")
     rest = {k: v for k, v in raw.items() if k not in ("name", "datasets", "stages", "analysis")}
-    profile = _merge(name, {k: v for k, v in DEFAULTS.items() if k != "analysis"}, rest)
+    every = defaults()
+    profile = _merge(name, {k: v for k, v in every.items() if k != "analysis"}, rest)
     profile["name"] = name
     profile["datasets"] = _check_datasets(name, raw["datasets"])
     profile["stages"] = _check_stages(name, raw["stages"])
+    _check_budget(name, profile["budget"])
     if "analysis" in raw:
         analysis = dict(raw["analysis"])
         fixed = {k: analysis.pop(k) for k in ("dataset", "target") if k in analysis}
         ipc = analysis.pop("ipc", 1)
-        profile["analysis"] = {**_merge(name, DEFAULTS["analysis"], analysis, "analysis."),
+        profile["analysis"] = {**_merge(name, every["analysis"], analysis, "analysis."),
                                **fixed, "ipc": check_number(name, "analysis.ipc", ipc,
                                                             RANGES["analysis.ipc"], True)}
-    evaluate = profile["evaluate"]
-    if (evaluate["steps"] > 0) == (evaluate["epochs"] > 0):
-        _fail(name, "evaluate", "needs exactly one of steps and epochs (a positive integer)")
+    try:
+        Sections.of(profile)  # the sections' own checks across their fields
+    except ConfigError as error:
+        raise ConfigError(f"profile '{name}': {error}") from None
     if profile["precision"] == "float64" and profile["cuda_path"]:
         _fail(name, "cuda_path", "(bf16 autocast) cannot be combined with precision float64")
     if profile["precision"] == "float64" and profile["device"] not in (None, "cpu"):
         _fail(name, "precision", "float64 is for the CPU only")
     return profile
+
+
+def _check_budget(name: str, budget: dict) -> None:
+    stages, groups = budget["stages"], budget["groups"]
+    if not isinstance(stages, list) or not all(isinstance(g, list) for g in stages):
+        _fail(name, "budget.stages", f"must be a list of lists of stage names, got {stages!r}")
+    if not isinstance(groups, list) or not all(
+            isinstance(g, dict) and set(g) <= {"methods", "ipcs"} for g in groups):
+        _fail(name, "budget.groups", f"must be a list of {{methods: [...], ipcs: [...]}}, "
+                                     f"got {groups!r}")
+    if budget["ipc"] is not None:
+        check_number(name, "budget.ipc", budget["ipc"], (1, None), True)
 
 
 def _check_datasets(name: str, datasets) -> dict:
@@ -342,13 +327,14 @@ def _check_variants(name: str, key: str, variants) -> dict:
         overrides = dict(overrides or {})
         for path, value in overrides.items():
             if path in TOP_LEVEL_OVERRIDES:
-                _check_leaf(name, str(path), value, DEFAULTS[path])
+                _check_leaf(name, str(path), value, RUN_DEFAULTS[path])
                 continue
             section, _, leaf = str(path).partition(".")
-            if section not in DEFAULTS or not isinstance(DEFAULTS[section], dict) or \
-                    leaf not in DEFAULTS[section]:
+            every = defaults()
+            if section not in every or not isinstance(every[section], dict) or \
+                    leaf not in every[section]:
                 _fail(name, f"{key}.{row}", f"overrides an unknown setting '{path}'")
-            _check_leaf(name, str(path), value, DEFAULTS[section][leaf])
+            _check_leaf(name, str(path), value, every[section][leaf])
         out[str(row)] = overrides
     return out
 

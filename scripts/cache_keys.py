@@ -35,13 +35,13 @@ def profile_keys(name: str) -> dict[str, dict]:
         cell_runner = runner.for_cell(cell)
         label = f"{cell.label} {list(cell.overrides)}"
         split = split_name(cell.dataset, cell.target)
-        entry = {"config": cell_runner.config_hash(cell.dataset, cell.ipc)}
+        entry = {"config": cell_runner.store.config_hash(cell.dataset, cell.ipc)}
         if cell.ipc and cell.method.distills:
             entry["experts"] = [
-                cell_runner.expert_path(cell.dataset, split, cell.method, index).name
+                cell_runner.store.expert_path(cell.dataset, split, cell.method, index).name
                 for index in range(cell_runner.profile["pretrain"]["experts"])]
         if cell.ipc:
-            entry["set"] = cell_runner.synthetic_path(cell).name
+            entry["set"] = cell_runner.store.synthetic_path(cell).name
         keys[label] = entry
     return keys
 

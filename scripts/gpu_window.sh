@@ -6,6 +6,9 @@
 #   BUDGET (6m), PROFILE (gpu-short), DATA_ROOT (data/pacs-64; empty: none), DATASETS (pacs),
 #   STEP_SPEED_ARGS (--device cuda --steps 50 --sync-audit), STEP_SPEED_LIMIT (120 s),
 #   RESULTS_DIR (results/<profile>).
+# The export's limits are those of the machine that sends $OUT back: at most 8 files of at
+# most 16 MiB, 64 MiB together. Parts of 16 MiB and 48 MiB of products leave room for the
+# previous generation while a new one is written, the step timings and the log.
 set -uo pipefail
 OUT="${OUT:?set OUT to the folder that comes back}"
 mkdir -p "$OUT"
@@ -26,6 +29,7 @@ PY="${PYTHON:-python3}"
   [ -n "${DATA_ROOT-data/pacs-64}" ] && folders=(--data-root "${DATA_ROOT-data/pacs-64}")
   [ -n "${RESULTS_DIR:-}" ] && folders+=(--results-dir "$RESULTS_DIR")
   "$PY" -m cadm_utils run --profile "${PROFILE:-gpu-short}" "${folders[@]}" \
-    --datasets "${DATASETS:-pacs}" --time-budget "${BUDGET:-6m}" --export "$OUT/export"
+    --datasets "${DATASETS:-pacs}" --time-budget "${BUDGET:-6m}" --export "$OUT/export" \
+    --export-part-mib 16 --export-max-mib 48
   echo "budgeted run: exit $?, $((SECONDS - start)) s, ended $(date -u +%FT%TZ)"
 } 2>&1 | tee "$OUT/window.log"

@@ -67,13 +67,13 @@ def test_unknown_augmentation_is_refused():
 def test_each_baseline_pretrains_with_its_own_objective():
     from cadm_utils.method.masking import MaskingConfig
     from cadm_utils.method.methods import METHODS
-    from cadm_utils.method.pretraining import fact_loss
+    from cadm_utils.method.pretraining import PretrainConfig, fact_loss
 
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 3))
     x, y = torch.rand(8, 3, 8, 8), torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])
     d = torch.tensor([0, 0, 0, 0, 1, 1, 1, 1])
-    objective = {name: METHODS[name].pretraining_objective({}, MaskingConfig())
+    objective = {name: METHODS[name].pretraining_objective(PretrainConfig(), MaskingConfig())
                  for name in ("mmd", "mmd_dam", "mmd_irm", "mmd_fact")}
     for plain in ("mmd", "mmd_dam"):
         assert torch.allclose(objective[plain](model, x, y, d, 0, None),

@@ -7,7 +7,7 @@ import yaml
 
 from cadm_utils.errors import ConfigError
 from cadm_utils.experiment import budget
-from cadm_utils.experiment.budget import (MAX_PARTS, PART_BYTES, export, export_generations,
+from cadm_utils.experiment.budget import (MIB, ExportLimits, export, export_generations,
                                           merge_export, parse_duration, priority)
 from cadm_utils.experiment.cells import plan_cells
 from cadm_utils.experiment.pipeline import open_run
@@ -31,7 +31,7 @@ def test_priority_starts_with_pacs_ipc10_mmd_and_cadm_on_acs_to_p():
     profile = load_profile("gpu-short")
     cells = plan_cells(profile, datasets="pacs")
     targets = profile["datasets"]["pacs"]["targets"]
-    ordered = sorted(cells, key=lambda c: priority(c, targets))
+    ordered = sorted(cells, key=lambda c: priority(c, targets, profile["budget"]))
     entries = {}  # a table entry in two stages runs once, under its first stage
     for c in ordered:
         entries.setdefault((c.target, c.method.name, c.ipc, c.net), c)
@@ -63,11 +63,12 @@ def test_budgeted_dry_run_exports_and_merges(tmp_path):
     runner, cells = open_run(path, stages="table1", results_dir=tmp_path / "gpu_results",
                              run_dir=tmp_path / "gpu_runs", progress=False)
     lines = []
+    limits = ExportLimits(part_bytes=16 * MIB, max_bytes=48 * MIB)
     records = run_budgeted(runner, cells, budget_s=0.5, export_dir=tmp_path / "export",
-                           log=lines.append)
+                           limits=limits, log=lines.append)
     assert 1 <= len(records) < len(cells) and lines[-1].startswith("budget: stop before")
     parts = sorted((tmp_path / "export").iterdir())
-    assert 1 <= len(parts) <= MAX_PARTS and all(p.stat().st_size <= PART_BYTES for p in parts)
+    assert 1 <= len(parts) <= 3 and all(p.stat().st_size <= limits.part_bytes for p in parts)
     home = Runner(load_profile(path), results_dir=tmp_path / "cpu_results",
                   run_dir=tmp_path / "cpu_runs", progress=False)
     added, products = merge_export(home, tmp_path / "export")
@@ -77,7 +78,7 @@ def test_budgeted_dry_run_exports_and_merges(tmp_path):
     assert merged == records
     for record in merged:  # every exported set arrives with the id its records name
         if record["set_file"]:
-            assert home.stored_set_id(record["set_file"]) == record["set_id"]
+            assert home.store.stored_set_id(record["set_file"]) == record["set_id"]
 
 
 def fake_runner(tmp_path, name):
@@ -92,18 +93,16 @@ def product(folder, name, size):
     return path
 
 
-def test_export_keeps_within_what_the_device_returns(tmp_path, monkeypatch):
+def test_export_keeps_within_its_limits(tmp_path):
     """Records always, synthetic sets before experts, and what does not fit is named in the
     log instead of failing the export at the end of a budgeted run."""
-    monkeypatch.setattr(budget, "EXPORT_BYTES", 100_000)
-    monkeypatch.setattr(budget, "PART_BYTES", 40_000)
     made = tmp_path / "made"
     expert = product(made / "experts", "big-expert.pt", 70_000)
     small_expert = product(made / "experts", "small-expert.pt", 20_000)
     sets = [product(made / "synthetic", f"set{i}.pt", 30_000) for i in range(2)]
     lines = []
     paths = export(fake_runner(tmp_path, "gpu"), [{"acc": 50.0}], [expert, small_expert, *sets],
-                   tmp_path / "out", lines.append)
+                   tmp_path / "out", ExportLimits(40_000, 100_000), lines.append)
     assert sum(p.stat().st_size for p in paths) <= 100_000
     assert all(p.stat().st_size <= 40_000 for p in paths)
     assert [p.name for p in paths] == ["gpu-export.g0.tar.part0of3", "gpu-export.g0.tar.part1of3",
@@ -121,13 +120,14 @@ def test_an_export_cut_off_mid_write_leaves_the_previous_one(tmp_path):
     replaces the previous one."""
     runner = fake_runner(tmp_path, "gpu")
     folder = tmp_path / "out"
-    export(runner, [{"cell": 1}], [], folder)
-    export(runner, [{"cell": 1}, {"cell": 2}], [], folder)
+    limits = ExportLimits(16 * MIB)
+    export(runner, [{"cell": 1}], [], folder, limits)
+    export(runner, [{"cell": 1}, {"cell": 2}], [], folder, limits)
     assert list(export_generations(folder)) == [1]  # generation 0 deleted once 1 was whole
     (folder / "gpu-export.g2.tar.part0of2").write_bytes(b"cut off")  # part 1 never came
     home = fake_runner(tmp_path, "cpu")
     assert merge_export(home, folder) == (2, 0)
-    export(runner, [{"cell": 1}, {"cell": 2}], [], folder)  # after a cut-off one: a new number
+    export(runner, [{"cell": 1}, {"cell": 2}], [], folder, limits)  # after a cut-off one: a new number
     assert [p.name for p in folder.iterdir()] == ["gpu-export.g3.tar.part0of1"]
     assert [json.loads(line) for line in home.records_path.read_text().splitlines()] == \
         [{"cell": 1}, {"cell": 2}]
@@ -200,7 +200,7 @@ def test_estimate_counts_only_the_products_still_missing(tmp_path):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.touch()
     assert estimate(runner, cell, 3, done) == 3 * 2.0 + 30.0
-    path = runner.for_cell(cell).synthetic_path(cell)
+    path = runner.for_cell(cell).store.synthetic_path(cell)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.touch()
     assert estimate(runner, cell, 3, done) == 3 * 2.0

@@ -14,6 +14,8 @@ from cadm_utils.method.masking import (MaskingConfig, channel_mask, rescale_mask
 from cadm_utils.method.methods import CADM, METHODS
 from cadm_utils.method.models import DomainAwareResNet, MEAN
 from cadm_utils.method.pretraining import masked_pretraining_loss, pretraining_loss
+from cadm_utils.experiment.products import expert, new_model
+from cadm_utils.experiment.evaluation import evaluation_config, run_cell
 
 
 @pytest.fixture(scope="module")
@@ -203,14 +205,16 @@ def test_masked_expert_training_changes_the_expert(task):
 
     config = TrainConfig(steps=3, batch_size=16, lr=0.01)
     images, labels, domains = task.train.images[:64], task.train.labels[:64], task.train.domains[:64]
+    from cadm_utils.method.pretraining import PretrainConfig
+
     cadm, masking = METHODS["cadm"], MaskingConfig(p_active=1.0)
     plain = train_classifier(small_model(task), images, labels, config, 0, torch.device("cpu"),
                              domains=domains, progress=False,
-                             loss=cadm.pretraining_objective({"masked": False}, masking))
+                             loss=cadm.pretraining_objective(PretrainConfig(masked=False), masking))
     masked = train_classifier(small_model(task), images, labels, config, 0, torch.device("cpu"),
                               domains=domains, progress=False,
                               loss=cadm.pretraining_objective(
-                                  {"masked": True, "mask_kl_weight": 1.5}, masking))
+                                  PretrainConfig(masked=True, mask_kl_weight=1.5), masking))
     assert not torch.equal(plain.classifier.weight, masked.classifier.weight)
 
 
@@ -228,10 +232,10 @@ def test_evaluation_networks_do_not_start_from_the_experts_weights(tmp_path, mon
         return model
 
     monkeypatch.setattr(runner_module, "train_classifier", untrained)
-    runner.run_cell(cells[0], [0, 1])
+    run_cell(runner, cells[0], [0, 1])
     task = runner.task("embedded", "P")
     for seed, state in enumerate(started):
-        expert_init = runner.new_model(task, runner.profile["seed"] + seed).state_dict()
+        expert_init = new_model(runner, task, runner.profile["seed"] + seed).state_dict()
         assert not torch.equal(state["stem.0.weight"], expert_init["stem.0.weight"])
     assert not torch.equal(started[0]["stem.0.weight"], started[1]["stem.0.weight"])
 
@@ -276,17 +280,17 @@ def test_evaluation_protocol_enters_the_records_key_only_when_not_dm(tmp_path):
     assert runner.profile["evaluate"]["protocol"] == "dm"  # the default
     cell = next(c for c in cells if c.method.name == "cadm" and c.ipc == 1)
     ncfm = runner.variant((("evaluate.lr", 0.01), ("evaluate.protocol", "ncfm")))
-    assert ncfm.config_hash("embedded", 1) != runner.config_hash("embedded", 1)
-    assert ncfm.evaluation_config().protocol == "ncfm"
+    assert ncfm.store.config_hash("embedded", 1) != runner.store.config_hash("embedded", 1)
+    assert evaluation_config(ncfm).protocol == "ncfm"
     # a row that changes only the evaluation shares its base's synthetic set
     from cadm_utils.experiment.cells import variant_method
 
     row = variant_method(cell.method, "ncfm_eval", {"evaluate.protocol": "ncfm"})
     assert row.name == "cadm{ncfm_eval}" and row.family == "cadm"
-    assert ncfm.synthetic_path(replace(cell, method=row)) == runner.synthetic_path(cell)
+    assert ncfm.store.synthetic_path(replace(cell, method=row)) == runner.store.synthetic_path(cell)
     distilled_otherwise = runner.variant((("distill.lr", 0.5),))
-    assert distilled_otherwise.synthetic_path(replace(cell, method=row)) \
-        != runner.synthetic_path(cell)
+    assert distilled_otherwise.store.synthetic_path(replace(cell, method=row)) \
+        != runner.store.synthetic_path(cell)
 
 
 def _profile_with_variants(tmp_path, variants):
@@ -325,21 +329,21 @@ def test_a_seed_row_reseeds_the_experts_and_the_sets_not_the_evaluation(tmp_path
     seeded = runner.variant(by_name["mmd{seed1}"].overrides)
     assert seeded.profile["seed"] == 1 and runner.profile["seed"] == 0
     method, task = by_name["mmd"].method, "ACS→P"
-    assert seeded.expert_path("embedded", task, method) != runner.expert_path("embedded", task,
-                                                                            method)
+    assert seeded.store.expert_path("embedded", task, method) != \
+        runner.store.expert_path("embedded", task, method)
     # pool member 1 of seed 0 is member 0 of seed 1: one file, trained once
-    assert seeded.expert_path("embedded", task, method) == runner.expert_path("embedded", task,
-                                                                            method, index=1)
-    shared = runner.expert_path("embedded", task, method, index=1)
+    assert seeded.store.expert_path("embedded", task, method) == \
+        runner.store.expert_path("embedded", task, method, index=1)
+    shared = runner.store.expert_path("embedded", task, method, index=1)
     legacy = shared.with_name(shared.name.replace("-plain-", "-plain-1-"))
     legacy.parent.mkdir(parents=True)
     legacy.touch()  # a file named before the suffix was dropped is still found
-    assert runner.expert_path("embedded", task, method, index=1) == legacy
+    assert runner.store.expert_path("embedded", task, method, index=1) == legacy
     for name in ("random", "mmd"):
-        assert seeded.synthetic_path(by_name[f"{name}{{seed1}}"]) \
-            != runner.synthetic_path(by_name[name])
-    assert seeded.config_hash("embedded", 1) != runner.config_hash("embedded", 1)
-    assert seeded.evaluation_values() == runner.evaluation_values()
+        assert seeded.store.synthetic_path(by_name[f"{name}{{seed1}}"]) \
+            != runner.store.synthetic_path(by_name[name])
+    assert seeded.store.config_hash("embedded", 1) != runner.store.config_hash("embedded", 1)
+    assert seeded.store.evaluation_values() == runner.store.evaluation_values()
 
 
 def test_keep_best_returns_the_best_scoring_epoch_the_later_on_a_tie():
@@ -374,12 +378,12 @@ def test_a_best_val_expert_keeps_its_curve_and_its_best_epoch(tmp_path):
                   progress=False)
     runner = last.variant((("pretrain.keep", "best_val"),))
     task = runner.task("embedded", "P")
-    _, info = runner.expert("embedded", task, get_method("mmd"))
+    _, info = expert(runner, "embedded", task, get_method("mmd"))
     curve = info["source_val_by_epoch"]
     assert len(curve) == runner.profile["pretrain"]["epochs"]
     assert info["source_val_acc"] == pytest.approx(max(curve))
-    assert last.expert_path("embedded", task.name, get_method("mmd")) \
-        != runner.expert_path("embedded", task.name, get_method("mmd"))
+    assert last.store.expert_path("embedded", task.name, get_method("mmd")) \
+        != runner.store.expert_path("embedded", task.name, get_method("mmd"))
 
 
 def test_domaindrop_protocol_is_nesterov_sgd_decaying_once_after_four_fifths():
@@ -424,12 +428,12 @@ def test_pretraining_protocol_changes_the_experts_only_when_not_dm(tmp_path):
     base = Runner(load_profile("ci"), results_dir=tmp_path / "r", run_dir=tmp_path / "w",
                   progress=False)
     assert base.profile["pretrain"]["protocol"] == "dm"
-    assert "protocol" not in base.expert_settings("embedded", get_method("cadm"))
+    assert "protocol" not in base.store.expert_settings("embedded", get_method("cadm"))
     domaindrop = base.variant((("pretrain.protocol", "domaindrop"),))
     for name in ("mmd", "cadm"):
-        assert domaindrop.expert_path("embedded", "ACS→P", get_method(name)) \
-            != base.expert_path("embedded", "ACS→P", get_method(name))
-    assert domaindrop.config_hash("embedded", 1) != base.config_hash("embedded", 1)
+        assert domaindrop.store.expert_path("embedded", "ACS→P", get_method(name)) \
+            != base.store.expert_path("embedded", "ACS→P", get_method(name))
+    assert domaindrop.store.config_hash("embedded", 1) != base.store.config_hash("embedded", 1)
 
 
 def test_a_domaindrop_expert_trains_with_nesterov(tmp_path, monkeypatch):
@@ -448,5 +452,5 @@ def test_a_domaindrop_expert_trains_with_nesterov(tmp_path, monkeypatch):
     monkeypatch.setattr(train, "optimiser", recording)
     runner = Runner(load_profile("ci"), results_dir=tmp_path / "r", run_dir=tmp_path / "w",
                     progress=False).variant((("pretrain.protocol", "domaindrop"),))
-    runner.expert("embedded", runner.task("embedded", "P"), get_method("cadm"))
+    expert(runner, "embedded", runner.task("embedded", "P"), get_method("cadm"))
     assert made == ["domaindrop"]

@@ -6,6 +6,7 @@ import torch
 from cadm_utils.method.mechanism import (fit_linear, head_diagnostics, majority_share,
                                      percent_correct, refit_heads)
 from cadm_utils.method.models import N_BLOCKS, DomainAwareResNet
+from cadm_utils.experiment.products import expert, expert_heads
 
 
 def test_majority_share_is_the_largest_label_count():
@@ -87,15 +88,15 @@ def test_the_refit_setting_refits_cadms_heads_and_leaves_other_experts_alone(tmp
     refit = runner.variant((("pretrain.heads", "refit"),))
     task = runner.task("embedded", "P")
     mmd, cadm = get_method("mmd"), get_method("cadm")
-    assert refit.expert_path("embedded", task.name, mmd) == \
-        runner.expert_path("embedded", task.name, mmd)
-    assert refit.expert_path("embedded", task.name, cadm) != \
-        runner.expert_path("embedded", task.name, cadm)
-    heads = refit.expert_heads("embedded", task, cadm)
+    assert refit.store.expert_path("embedded", task.name, mmd) == \
+        runner.store.expert_path("embedded", task.name, mmd)
+    assert refit.store.expert_path("embedded", task.name, cadm) != \
+        runner.store.expert_path("embedded", task.name, cadm)
+    heads = expert_heads(refit, "embedded", task, cadm)
     assert len(heads) == N_BLOCKS
     # the refitted heads are the probe's fit (cast to float32: a borderline image may flip)
     assert all(abs(h["head_acc"] - h["probe_acc"]) <= 1.0 for h in heads)
-    assert refit.expert_heads("embedded", task, mmd) is None
+    assert expert_heads(refit, "embedded", task, mmd) is None
 
 
 def test_the_experts_command_prints_each_block_of_cadms_expert(tmp_path, monkeypatch, capsys):
@@ -107,7 +108,7 @@ def test_the_experts_command_prints_each_block_of_cadms_expert(tmp_path, monkeyp
     runner, cells = run
     for cell in cells:
         if cell.method.distills:
-            runner.expert("embedded", runner.task("embedded", "P"), cell.method)
+            expert(runner, "embedded", runner.task("embedded", "P"), cell.method)
     monkeypatch.setattr(pipeline, "open_run", lambda *args, **kwargs: run)
     assert main(["experts", "--profile", "ci", "--write"]) == 0
     lines = capsys.readouterr().out.splitlines()
@@ -116,7 +117,7 @@ def test_the_experts_command_prints_each_block_of_cadms_expert(tmp_path, monkeyp
     assert lines[-2] == "2 experts on disk" and lines[-1].startswith("written: ")
     table = (runner.figures_dir / "experts.md").read_text().splitlines()
     [row] = [line for line in table if line.startswith("| ACS→P")]  # CADM's only: it has heads
-    heads = [b for b in runner.expert_heads("embedded", runner.task("embedded", "P"),
+    heads = [b for b in expert_heads(runner, "embedded", runner.task("embedded", "P"),
                                             cells[-1].method)]
     assert f"{heads[0]['head_acc']:.1f} / " in row and f"({heads[0]['majority']:.1f})" in row
 

@@ -3,8 +3,8 @@ import torch
 
 from cadm_utils.data import leave_one_domain_out, load_dataset
 from cadm_utils.errors import ConfigError
-from cadm_utils.method.masking import MaskingConfig
-from cadm_utils.method.methods import METHODS, ablation_variant, distillation_losses, get_method
+from cadm_utils.method.masking import MaskDraw, MaskingConfig
+from cadm_utils.method.methods import METHODS, ablation_variant, get_method
 from cadm_utils.method.models import DomainAwareResNet
 
 
@@ -22,6 +22,16 @@ def batch():
     syn = [task.train.images[syn_index].float() / 255, task.train.labels[syn_index],
            task.train.domains[syn_index]]
     return model, task.n_classes, real, syn
+
+
+def distillation_losses(model, method, masking, n_classes, real_x, real_y, real_d, syn_x,
+                        syn_y, syn_d, generator, batch=None):
+    """Every term of one summed step (all classes in one batch, one mask draw)."""
+    draw = MaskDraw.sample(masking, generator)
+    match = method.matching_loss(model, masking, draw, n_classes, real_x, real_y, real_d,
+                                 syn_x, syn_y, generator, batch)
+    return {"match": match, **method.calibration_losses(model, masking, draw, syn_x, syn_y,
+                                                        syn_d, generator)}
 
 
 def losses(batch, method, masking, seed=0):
@@ -67,7 +77,7 @@ def test_registry_and_invalid_settings():
         get_method("dm")
     with pytest.raises(ConfigError, match="p_active"):
         MaskingConfig(p_active=1.5)
-    with pytest.raises(ConfigError, match="lambda"):
+    with pytest.raises(ConfigError, match="masking.lam"):
         MaskingConfig(lam=-1)
     with pytest.raises(ConfigError, match="needs L_reg masked"):
         ablation_variant(True, False, True)

@@ -9,6 +9,8 @@ from cadm_utils.experiment.runner import Runner
 from cadm_utils.errors import ConfigError
 from cadm_utils.profiles import load_profile
 from cadm_utils.reporting.tables import stage_tables
+from cadm_utils.experiment.products import pretraining_config
+from cadm_utils.experiment.evaluation import run_cell
 
 
 def test_paper_profile_is_complete_and_plans_every_table():
@@ -39,7 +41,7 @@ def test_paper_route_on_pacs_with_tiny_steps(pacs_root, tmp_path):
                              ipcs="10", stages="table1", results_dir=tmp_path / "r",
                              run_dir=tmp_path / "runs", progress=False)
     assert [(c.method.name, c.ipc) for c in cells] == [("mmd", 10), ("cadm", 10)]
-    records = [r for cell in cells for r in runner.run_cell(cell)]
+    records = [r for cell in cells for r in run_cell(runner, cell)]
     assert len(records) == 6 and {r["split"] for r in records} == {"ACS→P"}
     table = stage_tables(Runner(profile, results_dir=tmp_path / "r", progress=False))
     row = next(r for r in table["table1_pacs"].rows if r[0] == "cadm")
@@ -50,7 +52,7 @@ def test_paper_route_on_pacs_with_tiny_steps(pacs_root, tmp_path):
                          run_dir=tmp_path / "runs", progress=False)
     ncfm_row = next(c for c in checks if c.overrides)
     sets = sorted((tmp_path / "runs" / "synthetic").glob("*.pt"))
-    ncfm_records = runner.for_cell(ncfm_row).run_cell(ncfm_row)
+    ncfm_records = run_cell(runner.for_cell(ncfm_row), ncfm_row)
     assert sorted((tmp_path / "runs" / "synthetic").glob("*.pt")) == sets
     assert {r["set_id"] for r in ncfm_records} == {r["set_id"] for r in records
                                                  if r["method"] == "cadm"}
@@ -97,11 +99,11 @@ def test_the_full_data_row_trains_like_the_experts_with_their_optimiser(tmp_path
     monkeypatch.setattr(type(variant), "train_eval_nets",
                         lambda self, cell, task, images, labels, config, seeds:
                         seen.append((len(images), config)) or [])
-    variant.run_cell(Cell("table1", "embedded", "P", FULL_DATA, 0), seeds=[0])
+    run_cell(variant, Cell("table1", "embedded", "P", FULL_DATA, 0), seeds=[0])
     [(n_images, config)] = seen
     assert n_images == len(runner.task("embedded", "P").train.images)
     assert (config.protocol, config.lr, config.augment) == ("domaindrop", 0.03, "crop_flip")
-    assert config == variant.pretraining_config("embedded")
+    assert config == pretraining_config(variant, "embedded")
     assert config.epochs == variant.profile["pretrain"]["epochs"]
 
 

@@ -12,6 +12,7 @@ from cadm_utils.experiment.runner import Runner
 from cadm_utils.method.methods import get_method
 from cadm_utils.profiles import load_profile
 from cadm_utils.reporting.tables import stage_tables
+from cadm_utils.experiment.products import expert
 
 TINY = {
     "name": "tiny", "seed": 0, "device": "cpu",
@@ -85,7 +86,7 @@ def test_expert_does_not_depend_on_global_rng(tiny_profile, tmp_path):
         torch.manual_seed(global_seed)
         runner = Runner(profile, results_dir=tmp_path / f"r{i}", run_dir=tmp_path / f"runs{i}",
                         progress=False)
-        model, _ = runner.expert("embedded", runner.task("embedded", "P"),
+        model, _ = expert(runner, "embedded", runner.task("embedded", "P"),
                                  get_method("cadm"))
         states.append(model.state_dict())
     assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
@@ -191,7 +192,7 @@ def test_variant_stages_on_several_splits_get_a_summary():
 
 
 def test_tables_show_the_paper_value_beside_ours():
-    from cadm_utils.reporting.paper_numbers import TABLE2, TABLE3, table1
+    from cadm_utils.reporting.paper_numbers import TABLE2, table1, table3
     from cadm_utils.reporting.tables import ablation_table, cross_architecture_table, method_table
 
     records = [{"dataset": "pacs", "split": "ACS→P", "method": m, "ipc": 10, "net": n,
@@ -201,7 +202,8 @@ def test_tables_show_the_paper_value_beside_ours():
     assert t1.rows == [["mmd", "41.0 ± 1.0 (3) [paper 40.8]"], ["cadm", "41.0 ± 1.0 (3) [paper 48.7]"]]
     t2 = ablation_table(records, "t", "pacs", "ACS→P", [10], [("cadm[adm]", True, False, False)], TABLE2)
     assert t2.rows == [["✓", "-", "-", "41.0 ± 1.0 (3) [paper 45.9]"]]
-    t3 = cross_architecture_table(records, "t", "pacs", "ACS→P", ["cadm"], [10], ["convnet"], TABLE3)
+    t3 = cross_architecture_table(records, "t", "pacs", "ACS→P", ["cadm"], [10], ["convnet"],
+                                  table3())
     assert t3.rows == [["10", "cadm", "41.0 ± 1.0 (3) [paper 45.7]"]]
 
 
@@ -255,10 +257,10 @@ def test_evaluation_settings_key_the_records_but_not_the_synthetic_sets(tmp_path
                         results_dir=tmp_path, run_dir=tmp_path, progress=False)
     other_masking = Runner(full(dict(TINY, masking=dict(TINY["masking"], p_mask=0.5))),
                            results_dir=tmp_path, run_dir=tmp_path, progress=False)
-    assert longer.synthetic_path(cell) == base.synthetic_path(cell)
-    assert longer.config_hash("embedded", 1) != base.config_hash("embedded", 1)
-    assert more_seeds.config_hash("embedded", 1) == base.config_hash("embedded", 1)
-    assert other_masking.synthetic_path(cell) != base.synthetic_path(cell)
+    assert longer.store.synthetic_path(cell) == base.store.synthetic_path(cell)
+    assert longer.store.config_hash("embedded", 1) != base.store.config_hash("embedded", 1)
+    assert more_seeds.store.config_hash("embedded", 1) == base.store.config_hash("embedded", 1)
+    assert other_masking.store.synthetic_path(cell) != base.store.synthetic_path(cell)
 
 
 def test_experts_lists_the_trained_experts_only_with_seed_and_source_val(tmp_path):
@@ -270,7 +272,7 @@ def test_experts_lists_the_trained_experts_only_with_seed_and_source_val(tmp_pat
     assert trained_experts(runner, cells) == []
     assert not (tmp_path / "w").exists()  # listing trains nothing
     task = runner.task("embedded", "P")
-    _, info = runner.expert("embedded", task, cells[0].method)
+    _, info = expert(runner, "embedded", task, cells[0].method)
     rows = trained_experts(runner, cells)
     assert [(r["split"], r["seed"], r["overrides"]) for r in rows] == [(task.name, 0, {})]
     assert rows[0]["source_val_acc"] == info["source_val_acc"]

@@ -8,9 +8,10 @@ import yaml
 
 from cadm_utils.errors import ConfigError
 from cadm_utils.experiment.pipeline import open_run
-from cadm_utils.experiment.records import load_records
+from cadm_utils.experiment.records import current_records, load_records, seeds_to_run
 from cadm_utils.experiment.runner import Runner
 from cadm_utils.profiles import load_profile
+from cadm_utils.experiment.products import synthetic_set
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -63,12 +64,12 @@ def test_code_constants_enter_the_product_keys(monkeypatch):
     from cadm_utils.method import pretraining
 
     runner = Runner(load_profile("ci"), device="cpu", progress=False)
-    before = runner.product_hash("embedded", 1)
+    before = runner.store.product_hash("embedded", 1)
     monkeypatch.setattr(pretraining, "IRM_LAMBDA", 10.0)
-    assert runner.product_hash("embedded", 1) != before
+    assert runner.store.product_hash("embedded", 1) != before
     monkeypatch.undo()
     monkeypatch.setitem(embedded.GENERATOR_SETTINGS, "max_rotation", 1.0)
-    assert runner.product_hash("embedded", 1) != before
+    assert runner.store.product_hash("embedded", 1) != before
 
 
 @pytest.mark.slow
@@ -79,25 +80,25 @@ def test_records_are_bound_to_their_synthetic_set(tmp_path):
     from cadm_utils.experiment.pipeline import evaluate_cells
 
     records = evaluate_cells(runner, cells)
-    assert {r["set_id"] for r in records} == {runner.stored_set_id(
-        runner.synthetic_path(cells[0]).name)}
-    assert len(runner.current_records()) == len(records)
+    assert {r["set_id"] for r in records} == {runner.store.stored_set_id(
+        runner.store.synthetic_path(cells[0]).name)}
+    assert len(current_records(runner)) == len(records)
     # a fresh clone: records without the products behind them are rendered, nothing is remade
     import shutil
     shutil.rmtree(tmp_path / "runs")
     runner, cells = open_run("ci", **args)
-    assert runner.seeds_to_run(cells[0]) == []
+    assert seeds_to_run(runner, cells[0]) == []
     assert evaluate_cells(runner, cells) == []
     # a set remade with other content makes the old records stale: every seed reruns
-    path = runner.synthetic_path(cells[0])
-    runner.synthetic_set(cells[0], runner.task("embedded", "P"))
+    path = runner.store.synthetic_path(cells[0])
+    synthetic_set(runner, cells[0], runner.task("embedded", "P"))
     import torch
     state = torch.load(path, weights_only=False)
     state["info"]["set_id"] = "remade000000"
     torch.save(state, path)
     runner, cells = open_run("ci", **args)
-    assert runner.seeds_to_run(cells[0]) == [0, 1]
-    assert runner.current_records() == []
+    assert seeds_to_run(runner, cells[0]) == [0, 1]
+    assert current_records(runner) == []
     new = evaluate_cells(runner, cells)
     assert {r["set_id"] for r in new} == {"remade000000"}
     assert len(load_records(tmp_path / "results" / "records.jsonl")) == 2 * len(records)

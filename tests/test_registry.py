@@ -15,6 +15,7 @@ from cadm_utils.method import methods
 from cadm_utils.method.losses import class_means
 from cadm_utils.profiles import REPO_ROOT, load_profile
 from cadm_utils.reporting.tables import stage_tables
+from cadm_utils.experiment.records import current_records, seeds_to_run
 
 
 @dataclass(frozen=True)
@@ -71,10 +72,10 @@ def test_committed_records_stay_current(profile_name, tmp_path):
     profile = load_profile(profile_name)
     runner = Runner(profile, results_dir=REPO_ROOT / "results" / profile_name,
                     run_dir=tmp_path / "runs", device="cpu", progress=False)
-    records = runner.current_records()
+    records = current_records(runner)
     recorded = {(r["dataset"], r["split"], r["method"], r["ipc"], r["net"]) for r in records}
     cells = [c for c in plan_cells(profile)
              if (c.dataset, split_name(c.dataset, c.target), c.method.name, c.ipc, c.net)
              in recorded]
     assert len(cells) >= 6
-    assert [c.label for c in cells if runner.for_cell(c).seeds_to_run(c)] == []
+    assert [c.label for c in cells if seeds_to_run(runner.for_cell(c), c)] == []

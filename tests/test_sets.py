@@ -9,6 +9,7 @@ from cadm_utils.errors import DataError
 from cadm_utils.experiment.pipeline import open_run
 from cadm_utils.experiment.sets import evaluate_set, export_sets, read_set_file
 from cadm_utils.runtime import file_sha256
+from cadm_utils.experiment.evaluation import run_cell
 
 
 @pytest.fixture(scope="module")
@@ -17,7 +18,7 @@ def exported(tmp_path_factory):
     runner, cells = open_run("ci", stages="table1", methods="mmd", targets="P", ipcs="1",
                              results_dir=tmp / "r", run_dir=tmp / "w", progress=False)
     [cell] = cells
-    [record] = runner.run_cell(cell, seeds=[0])
+    [record] = run_cell(runner, cell, seeds=[0])
     entries = export_sets(runner, tmp / "out")
     return runner, record, entries, tmp
 

@@ -8,6 +8,7 @@ from cadm_utils.errors import ConfigError
 from cadm_utils.method.models import N_BLOCKS, DomainAwareResNet
 from cadm_utils.method.synthetic import SyntheticSet
 from cadm_utils.reporting.analysis import score_spread, spread_units
+from cadm_utils.experiment.products import expert, synthetic_set
 
 
 def test_score_spread_is_the_mean_over_channels_of_the_variance_across_domains():
@@ -40,10 +41,10 @@ def test_spread_units_read_both_sets_with_cadms_heads_and_need_a_cadm_row(tmp_pa
                              progress=False)
     task = runner.task("embedded", "P")
     assert spread_units(runner, ["mmd"], ["cadm"], 1) == []  # nothing on disk: no unit
-    sets = {cell.method.name: runner.synthetic_set(cell, task)[0] for cell in cells}
+    sets = {cell.method.name: synthetic_set(runner, cell, task)[0] for cell in cells}
     [(split, first, mmd, second, cadm)] = spread_units(runner, ["mmd"], ["cadm"], 1)
     assert (split, first, second) == (task.name, "mmd", "cadm")
-    probe, _ = runner.expert("embedded", task, cells[-1].method)
+    probe, _ = expert(runner, "embedded", task, cells[-1].method)
     assert mmd == pytest.approx(score_spread(probe, sets["mmd"]))
     assert cadm == pytest.approx(score_spread(probe, sets["cadm"]))
     with pytest.raises(ConfigError, match="has a CADM expert"):

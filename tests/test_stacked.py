@@ -5,6 +5,7 @@ import torch
 
 from cadm_utils.method.models import build_eval_net
 from cadm_utils.method.train import TrainConfig, train_classifier, train_classifiers_stacked
+from cadm_utils.experiment.records import current_records
 
 CPU = torch.device("cpu")
 SEEDS = [5, 6, 7]
@@ -79,7 +80,7 @@ def test_a_cell_stacked_gives_the_records_of_a_cell_run_seed_by_seed(tmp_path):
         runner.profile["evaluate"]["stack_seeds"] = stacked
         records = evaluate_cells(runner, cells)
         accuracies[stacked] = sorted((r["seed"], r["acc"], r["source_val_acc"]) for r in records)
-        assert runner.current_records() and len(records) == runner.profile["evaluate"]["seeds"]
+        assert current_records(runner) and len(records) == runner.profile["evaluate"]["seeds"]
     assert [seed for seed, *_ in accuracies[True]] == [0, 1]
     for (_, acc, val), (_, acc_stacked, val_stacked) in zip(accuracies[False], accuracies[True]):
         assert acc == pytest.approx(acc_stacked, abs=1e-6)
@@ -91,6 +92,6 @@ def test_stacking_is_not_part_of_the_records_key():
     from cadm_utils.profiles import load_profile
 
     profile = load_profile("ci")
-    plain = Runner(profile, progress=False, device="cpu").config_hash("embedded", 10)
+    plain = Runner(profile, progress=False, device="cpu").store.config_hash("embedded", 10)
     profile["evaluate"]["stack_seeds"] = True
-    assert Runner(profile, progress=False, device="cpu").config_hash("embedded", 10) == plain
+    assert Runner(profile, progress=False, device="cpu").store.config_hash("embedded", 10) == plain

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from cadm_utils.experiment.products import expert, synthetic_set
 
 ROOT = Path(__file__).resolve().parents[1]
 RECORD = Path(__file__).with_suffix(".json")
@@ -49,16 +50,16 @@ def outcomes(seed: int, folder: Path) -> dict[str, float]:
     found = {}
     for kind, name in KINDS.items():
         method = get_method(name)
-        expert, info = runner.expert("embedded", task, method)
-        synthetic, _ = runner.synthetic_set(Cell("check", "embedded", "P", method, ipc), task)
-        initial, _ = runner.synthetic_set(Cell("check", "embedded", "P", get_method("random"),
+        model, info = expert(runner, "embedded", task, method)
+        synthetic, _ = synthetic_set(runner, Cell("check", "embedded", "P", method, ipc), task)
+        initial, _ = synthetic_set(runner, Cell("check", "embedded", "P", get_method("random"),
                                                ipc), task)
         with torch.no_grad():
-            real = expert.embed(to_float(task.train.images, torch.device("cpu")))
+            real = model.embed(to_float(task.train.images, torch.device("cpu")))
 
             def distance(images):
                 factor = runner.profile["distill"]["factor"]
-                syn = expert.embed(decode(images, factor))
+                syn = model.embed(decode(images, factor))
                 labels = synthetic.labels.repeat_interleave(factor ** 2)
                 return float(mmd_loss(real, task.train.labels, syn, labels, task.n_classes))
 

@@ -10,23 +10,16 @@ import json
 import re
 import tarfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ConfigError
 from ..runtime import write_atomic
-from .records import append_record, load_records, matching
+from .records import append_record, load_records, matching, seeds_to_run
+from .evaluation import run_cell
 
-PART_BYTES = 16 * 2 ** 20
-# An export may hold at most 8 files of 16 MiB, 64 MiB together (what a remote GPU
-# machine may send back). A generation of 3 parts, plus the previous one while the new one
-# is written, plus the step timings and a log, stays within both.
-MAX_PARTS = 3
-EXPORT_BYTES = MAX_PARTS * PART_BYTES
+MIB = 2 ** 20
 TAR_BLOCK, TAR_RECORD = 512, 10240
-STAGE_ORDER = ("table1", "table2", "table3", "table4")
-# checks that decide how the rest should run: their rows follow Table 1's cells
-FIRST_STAGES = ("loop", "eval_protocol")
-BASELINES = ("mmd_irm", "mmd_fact", "mmd_dam")
 
 
 def parse_duration(text: str) -> float:
@@ -45,25 +38,23 @@ def parse_duration(text: str) -> float:
     return seconds
 
 
-def priority(cell, targets: list[str]) -> tuple:
-    """The priority order: Table 1 at IPC 10 with mmd and cadm (first target first), then
-    random and the full-data row, then IPC 1, then the baselines, then Tables 2, 3, 4. The
-    variant rows of a FIRST_STAGES check follow their method's Table 1 cell of the split."""
-    if cell.stage in FIRST_STAGES:
-        stage = 0
-    else:
-        stage = STAGE_ORDER.index(cell.stage) if cell.stage in STAGE_ORDER else len(STAGE_ORDER)
-    name = cell.method.family  # a variant row counts as its method
-    if name in ("mmd", "cadm") and cell.ipc == 10:
-        group = 0
-    elif name in ("random", "full"):
-        group = 1
-    elif name in BASELINES:
-        group = 3
-    else:
-        group = 2
+def priority(cell, targets: list[str], order: dict) -> tuple:
+    """A cell's place in a budgeted run, from the profile's `budget` section (`order`): its
+    stage group, then its row group (a row in no group takes the place of the first group
+    that names nothing, or comes last), then `ipc` before other IPCs, the targets in
+    profile order, base rows before variant rows. A variant row counts as its method."""
+    stages = order["stages"]
+    stage = next((i for i, group in enumerate(stages) if cell.stage in group), len(stages))
+    groups = order["groups"]
+
+    def matches(group):
+        return (cell.method.family in group.get("methods", [cell.method.family])
+                and cell.ipc in group.get("ipcs", [cell.ipc]))
+    group = next((i for i, g in enumerate(groups) if g and matches(g)),
+                 next((i for i, g in enumerate(groups) if not g), len(groups)))
     target = targets.index(cell.target) if cell.target in targets else len(targets)
-    return (stage, group, cell.ipc != 10, target, bool(cell.overrides), cell.method.name)
+    return (stage, group, cell.ipc != order["ipc"], target, bool(cell.overrides),
+            cell.method.name)
 
 
 def estimate(runner, cell, seeds: int, records: list[dict]) -> float | None:
@@ -86,20 +77,30 @@ def estimate(runner, cell, seeds: int, records: list[dict]) -> float | None:
     return cost
 
 
-def run_budgeted(runner, cells, budget_s: float, export_dir=None, log=print) -> list[dict]:
-    """Run whole cells in priority order until the next one would not finish in time."""
+@dataclass(frozen=True)
+class ExportLimits:
+    """What an export may be (the command line's --export-part-mib, --export-max-mib): parts
+    of at most `part_bytes`, at most `max_bytes` together (None: no limit)."""
+    part_bytes: int
+    max_bytes: int | None = None
+
+
+def run_budgeted(runner, cells, budget_s: float, export_dir=None,
+                 limits: ExportLimits | None = None, log=print) -> list[dict]:
+    """Run whole cells in priority order until the next one would not finish in time; with
+    `export_dir`, the export (within `limits`) is rewritten after every finished cell."""
     from .pipeline import make_missing
 
     start = time.time()
     targets = [t for d in runner.profile["datasets"].values() for t in d["targets"]]
     earlier = load_records(runner.records_path)
-    todo = sorted((c for c in cells if runner.for_cell(c).seeds_to_run(c, earlier)),
-                  key=lambda c: priority(c, targets))
+    todo = sorted((c for c in cells if seeds_to_run(runner.for_cell(c), c, earlier)),
+                  key=lambda c: priority(c, targets, runner.profile["budget"]))
     before = {str(p) for p in product_files(runner)}
     new_records = []
     for cell in todo:
         elapsed = time.time() - start
-        seeds = runner.for_cell(cell).seeds_to_run(cell, earlier + new_records)
+        seeds = seeds_to_run(runner.for_cell(cell), cell, earlier + new_records)
         if not seeds:  # the same table entry in another stage (e.g. CADM in Tables 1, 2)
             continue
         cost = estimate(runner, cell, len(seeds), earlier + new_records)
@@ -108,12 +109,12 @@ def run_budgeted(runner, cells, budget_s: float, export_dir=None, log=print) -> 
                 f"{budget_s - elapsed:.0f} s left)")
             break
         make_missing(runner, [cell])
-        records = runner.for_cell(cell).run_cell(cell, seeds)
+        records = run_cell(runner.for_cell(cell), cell, seeds)
         new_records += records
         log(f"budget: {cell.label}: {len(records)} seeds in {time.time() - start - elapsed:.0f} s")
         if export_dir is not None:
             made = [p for p in product_files(runner) if str(p) not in before]
-            export(runner, new_records, made, Path(export_dir), log)
+            export(runner, new_records, made, Path(export_dir), limits, log)
     return new_records
 
 
@@ -126,14 +127,17 @@ def tar_bytes(size: int) -> int:
     return TAR_BLOCK + -(-size // TAR_BLOCK) * TAR_BLOCK
 
 
-def fitting_products(records_bytes: int, products: list[Path], log=print) -> list[Path]:
+def fitting_products(records_bytes: int, products: list[Path], max_bytes: int | None,
+                     log=print) -> list[Path]:
     """Synthetic sets first (small; later evaluations and the analysis need them), then
-    experts, each while the stream stays within EXPORT_BYTES; the rest is named in the log
+    experts, each while the stream stays within `max_bytes`; the rest is named in the log
     (a later run remakes a missing product)."""
-    room = EXPORT_BYTES - TAR_RECORD - 2 * TAR_BLOCK - tar_bytes(records_bytes)
+    if max_bytes is None:
+        return list(products)
+    room = max_bytes - TAR_RECORD - 2 * TAR_BLOCK - tar_bytes(records_bytes)
     if room < 0:
-        raise ConfigError(f"the records alone ({records_bytes / 2 ** 20:.0f} MiB) exceed the "
-                          f"{EXPORT_BYTES / 2 ** 20:.0f} MiB export")
+        raise ConfigError(f"the records alone ({records_bytes / MIB:.0f} MiB) exceed the "
+                          f"{max_bytes / MIB:.0f} MiB export")
     chosen = []
     for path in sorted(products, key=lambda p: p.parent.name != "synthetic"):
         size = tar_bytes(path.stat().st_size)
@@ -142,33 +146,35 @@ def fitting_products(records_bytes: int, products: list[Path], log=print) -> lis
             room -= size
         else:
             log(f"export: left out {path.parent.name}/{path.name} "
-                f"({path.stat().st_size / 2 ** 20:.0f} MiB): no room in {EXPORT_BYTES / 2 ** 20:.0f} MiB")
+                f"({path.stat().st_size / MIB:.0f} MiB): no room in {max_bytes / MIB:.0f} MiB")
     return chosen
 
 
-def export(runner, records: list[dict], products: list[Path], folder: Path, log=print) -> list[Path]:
-    """records.jsonl plus the products that fit, as one tar stream cut into parts of at most
-    16 MiB, written as a new generation (`<profile>-export.g<G>.tar.part<i>of<N>`); the
-    earlier generations are deleted only once the new one is whole, so a kill at any moment leaves
-    one whole export."""
+def export(runner, records: list[dict], products: list[Path], folder: Path,
+           limits: ExportLimits, log=print) -> list[Path]:
+    """records.jsonl plus the products that fit `limits`, as one tar stream cut into parts
+    of at most limits.part_bytes, written as a new generation
+    (`<profile>-export.g<G>.tar.part<i>of<N>`); the earlier generations are deleted only
+    once the new one is whole, so a kill at any moment leaves one whole export."""
     lines = "".join(json.dumps(r, sort_keys=True) + "\n" for r in records).encode()
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
         info = tarfile.TarInfo("records.jsonl")
         info.size = len(lines)
         tar.addfile(info, io.BytesIO(lines))
-        for path in fitting_products(len(lines), products, log):
+        for path in fitting_products(len(lines), products, limits.max_bytes, log):
             tar.add(path, arcname=f"{path.parent.name}/{path.name}")
     data = buffer.getvalue()
     folder.mkdir(parents=True, exist_ok=True)
     old = export_parts(folder)  # whole generations and any cut off earlier
     generation = max((g for g, _, _, _ in old), default=-1) + 1
-    starts = range(0, max(len(data), 1), PART_BYTES)
+    part = limits.part_bytes
+    starts = range(0, max(len(data), 1), part)
     paths = []
     for number, index in enumerate(starts):
         path = folder / (f"{runner.profile['name']}-export.g{generation}.tar"
                          f".part{number}of{len(starts)}")
-        write_atomic(path, lambda tmp, part=data[index:index + PART_BYTES]: tmp.write_bytes(part))
+        write_atomic(path, lambda tmp, chunk=data[index:index + part]: tmp.write_bytes(chunk))
         paths.append(path)
     for _, _, _, part in old:
         part.unlink()

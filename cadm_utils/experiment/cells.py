@@ -27,6 +27,10 @@ class Cell:
     overrides: tuple = ()  # ((setting path, value), ...) of a variant row (method checks)
 
     @property
+    def split(self) -> str:
+        return split_name(self.dataset, self.target)
+
+    @property
     def label(self) -> str:
         net = "" if self.net == "resnet18" else f" on {self.net}"
         return f"{self.stage}: {self.dataset} {self.target} {self.method.name} ipc{self.ipc}{net}"

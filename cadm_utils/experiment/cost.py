@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from ..method.methods import PROPOSED, REFERENCE
 from ..profiles import REPO_ROOT, pretrain_epochs
 from .records import load_records
 
@@ -25,8 +26,8 @@ def gpu_timing(path: Path = TIMINGS) -> dict | None:
 
 def distill_seconds(profile: dict, method: str, ipc: int, timing: dict) -> float:
     settings = profile["distill"]
-    per_step = timing["distill_s"][f"{'cadm' if method == 'cadm' else 'mmd'}/"
-                                   f"{settings['class_steps']}"]
+    timed = PROPOSED if method == PROPOSED else REFERENCE  # step_speed.py times these two
+    per_step = timing["distill_s"][f"{timed}/{settings['class_steps']}"]
     scale = settings["real_per_class"] / timing["real_per_class"] * ipc / timing["ipc"]
     return settings["steps"] * per_step * scale
 

@@ -12,19 +12,22 @@ from ..method.synthetic import check_ipc
 from ..profiles import load_profile
 from .cells import Cell, plan_cells
 from .parallel import run_jobs, worker_cache
-from .records import load_records
-from .runner import Runner, short_hash
+from .records import load_records, seeds_to_run
+from .runner import Runner
+from .store import short_hash
+from .products import distill_row, expert_with_heads
+from .evaluation import evaluation_config, run_cell
 
 
 def validate_cells(runner: Runner, cells: list[Cell]) -> None:
     """Everything that can fail before long work: data, targets, IPC, settings."""
     runner.workers  # raises on a bad number
     resolve_stem(runner.profile["model"]["stem"], 64)
-    runner.evaluation_config()
+    evaluation_config(runner)
     for cell in cells:
         task = runner.task(cell.dataset, cell.target)
         if cell.ipc:
-            config = runner.for_cell(cell).distill_config(cell.ipc, cell.method)
+            config = runner.for_cell(cell).store.distill_config(cell.ipc, cell.method)
             check_ipc(task.train, task.source_domains, cell.ipc, config.factor)
 
 
@@ -43,7 +46,7 @@ def open_run(profile_name, data_root=None, datasets=None, targets=None, methods=
 def cells_with_work(runner: Runner, cells: list[Cell]) -> list[Cell]:
     """The cells that still lack a valid record for some seed."""
     records = load_records(runner.records_path)
-    return [c for c in cells if runner.for_cell(c).seeds_to_run(c, records)]
+    return [c for c in cells if seeds_to_run(runner.for_cell(c), c, records)]
 
 
 def needed_experts(runner: Runner, cells: list[Cell]) -> list[tuple]:
@@ -61,7 +64,7 @@ def needed_experts(runner: Runner, cells: list[Cell]) -> list[tuple]:
 def distilled_cells(runner: Runner, cells: list[Cell]) -> list[Cell]:
     """One cell per synthetic set (a set shared by two tables, or by a method and a variant
     row that changes only the evaluation, is distilled once)."""
-    unique = {runner.for_cell(c).synthetic_path(c): c for c in cells
+    unique = {runner.for_cell(c).store.synthetic_path(c): c for c in cells
               if c.ipc and c.method.distills}
     return list(unique.values())
 
@@ -72,7 +75,7 @@ def missing_products(runner: Runner, cells: list[Cell]) -> tuple[list[tuple], li
     by_path = {_expert_path(runner, key): key for key in needed_experts(runner, cells)}
     experts = [key for path, key in by_path.items() if not path.exists()]
     sets = [cell for cell in distilled_cells(runner, cells)
-            if not runner.for_cell(cell).synthetic_path(cell).exists()]
+            if not runner.for_cell(cell).store.synthetic_path(cell).exists()]
     return experts, sets
 
 
@@ -94,7 +97,7 @@ def make_missing(runner: Runner, cells: list[Cell], distill: bool = True) -> Non
 
 def _expert_path(runner: Runner, key: tuple) -> Path:
     overrides, dataset, target, method, index = key
-    return runner.variant(overrides).expert_path(dataset, split_name(dataset, target), method,
+    return runner.variant(overrides).store.expert_path(dataset, split_name(dataset, target), method,
                                                  index)
 
 
@@ -125,8 +128,8 @@ def distill_cells(runner: Runner, cells: list[Cell]) -> list[dict]:
     """Distil every set that cells with missing records need; rows with the first and last
     loss terms of every set on disk."""
     make_missing(runner, cells_with_work(runner, cells))
-    return [runner.for_cell(cell).distill_row(cell) for cell in distilled_cells(runner, cells)
-            if runner.for_cell(cell).synthetic_path(cell).exists()]
+    return [distill_row(runner.for_cell(cell), cell) for cell in distilled_cells(runner, cells)
+            if runner.for_cell(cell).store.synthetic_path(cell).exists()]
 
 
 def evaluate_cells(runner: Runner, cells: list[Cell]) -> list[dict]:
@@ -162,7 +165,7 @@ def _seed_groups(runner: Runner, cell: Cell, records: list[dict]) -> list[list[i
     """The cell's missing seeds as jobs: one job of all of them when they train stacked,
     else one job per seed (spread over the workers)."""
     cell_runner = runner.for_cell(cell)
-    seeds = cell_runner.seeds_to_run(cell, records)
+    seeds = seeds_to_run(cell_runner, cell, records)
     if cell_runner.profile["evaluate"]["stack_seeds"]:
         return [seeds] if seeds else []
     return [[seed] for seed in seeds]
@@ -194,22 +197,22 @@ def _expert_job(job) -> dict:
 
 def _expert_row(runner: Runner, dataset: str, target: str, method, index: int) -> dict:
     """An expert (trained here when missing) with its source-val accuracy and, where it has
-    domain heads, their per-block diagnostics (Runner.expert_heads)."""
+    domain heads, their per-block diagnostics (products.mechanism), loaded once."""
     task = runner.task(dataset, target)
-    _, info = runner.expert(dataset, task, method, index)
+    _, info = expert_with_heads(runner, dataset, task, method, index)
     return {"dataset": dataset, "split": task.name, "kind": method.expert_kind, "index": index,
             "source_val_acc": info["source_val_acc"], "expert_id": info["expert_id"],
-            "heads": runner.expert_heads(dataset, task, method, index)}
+            "heads": info.get("heads") if method.has_domain_heads else None}
 
 
 def _distill_job(job) -> dict:
     handle, cell = job
-    return _runner_for(handle).for_cell(cell).distill_row(cell)
+    return distill_row(_runner_for(handle).for_cell(cell), cell)
 
 
 def _evaluate_job(job) -> list[dict]:
     handle, cell, seeds = job
-    return _runner_for(handle).for_cell(cell).run_cell(cell, seeds)
+    return run_cell(_runner_for(handle).for_cell(cell), cell, seeds)
 
 
 def run_pipeline(profile_name: str, data_root=None, datasets=None, targets=None, methods=None,

@@ -78,3 +78,58 @@ def latest_per_seed(records: list[dict]) -> list[dict]:
     for record in records:
         latest[(*cell_key(record), record.get("seed"))] = record
     return list(latest.values())
+
+
+# ---------------------------------------------------------------- which records count
+
+def current_records(runner) -> list[dict]:
+    """Records made with the run's present settings and seeds, newest per seed, and of one
+    product per cell: where the cell's synthetic set is on disk, only records of that very
+    set (its content id); elsewhere those of the newest record's set."""
+    seeds = runner.sections.evaluate.seeds
+    groups = {}
+    for r in load_records(runner.records_path):
+        if r.get("dataset") not in runner.profile["datasets"] or r.get("seed", 0) >= seeds:
+            continue
+        variant = runner.variant(tuple(tuple(o) for o in r.get("overrides", ())))
+        if r.get("config") != variant.store.config_hash(r["dataset"], r.get("ipc", 0)):
+            continue
+        groups.setdefault(cell_key(r), []).append(r)
+    fresh = []
+    for group in groups.values():
+        wanted = runner.store.stored_set_id(group[-1].get("set_file"))
+        if wanted is None:
+            wanted = group[-1].get("set_id")
+        fresh += [r for r in group if r.get("set_id") == wanted]
+    return latest_per_seed(fresh)
+
+
+def cell_records(runner, cell, records: list[dict]) -> list[dict]:
+    """The records of one cell made with the run's present settings."""
+    return matching(records, config=runner.store.config_hash(cell.dataset, cell.ipc),
+                    dataset=cell.dataset, split=cell.split, method=cell.method.name,
+                    ipc=cell.ipc, net=cell.net)
+
+
+def seeds_to_run(runner, cell, records: list[dict] | None = None) -> list[int]:
+    """The cell's seeds without a valid record. Where the cell's synthetic set is on disk,
+    only records of that set count; where it is not, the records count only if every seed
+    has one of a single set (then nothing is remade): otherwise the set will be made and
+    every seed is run on it. `records` saves rereading the file. (`runner`: the cell's
+    own, Runner.for_cell.)"""
+    if records is None:
+        records = load_records(runner.records_path)
+    mine = cell_records(runner, cell, records)
+    seeds = range(runner.sections.evaluate.seeds)
+    path = runner.store.synthetic_path(cell) if cell.ipc else None
+    if path is not None and path.exists():
+        set_id = runner.store.stored_set_id(path.name)
+        finished = {r["seed"] for r in mine if r.get("set_id") == set_id}
+    elif cell.ipc:
+        newest = mine[-1].get("set_id") if mine else None
+        finished = {r["seed"] for r in mine if r.get("set_id") == newest}
+        if not set(seeds) <= finished:
+            finished = set()
+    else:  # full data: no product to tie to
+        finished = {r["seed"] for r in mine}
+    return [s for s in seeds if s not in finished]

@@ -5,18 +5,18 @@ source domain of each image, the stored multi-formation images and a metadata re
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from pathlib import Path
 
 import torch
 
 from ..errors import DataError
-from ..method.methods import get_method
+from ..method.methods import RandomReal
 from ..method.synthetic import SyntheticSet
 from ..runtime import file_sha256, save_atomic, write_atomic
 from .cells import Cell, plan_cells
-from .records import append_record, base_record, matching
-from .runner import _safe, content_id
+from .records import append_record, base_record, current_records, matching
+from .store import _safe, content_id
+from .evaluation import evaluation_config, train_eval_nets
 
 FORMAT = "cadm-set/1"
 PIXELS = "float32 in [0, 1], not normalised (the networks normalise inside)"
@@ -30,11 +30,11 @@ def export_sets(runner, out: Path) -> list[dict]:
     """Every distilled set of the profile that is on disk, written under `out` as
     <method>/<dataset>/<split>/IPC<n>.pt, and out/manifest.json (file, sha256, set id);
     returns the manifest's entries."""
-    out, records, entries = Path(out), runner.current_records(), []
+    out, records, entries = Path(out), current_records(runner), []
     by_path = {}  # one file per set: a row that changes only the evaluation shares its base's
     for cell in plan_cells(runner.profile):
         if cell.ipc and cell.net == "resnet18":
-            by_path.setdefault(runner.for_cell(cell).synthetic_path(cell), cell)
+            by_path.setdefault(runner.for_cell(cell).store.synthetic_path(cell), cell)
     for path, cell in by_path.items():
         if not path.exists():
             continue
@@ -137,13 +137,13 @@ def evaluate_set(runner, path: Path, dataset: str, target: str, seeds=None,
     task = runner.task(dataset, target)
     images, labels = read_set_file(path, task.n_classes, task.train.resolution)
     seeds = list(range(runner.profile["evaluate"]["seeds"])) if seeds is None else seeds
-    method = replace(get_method("random"), name=f"file:{Path(path).name}")
+    method = RandomReal(f"file:{Path(path).name}")
     cell = Cell("evaluate_set", dataset, target, method, 0)
     out = Path(out or runner.results_dir / "evaluated_sets.jsonl")
     set_id = content_id({"images": images, "labels": labels})
     records = []
-    for seed, net, seconds in runner.train_eval_nets(cell, task, images, labels,
-                                                     runner.evaluation_config(), seeds):
+    for seed, net, seconds in train_eval_nets(runner, cell, task, images, labels,
+                                                     evaluation_config(runner), seeds):
         record = base_record(
             kind="eval_file", dataset=dataset, split=task.name, seed=seed, device=runner.device,
             file=str(path), set_id=set_id, n_train_images=len(labels), net="resnet18",

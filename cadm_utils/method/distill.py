@@ -11,6 +11,7 @@ from tqdm import tqdm
 
 from ..data import Task
 from ..errors import ConfigError
+from ..schema import check_fields, setting
 from ..runtime import autocast, prepare_model, save_atomic, to_float
 from .augment import augment_for_distillation, sample_augmentation
 from .masking import MaskDraw, MaskingConfig
@@ -20,31 +21,34 @@ from .synthetic import SyntheticSet, decode, init_from_real
 
 @dataclass(frozen=True)
 class DistillConfig:
-    ipc: int
-    steps: int = 1000
-    real_per_class: int = 128
-    lr: float = 0.001  # Adam on pixels (NCFM's rate)
-    factor: int = 2  # multi-formation ρ
-    dsa: bool = True
-    checkpoint_every: int = 100
-    phases: str = "separate"  # NCFM: matching step, then calib_steps calibration steps
-    calib_steps: int = 1
-    interpolate: bool = True  # NCFM: match on a random point between init and trained
-    interpolation: str = "all"  # "parameters": NCFM's (BatchNorm on batch statistics)
-    augment: str = "ncfm"  # "ncfm" (normalised color+crop+cutout) or "dsa" (one op, pixels)
-    class_steps: str = "per_class"  # NCFM: one step per class and phase; "all": one step
+    """How a synthetic set is distilled: the profile's `distill` section (every field but
+    `ipc` and `dsa`), whose defaults are the defaults of every profile."""
+    ipc: int = 0  # images per class of the cell (0: the profile's section, no cell yet)
+    steps: int = setting(1000, 0)
+    real_per_class: int = setting(128, 1)  # real images per class in each step
+    # Adam on pixels at NCFM's rate (its AdamW lr_img 0.01 × lr_scale_adam 0.1)
+    lr: float = setting(0.001, 1e-12)
+    factor: int = setting(2, 1)  # multi-formation ρ
+    dsa: bool = True  # augment real and synthetic batches (off only in tests)
+    checkpoint_every: int = setting(100, 1)
+    # NCFM condenser/compute_loss.py: a matching step, then `calib_steps` calibration steps
+    # (iter_calib); "summed": one step on L_match + L_reg + λ L_cons
+    phases: str = setting("separate", choices=("separate", "summed"))
+    calib_steps: int = setting(1, 0)
+    # NCFM utils/utils.py update_feature_extractor: match on l·init + (1−l)·trained
+    interpolate: bool = setting(True)
+    # what the interpolation covers: "all" floating tensors, matching in eval mode;
+    # "parameters" is NCFM's (parameters() only, BatchNorm on batch statistics, heads as
+    # trained); docs/method.md
+    interpolation: str = setting("all", choices=("all", "parameters"))
+    # "ncfm": color + crop + cutout on normalised images; "dsa": one of DSA's six ops
+    augment: str = setting("ncfm", choices=("ncfm", "dsa"))
+    # NCFM condenser/compute_loss.py: one optimiser step per class in each phase, each with
+    # its own mask draw; "all": one step on all classes per phase, one draw for the phases
+    class_steps: str = setting("per_class", choices=("per_class", "all"))
 
     def __post_init__(self):
-        if self.steps < 0 or self.real_per_class < 1 or self.lr <= 0 or self.calib_steps < 0:
-            raise ConfigError(f"invalid distillation setting: steps={self.steps}, "
-                              f"real_per_class={self.real_per_class}, lr={self.lr}, "
-                              f"calib_steps={self.calib_steps}")
-        if self.phases not in ("separate", "summed") or self.augment not in ("ncfm", "dsa") \
-                or self.class_steps not in ("per_class", "all") \
-                or self.interpolation not in ("all", "parameters"):
-            raise ConfigError(f"invalid distillation setting: phases={self.phases!r}, "
-                              f"augment={self.augment!r}, class_steps={self.class_steps!r}, "
-                              f"interpolation={self.interpolation!r}")
+        check_fields(self, "distill.")
 
 
 class RealSampler:

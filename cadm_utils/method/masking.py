@@ -7,29 +7,25 @@ from dataclasses import dataclass
 
 import torch
 
-from ..errors import ConfigError
+from ..schema import check_fields, check_value, section_field, setting
 from ..runtime import upcast
 from .models import N_BLOCKS
 
 
 @dataclass(frozen=True)
 class MaskingConfig:
-    """CADM's masking hyper-parameters (the profile's `masking` section; defaults in
-    settings.DEFAULTS, which the dataclass defaults repeat for direct use in tests)."""
-    p_mask: float = 0.33
-    p_active: float = 0.8
-    lam: float = 100.0  # λ of Eq. 12
-    rescale: bool = True  # DomainDrop's recover flag
-    kl: str = "temperature"  # L_cons form: DomainDrop's "temperature" KL or Eq. 9 "symmetric"
-    kl_temperature: float = 5.0
+    """CADM's masking hyper-parameters: the profile's `masking` section. The field defaults
+    are the defaults of every profile (settings.py reads them from here)."""
+    p_mask: float = setting(0.33, 0, 1, below=True)  # P_mask: share of channels masked (Eq. 6)
+    p_active: float = setting(0.8, 0, 1)  # P_active: a step's drawn block is masked
+    lam: float = setting(100.0, 0)  # λ of Eq. 12
+    rescale: bool = setting(True)  # DomainDrop models/resnet_domain.py, recover_flag
+    # L_cons: DomainDrop's loss/KL_Loss.py ("temperature") or Eq. 9 as printed ("symmetric")
+    kl: str = setting("temperature", choices=("temperature", "symmetric"))
+    kl_temperature: float = setting(5.0, 1e-12)  # DomainDrop train_domain.py, KL_Loss_T
 
     def __post_init__(self):
-        if not 0.0 <= self.p_mask < 1.0:
-            raise ConfigError(f"p_mask must be in [0, 1), got {self.p_mask}")
-        if not 0.0 <= self.p_active <= 1.0:
-            raise ConfigError(f"p_active must be in [0, 1], got {self.p_active}")
-        if self.lam < 0:
-            raise ConfigError(f"lambda must be non-negative, got {self.lam}")
+        check_fields(self, "masking.")
 
 
 @dataclass(frozen=True)
@@ -69,8 +65,7 @@ def activation_scores(features: torch.Tensor, head_weight: torch.Tensor, domains
 
 def masked_count(p_mask: float, channels: int) -> int:
     """M = ⌊P_mask · C⌋ (with a tolerance so that e.g. 0.5·64 is not floored to 31)."""
-    if not 0.0 <= p_mask < 1.0:
-        raise ConfigError(f"p_mask must be in [0, 1), got {p_mask}")
+    check_value("p_mask", p_mask, section_field(MaskingConfig, "p_mask"))
     return int(math.floor(p_mask * channels + 1e-9))
 
 

@@ -14,7 +14,7 @@ The terms of cadm switch one by one for the ablation (paper Table 2): CADM(adm=.
 Adding a method: subclass `Method` (distribution matching with an Eq. 1 expert) and override
 what differs, then add one line to METHODS (or call `register`). What a method does
 differently enters the synthetic sets' cache key through `traits`; its hyper-parameters
-are profile settings (CADM's in `masking` and `pretrain`, defaults in settings.DEFAULTS)
+are profile settings (CADM's in `masking` and `pretrain`: MaskingConfig, PretrainConfig)
 or code constants (DAM's, in settings.code_constants), which enter every product key.
 """
 from __future__ import annotations
@@ -30,7 +30,8 @@ from .dam import N_PSEUDO, dam_matching_loss, domain_views, pseudo_domains
 from .losses import consistency_loss, mmd_loss, regularization_loss
 from .masking import MaskDraw, MaskingConfig, sensitive_channel_mask
 from .models import N_BLOCKS
-from .pretraining import fact_loss, irm_loss, masked_pretraining_loss, pretraining_loss
+from .pretraining import (PretrainConfig, fact_loss, irm_loss, masked_pretraining_loss,
+                          pretraining_loss)
 from .train import BatchLoss, cross_entropy
 
 EXPERT_ONLY_SETTINGS = ("masked", "mask_kl_weight", "heads")  # pretrain keys only CADM's expert reads
@@ -65,6 +66,7 @@ class Method:
     # the smoke profile): the pipeline starts the longest jobs first so workers end together
     expert_cost = 1.0
     distill_cost = 1.0
+    has_domain_heads = False  # its expert's heads score channels (Eq. 5): CADM's
 
     def traits(self) -> dict:
         """How the method differs from plain MMD (part of its synthetic sets' key)."""
@@ -89,7 +91,9 @@ class Method:
         """The pretraining settings that make this method's expert (its cache key)."""
         return {k: v for k, v in pretrain.items() if k not in EXPERT_ONLY_SETTINGS}
 
-    def pretraining_objective(self, settings: dict, masking: MaskingConfig) -> BatchLoss:
+    def pretraining_objective(self, settings: PretrainConfig,
+                              masking: MaskingConfig) -> BatchLoss:
+        """The loss of one batch its expert trains on (Eq. 1's cross-entropy here)."""
         return cross_entropy
 
     # ----------------------------------------------------------------- distillation
@@ -203,6 +207,7 @@ class CADM(Method):
     masked_reg: bool = True
     cons: bool = True
     expert_kind = "domain"
+    has_domain_heads = True
     expert_cost = 1.8  # two masked passes per batch (DomainDrop's KL)
 
     def __post_init__(self):
@@ -221,9 +226,9 @@ class CADM(Method):
 
     def pretraining_objective(self, settings, masking) -> BatchLoss:
         """Eq. 10, with DomainDrop's masks active when pretrain.masked."""
-        if settings["masked"]:
+        if settings.masked:
             return lambda model, x, labels, domains, step, generator: masked_pretraining_loss(
-                model, x, labels, domains, masking, settings["mask_kl_weight"], generator)
+                model, x, labels, domains, masking, settings.mask_kl_weight, generator)
         return lambda model, x, labels, domains, step, generator: \
             pretraining_loss(model, x, labels, domains)
 
@@ -274,6 +279,18 @@ register(CADM("cadm", label="CADM", colour="#d62728"))
 
 FULL_DATA = FullData("full", label="Full data", colour="#333333")
 
+# the registry entries the paper's claims are about: the proposed method, the method every
+# baseline extends, and the random-real-images row
+PROPOSED, REFERENCE, RANDOM = "cadm", "mmd", "random"
+
+
+def name_of_label(label: str) -> str:
+    """The registry name of the method the paper's tables call `label` ("MMD+DAM")."""
+    names = {m.label: m.name for m in [*METHODS.values(), FULL_DATA]}
+    if label not in names:
+        raise ConfigError(f"no registered method is labelled '{label}'")
+    return names[label]
+
 
 def _named(name: str) -> tuple[Method | None, str]:
     """The registered method a record's method name belongs to, and the rest of the name (a
@@ -319,14 +336,3 @@ def total_loss(terms: dict[str, torch.Tensor], masking: MaskingConfig) -> torch.
     """Eq. 11 + Eq. 12 in one step: L_adm (or L_mmd) + L_reg + λ L_cons."""
     return terms["match"] + calibration_total(terms, masking)
 
-
-def distillation_losses(model, method: Method, masking: MaskingConfig, n_classes: int,
-                        real_x, real_y, real_d, syn_x, syn_y, syn_d,
-                        generator: torch.Generator, batch: dict | None = None
-                        ) -> dict[str, torch.Tensor]:
-    """Every term of one summed step (all classes in one batch, one mask draw)."""
-    draw = MaskDraw.sample(masking, generator)
-    match = method.matching_loss(model, masking, draw, n_classes, real_x, real_y, real_d,
-                                 syn_x, syn_y, generator, batch)
-    return {"match": match, **method.calibration_losses(model, masking, draw, syn_x, syn_y,
-                                                        syn_d, generator)}

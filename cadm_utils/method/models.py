@@ -5,12 +5,15 @@ can be optimised and clamped in pixel space.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 
 from ..errors import ConfigError
+from ..schema import check_fields, setting
 
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
@@ -45,6 +48,19 @@ class Normalize(nn.Module):
 
 
 STEMS = ("auto", "small", "strided", "imagenet")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The expert's ResNet: the profile's `model` section (defaults of every profile)."""
+    width: int = setting(64, 1)  # base width (64 = the standard ResNet-18)
+    stem: str = setting("auto", choices=STEMS)  # resolve_stem
+    # the gradient reversal before the domain heads (DomainDrop models/LayerDiscriminator.py);
+    # 0: the domain loss trains the heads only (the stop-gradient reading)
+    grl_weight: float = setting(0.25, 0)
+
+    def __post_init__(self):
+        check_fields(self, "model.")
 
 
 def resolve_stem(stem: str, resolution: int) -> str:

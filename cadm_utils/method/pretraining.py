@@ -4,15 +4,48 @@ batch; the method classes (methods.py) choose theirs.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 
 from ..runtime import upcast
+from ..schema import check_fields, setting
 from .augment import random_amplitude_mix
 from .losses import irm_penalty, temperature_kl
 from .masking import MaskDraw, sensitive_channel_mask
 
 IRM_LAMBDA, IRM_ANNEAL_STEPS = 100.0, 500  # DomainBed's defaults
+PROTOCOL_CHOICES = ("dm", "domaindrop")  # train.PROTOCOLS an expert may train with
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    """How the experts (and, by default, the full-data reference) train: the profile's
+    `pretrain` section, whose defaults are the defaults of every profile."""
+    # epochs per data set may be a mapping {default: N, pacs: M} (profiles.pretrain_epochs)
+    epochs: int = setting(60, 1)
+    batch_size: int = setting(128, 2)
+    lr: float = setting(0.01, 1e-12)
+    # CADM's expert trained with DomainDrop's masks active: one random block per step with
+    # probability P_active, survivors rescaled (DomainDrop train_domain.py)
+    masked: bool = setting(True)
+    mask_kl_weight: float = setting(1.5, 0)  # DomainDrop's KL between two masked passes
+    experts: int = setting(1, 1)  # NCFM's pool of pretrained models (num_premodel; 20 there)
+    # "last": the last epoch's weights; "best_val": the epoch with the best accuracy on the
+    # source domains' held-out images (DomainDrop train_domain.py, save_model "best")
+    keep: str = setting("last", choices=("last", "best_val"))
+    # train.PROTOCOLS: "dm" (SGD, lr ×0.1 at half the epochs) or "domaindrop" (Nesterov SGD,
+    # lr ×0.1 after 0.8 of the epochs), the optimiser of CADM's masked pretraining's code
+    protocol: str = setting("dm", choices=PROTOCOL_CHOICES)
+    # CADM's heads: "trained" behind the reversal layer (DomainDrop
+    # models/LayerDiscriminator.py) or "refit" by a linear fit on the frozen backbone's
+    # pooled source features afterwards (method/mechanism.py)
+    heads: str = setting("trained", choices=("trained", "refit"))
+
+    def __post_init__(self):
+        if not isinstance(self.epochs, dict):
+            check_fields(self, "pretrain.")
 
 
 def pretraining_loss(model, x, labels, domains) -> torch.Tensor:

@@ -13,6 +13,7 @@ from tqdm import tqdm
 
 from ..errors import ConfigError
 from ..runtime import autocast, prepare_model, to_float
+from ..schema import check_fields, setting
 from .augment import crop_flip, cutmix, dsa
 
 AUGMENTATIONS = ("crop_flip", "dsa", "none")
@@ -56,6 +57,39 @@ class TrainConfig:
         if self.epochs:
             return self.epochs
         return max(1, math.ceil(self.steps / math.ceil(n_images / self.batch_size)))
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    """How fresh networks are trained on a distilled set and tested: the profile's
+    `evaluate` section (defaults of every profile); exactly one of steps and epochs."""
+    steps: int = setting(0, 0)
+    epochs: int = setting(0, 0)
+    batch_size: int = setting(256, 2)
+    lr: float = setting(0.01, 1e-12)
+    seeds: int = setting(3, 1)  # evaluation networks per cell
+    # a cell's networks train as one vmapped ensemble (the same networks up to summation
+    # order, tests/test_stacked.py)
+    stack_seeds: bool = setting(False)
+    # PROTOCOLS: DM's SGD schedule; "ncfm": NCFM's evaluation (AdamW, its adamw_lr 0.001,
+    # cut-mix), behind DM's on the source val images of the bench and pacs-cpu profiles
+    protocol: str = setting("dm", choices=("dm", "ncfm"))
+
+    def __post_init__(self):
+        check_fields(self, "evaluate.")
+        if (self.steps > 0) == (self.epochs > 0):
+            raise ConfigError("evaluate needs exactly one of steps and epochs "
+                              "(a positive integer)")
+
+
+@dataclass(frozen=True)
+class FullDataConfig:
+    """The full-data reference row (Tables 1 and 4): ResNet-18s trained on every source
+    training image like the experts; the profile's `full_data` section."""
+    epochs: int = setting(0, 0)  # 0: the experts' pretraining length
+
+    def __post_init__(self):
+        check_fields(self, "full_data.")
 
 
 def augment_batch(x: torch.Tensor, kind: str, generator: torch.Generator) -> torch.Tensor:

@@ -7,7 +7,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..experiment.products import expert, new_model, synthetic_set
+from ..experiment.records import current_records
 from ..method.masking import activation_scores
+from ..method.methods import PROPOSED, RANDOM, REFERENCE
 from ..method.models import N_BLOCKS
 from ..runtime import default_dtype, to_float, write_atomic
 
@@ -86,10 +89,10 @@ def current_set_ids(runner, methods) -> dict:
     """Each method's current synthetic-set id on the analysis split (None: no set yet)."""
     from ..experiment.records import matching
 
-    records = runner.current_records()
+    records = current_records(runner)
     ids = {}
     for name, cell in analysis_cells(runner, methods).items():
-        on_disk = runner.stored_set_id(runner.synthetic_path(cell).name)
+        on_disk = runner.store.stored_set_id(runner.store.synthetic_path(cell).name)
         from_records = [r.get("set_id") for r in matching(
             records, dataset=cell.dataset, split=runner.task(cell.dataset, cell.target).name,
             method=name, ipc=cell.ipc, net="resnet18")]
@@ -103,11 +106,11 @@ def stored_analysis(runner, kind: str, methods, compute) -> dict[str, dict[str, 
     products) stored there."""
     import json
 
-    from ..experiment.runner import short_hash
+    from ..experiment.store import short_hash
 
     settings = runner.profile["analysis"]
     key = short_hash([kind, settings, list(methods),
-                      runner.product_hash(settings["dataset"], settings["ipc"])])
+                      runner.store.product_hash(settings["dataset"], settings["ipc"])])
     path = runner.results_dir / "analysis" / f"{kind}-{key}.npz"
     meta_path = path.with_suffix(".json")
     wanted = current_set_ids(runner, methods)
@@ -124,17 +127,17 @@ def stored_analysis(runner, kind: str, methods, compute) -> dict[str, dict[str, 
     return result
 
 
-def analysis_sets(runner, methods=("mmd", "cadm")) -> tuple:
+def analysis_sets(runner, methods=(REFERENCE, PROPOSED)) -> tuple:
     """(task, {method: SyntheticSet}) for the profile's analysis split and IPC (made when
     missing)."""
     settings = runner.profile["analysis"]
     task = runner.task(settings["dataset"], settings["target"])
-    sets = {name: runner.synthetic_set(cell, task)[0]
+    sets = {name: synthetic_set(runner, cell, task)[0]
             for name, cell in analysis_cells(runner, methods).items()}
     return task, sets
 
 
-def activation_by_method(runner, methods=("mmd", "cadm")) -> dict[str, ChannelActivation]:
+def activation_by_method(runner, methods=(REFERENCE, PROPOSED)) -> dict[str, ChannelActivation]:
     """Fig. 1(b)/3(b): last-block scores of each method's decoded synthetic images, per
     source domain, all probed by the same domain heads (CADM's expert), as in the paper's
     "same synthetic data initialization" comparison."""
@@ -146,7 +149,7 @@ def _activation_arrays(runner, methods) -> dict:
     from ..method.methods import get_method
 
     task, sets = analysis_sets(runner, methods)
-    probe, _ = runner.expert(runner.profile["analysis"]["dataset"], task, get_method("cadm"))
+    probe, _ = expert(runner, runner.profile["analysis"]["dataset"], task, get_method(PROPOSED))
     out = {}
     for name, synthetic in sets.items():
         images, _, domains = synthetic.decoded()
@@ -155,13 +158,13 @@ def _activation_arrays(runner, methods) -> dict:
     return out
 
 
-def umap_by_method(runner, methods=("mmd", "cadm")) -> dict[str, dict]:
+def umap_by_method(runner, methods=(REFERENCE, PROPOSED)) -> dict[str, dict]:
     """Fig. 3(a): one class, real source images (a seeded sample per domain) and the
     decoded synthetic images, embedded by each method's own expert, then a joint UMAP."""
     return stored_analysis(runner, "umap", methods, _umap_panels)
 
 
-def grid_by_method(runner, methods=("random", "mmd", "cadm"), per_class: int = 2) -> dict:
+def grid_by_method(runner, methods=(RANDOM, REFERENCE, PROPOSED), per_class: int = 2) -> dict:
     """Stored synthetic images for the notebooks' image grid: {method: (K, per_class, H, W, 3)}."""
     stored = stored_analysis(runner, "grid", methods,
                              lambda r, m: {name: {"images": images} for name, images in
@@ -184,11 +187,11 @@ def _umap_panels(runner, methods) -> dict[str, dict]:
     real_index = torch.cat(real_index)
     panels = {}
     for name, synthetic in sets.items():
-        expert, _ = runner.expert(settings["dataset"], task, get_method(name))
+        model, _ = expert(runner, settings["dataset"], task, get_method(name))
         images, labels, domains = synthetic.decoded()
         chosen = labels == target_class
-        real = embeddings(expert, task.train.images[real_index])
-        fake = embeddings(expert, images[chosen])
+        real = embeddings(model, task.train.images[real_index])
+        fake = embeddings(model, images[chosen])
         xy = umap_2d(np.concatenate([real, fake]), seed=0)
         panels[name] = {
             "xy": xy,
@@ -211,7 +214,7 @@ def grid_images(sets: dict, per_class: int = 2) -> dict[str, np.ndarray]:
 
 
 # ----------------------------------------------------------------------------- step anatomy
-def step_anatomy(runner, method: str = "cadm", per_class: int = 8) -> dict[str, np.ndarray]:
+def step_anatomy(runner, method: str = PROPOSED, per_class: int = 8) -> dict[str, np.ndarray]:
     """One distillation step of `method` on the analysis split, taken apart (stored like
     the other analyses): the drawn block, the Eq. 5 scores of a real batch at that block
     (one row per image, with its domain), the Eq. 6 mask, the loss terms of that step on
@@ -221,31 +224,52 @@ def step_anatomy(runner, method: str = "cadm", per_class: int = 8) -> dict[str, 
                            lambda r, m: {m[0]: _anatomy_arrays(r, m[0], per_class)})[method]
 
 
-def _anatomy_arrays(runner, method: str, per_class: int) -> dict[str, np.ndarray]:
+@dataclass
+class SeededStep:
+    """The seeded inputs of one distillation step: the initial synthetic set (and its decoded
+    images), a real batch, the drawn block (active), and the generator after those draws."""
+    initial: object
+    syn_x: torch.Tensor
+    syn_y: torch.Tensor
+    real: tuple  # (x, labels, domains, indices)
+    draw: object
+    generator: torch.Generator
+
+
+def seeded_step(runner, cell, task, ipc: int, per_class: int) -> SeededStep:
+    """A step's inputs drawn from the profile's seed in the loop's order (initial images,
+    real batch, block), for the step anatomy and the untrained-step check."""
     from ..method.distill import RealSampler
-    from ..method.masking import MaskDraw, channel_mask
+    from ..method.masking import MaskDraw
     from ..method.synthetic import decode, init_from_real
+
+    factor = runner.store.distill_config(ipc, cell.method).factor
+    generator = torch.Generator().manual_seed(runner.profile["seed"])
+    initial = init_from_real(task.train, task.source_domains, ipc, factor, generator)
+    real = RealSampler(task, torch.device("cpu")).sample(per_class, generator)
+    draw = MaskDraw(int(torch.randint(N_BLOCKS, (1,), generator=generator)), True)
+    return SeededStep(initial, decode(initial.images, factor),
+                      initial.labels.repeat_interleave(factor ** 2), real, draw, generator)
+
+
+def _anatomy_arrays(runner, method: str, per_class: int) -> dict[str, np.ndarray]:
+    from ..method.masking import channel_mask
 
     cell = analysis_cells(runner, [method])[method]
     task = runner.task(cell.dataset, cell.target)
-    synthetic, info = runner.synthetic_set(cell, task)
-    expert, _ = runner.expert(cell.dataset, task, cell.method)
-    config = runner.distill_config(cell.ipc, cell.method)
-    generator = torch.Generator().manual_seed(runner.profile["seed"])
-    initial = init_from_real(task.train, task.source_domains, cell.ipc, config.factor, generator)
-    real_x, real_y, real_d, _ = RealSampler(task, torch.device("cpu")).sample(per_class,
-                                                                             generator)
-    draw = MaskDraw(int(torch.randint(N_BLOCKS, (1,), generator=generator)), True)
-    expert = expert.cpu().eval()
+    synthetic, info = synthetic_set(runner, cell, task)
+    model, _ = expert(runner, cell.dataset, task, cell.method)
+    step = seeded_step(runner, cell, task, cell.ipc, per_class)
+    (real_x, real_y, real_d, _), draw, generator = step.real, step.draw, step.generator
+    initial, masking = step.initial, runner.sections.masking
+    model = model.cpu().eval()
     with torch.no_grad():
-        features = expert.run_blocks(real_x, 0, draw.block + 1)
-        scores = activation_scores(features, expert.head_weight(draw.block), real_d)
-        mask = channel_mask(scores, runner.masking.p_mask, generator)
-        syn_x = decode(initial.images, config.factor)
-        syn_y = initial.labels.repeat_interleave(config.factor ** 2)
-        match = cell.method.matching_loss(expert, runner.masking, draw, task.n_classes, real_x,
-                                          real_y, real_d, syn_x, syn_y, generator)
-        calib = cell.method.calibration_losses(expert, runner.masking, draw, syn_x, syn_y,
+        features = model.run_blocks(real_x, 0, draw.block + 1)
+        scores = activation_scores(features, model.head_weight(draw.block), real_d)
+        mask = channel_mask(scores, masking.p_mask, generator)
+        match = cell.method.matching_loss(model, masking, draw, task.n_classes, real_x, real_y,
+                                          real_d, step.syn_x, step.syn_y, generator)
+        calib = cell.method.calibration_losses(model, masking, draw, step.syn_x, step.syn_y,
                                                initial.sub_domains, generator)
     history = info["history"]
     names = ("match", "reg", "cons")
@@ -277,21 +301,13 @@ def untrained_step_terms(runner, cells) -> dict[str, dict[str, float]]:
 
 @torch.no_grad()
 def _untrained_terms(runner, cell, task, ipc: int) -> dict[str, float]:
-    from ..method.distill import RealSampler
-    from ..method.masking import MaskDraw
-    from ..method.synthetic import decode, init_from_real
-
-    method, masking, seed = cell.method, runner.for_cell(cell).masking, runner.profile["seed"]
-    config = runner.distill_config(ipc, method)
-    generator = torch.Generator().manual_seed(seed)
-    initial = init_from_real(task.train, task.source_domains, ipc, config.factor, generator)
-    real_x, real_y, real_d, real_index = RealSampler(task, torch.device("cpu")).sample(
-        config.real_per_class, generator)
-    draw = MaskDraw(int(torch.randint(N_BLOCKS, (1,), generator=generator)), True)
-    model = runner.new_model(task, seed).eval()
-    syn_x, syn_y = decode(initial.images, config.factor), \
-        initial.labels.repeat_interleave(config.factor ** 2)
-    real_x, syn_x = method.transform(real_x, syn_x, generator)
+    method, masking = cell.method, runner.for_cell(cell).sections.masking
+    config = runner.store.distill_config(ipc, method)
+    step = seeded_step(runner, cell, task, ipc, config.real_per_class)
+    (real_x, real_y, real_d, real_index), draw, generator = step.real, step.draw, step.generator
+    initial, syn_y = step.initial, step.syn_y
+    model = new_model(runner, task, runner.profile["seed"]).eval()
+    real_x, syn_x = method.transform(real_x, step.syn_x, generator)
     batch = method.start(task, initial, torch.device("cpu")).for_batch(real_index)
     match = method.matching_loss(model, masking, draw, task.n_classes, real_x, real_y, real_d,
                                  syn_x, syn_y, generator, batch)
@@ -352,12 +368,12 @@ def _cells_by_row(runner, ipc: int) -> dict[str, dict[str, object]]:
 def _spreads(runner, cells, probe_cell) -> tuple[float, ...] | None:
     from ..method.synthetic import SyntheticSet
 
-    paths = [runner.for_cell(cell).synthetic_path(cell) for cell in cells]
+    paths = [runner.for_cell(cell).store.synthetic_path(cell) for cell in cells]
     probe_runner = runner.for_cell(probe_cell)
     task = runner.task(probe_cell.dataset, probe_cell.target)
-    expert_path = probe_runner.expert_path(probe_cell.dataset, task.name, probe_cell.method)
+    expert_path = probe_runner.store.expert_path(probe_cell.dataset, task.name, probe_cell.method)
     if not expert_path.exists() or not all(p.exists() for p in paths):
         return None
-    probe, _ = probe_runner.expert(probe_cell.dataset, task, probe_cell.method)
+    probe, _ = expert(probe_runner, probe_cell.dataset, task, probe_cell.method)
     sets = [SyntheticSet.from_state(torch.load(p, weights_only=False)["set"]) for p in paths]
     return tuple(score_spread(probe, synthetic) for synthetic in sets)

@@ -1,11 +1,13 @@
-"""The paper's reported accuracies (%), to print beside ours. Keys (method, split, ipc);
-the full-data reference has method 'full' and ipc 0. Splits are named in our domain order
-(e.g. the paper's ASP→C is our APS→C)."""
+"""The paper's reported accuracies (%), to print beside ours, transcribed with the paper's
+row names; the functions return them keyed (method, split, ipc) by our registry's names
+(methods.name_of_label), the full-data reference as method 'full' with ipc 0. Splits are
+named in our domain order (e.g. the paper's ASP→C is our APS→C)."""
 from __future__ import annotations
 
 from ..data import split_name
+from ..method.methods import FULL_DATA, name_of_label
 
-METHOD_ROWS = ("random", "mmd", "mmd_irm", "mmd_fact", "mmd_dam", "cadm")
+PAPER_ROWS = ("Random", "MMD", "MMD+IRM", "MMD+FACT", "MMD+DAM", "CADM")  # Table 1's rows
 
 # Table 1: per data set, the targets in the paper's column order, then one row per method
 # (IPC 1, IPC 10 for each target) and the full-data row (one value per target).
@@ -46,23 +48,23 @@ TABLE2 = {(False, False, False): (16.4, 39.9), (True, False, False): (23.6, 45.9
           (False, True, False): (21.4, 40.7), (False, True, True): (23.1, 43.3),
           (True, True, True): (25.1, 48.4)}
 
-# Table 3, ACS→P on PACS: (method, ipc) → accuracy per evaluation network
-TABLE3 = {("mmd", 1): {"convnet": 22.5, "alexnet": 18.2, "vgg11": 21.3, "resnet50": 23.1},
-          ("cadm", 1): {"convnet": 24.8, "alexnet": 22.7, "vgg11": 23.2, "resnet50": 24.3},
-          ("mmd", 10): {"convnet": 39.3, "alexnet": 38.8, "vgg11": 36.1, "resnet50": 41.2},
-          ("cadm", 10): {"convnet": 45.7, "alexnet": 44.4, "vgg11": 43.8, "resnet50": 45.9}}
+# Table 3, ACS→P on PACS: (row, ipc) → accuracy per evaluation network
+_TABLE3 = {("MMD", 1): {"convnet": 22.5, "alexnet": 18.2, "vgg11": 21.3, "resnet50": 23.1},
+          ("CADM", 1): {"convnet": 24.8, "alexnet": 22.7, "vgg11": 23.2, "resnet50": 24.3},
+          ("MMD", 10): {"convnet": 39.3, "alexnet": 38.8, "vgg11": 36.1, "resnet50": 41.2},
+          ("CADM", 10): {"convnet": 45.7, "alexnet": 44.4, "vgg11": 43.8, "resnet50": 45.9}}
 
-# Table 4, in-domain: method → {dataset: (IPC 1, IPC 10)}; full data one value
-TABLE4 = {
-    "mmd": {"pacs": (40.3, 48.2), "vlcs": (36.2, 41.4), "officehome": (15.4, 24.9),
+# Table 4, in-domain: row → {dataset: (IPC 1, IPC 10)}; full data one value
+_TABLE4 = {
+    "MMD": {"pacs": (40.3, 48.2), "vlcs": (36.2, 41.4), "officehome": (15.4, 24.9),
             "domainnet_sub": (12.4, 24.9)},
-    "mmd_irm": {"pacs": (41.7, 48.2), "vlcs": (38.6, 44.3), "officehome": (18.1, 25.3),
+    "MMD+IRM": {"pacs": (41.7, 48.2), "vlcs": (38.6, 44.3), "officehome": (18.1, 25.3),
                 "domainnet_sub": (11.1, 27.3)},
-    "mmd_fact": {"pacs": (43.3, 47.5), "vlcs": (40.1, 46.7), "officehome": (19.7, 27.1),
+    "MMD+FACT": {"pacs": (43.3, 47.5), "vlcs": (40.1, 46.7), "officehome": (19.7, 27.1),
                  "domainnet_sub": (13.7, 27.1)},
-    "mmd_dam": {"pacs": (46.9, 52.2), "vlcs": (42.7, 46.9), "officehome": (19.4, 30.5),
+    "MMD+DAM": {"pacs": (46.9, 52.2), "vlcs": (42.7, 46.9), "officehome": (19.4, 30.5),
                 "domainnet_sub": (15.4, 29.5)},
-    "cadm": {"pacs": (49.2, 58.4), "vlcs": (43.1, 50.4), "officehome": (24.8, 33.5),
+    "CADM": {"pacs": (49.2, 58.4), "vlcs": (43.1, 50.4), "officehome": (24.8, 33.5),
              "domainnet_sub": (17.3, 30.6)},
 }
 TABLE4_FULL = {"pacs": 71.3, "vlcs": 64.8, "officehome": 49.2, "domainnet_sub": 48.3}
@@ -74,21 +76,30 @@ def table1(dataset: str) -> dict:
     targets, body, full = _TABLE1[dataset]
     splits = [split_name(dataset, t) for t in targets.split()]
     values = {}
-    for method, line in zip(METHOD_ROWS, body.strip().splitlines()):
+    for row, line in zip(PAPER_ROWS, body.strip().splitlines()):
+        method = name_of_label(row)
         numbers = [float(v) for v in line.split()]
         for i, split in enumerate(splits):
             values[(method, split, 1)], values[(method, split, 10)] = numbers[2 * i: 2 * i + 2]
     for split, value in zip(splits, full.split()):
-        values[("full", split, 0)] = float(value)
+        values[(FULL_DATA.name, split, 0)] = float(value)
     return values
+
+
+def table3() -> dict:
+    """(method, ipc) -> {network: accuracy}, PACS ACS→P."""
+    return {(name_of_label(row), ipc): per_net for (row, ipc), per_net in _TABLE3.items()}
 
 
 def table4(dataset: str) -> dict:
-    values = {(m, "in-domain", ipc): v[dataset][i] for m, v in TABLE4.items()
+    values = {(name_of_label(row), "in-domain", ipc): v[dataset][i] for row, v in _TABLE4.items()
               for i, ipc in enumerate((1, 10)) if dataset in v}
     if dataset in TABLE4_FULL:
-        values[("full", "in-domain", 0)] = TABLE4_FULL[dataset]
+        values[(FULL_DATA.name, "in-domain", 0)] = TABLE4_FULL[dataset]
     return values
+
+
+TABLE4_DATASETS = ("pacs", "vlcs", "officehome", "domainnet_sub")
 
 
 def paper_values(stage: str, dataset: str) -> dict:

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..data import split_name
-from ..experiment.records import load_records, matching
-from ..method.methods import ablation_variant
+from ..experiment.records import current_records, load_records, matching
+from ..method.methods import PROPOSED, REFERENCE, ablation_variant, method_label
 from . import paper_numbers
 from .paired import interval_of, paired_difference
 from .tables import Table
@@ -105,10 +105,11 @@ def paper_difference(paper: dict, first: str, second: str, splits, ipc: int) -> 
 
 
 def method_claims(profile: dict, stage: str) -> list[Claim]:
-    """Table 1 or 4: CADM above each other method of the stage, per data set and IPC."""
+    """Table 1 or 4: the proposed method above each other method of the stage, per data set
+    and IPC."""
     settings = profile["stages"][stage]
-    others = [m for m in settings["methods"] if m != "cadm"]
-    if "cadm" not in settings["methods"]:
+    others = [m for m in settings["methods"] if m != PROPOSED]
+    if PROPOSED not in settings["methods"]:
         return []
     claims = []
     for dataset in settings["datasets"]:
@@ -116,10 +117,11 @@ def method_claims(profile: dict, stage: str) -> list[Claim]:
         splits = _splits(profile, settings, dataset)
         for ipc in settings["ipcs"]:
             for other in others:
-                first, second = paired_rows(profile, "cadm", other)
-                difference = paper_difference(paper, "cadm", other, splits, ipc)
+                first, second = paired_rows(profile, PROPOSED, other)
+                difference = paper_difference(paper, PROPOSED, other, splits, ipc)
                 name = "Table 1" if stage == "table1" else "Table 4"
-                claims.append(Claim(f"{name}: CADM above {other}", dataset, ipc, first,
+                claims.append(Claim(f"{name}: {method_label(PROPOSED)} above {other}", dataset,
+                                    ipc, first,
                                     second, tuple(splits), difference))
     return claims
 
@@ -147,19 +149,20 @@ def ablation_claims(profile: dict, stage: str) -> list[Claim]:
 
 
 def network_claims(profile: dict, stage: str) -> list[Claim]:
-    """Table 3: CADM above MMD on each evaluation network."""
+    """Table 3: the proposed method above the reference on each evaluation network."""
     settings = profile["stages"][stage]
     claims = []
     for dataset in settings["datasets"]:
         split = _splits(profile, settings, dataset)[0]
         for ipc in settings["ipcs"]:
             for net in settings["nets"]:
-                paper = paper_numbers.TABLE3
-                difference = {split: paper[("cadm", ipc)][net] - paper[("mmd", ipc)][net]} \
-                    if dataset == "pacs" and ("cadm", ipc) in paper and net in paper[
-                        ("cadm", ipc)] else {}
-                claims.append(Claim(f"Table 3: CADM above MMD on {net}", dataset, ipc,
-                                    ("cadm",), ("mmd",), (split,), difference, net))
+                paper = paper_numbers.table3()
+                ours, theirs = (PROPOSED, ipc), (REFERENCE, ipc)
+                difference = {split: paper[ours][net] - paper[theirs][net]} \
+                    if dataset == "pacs" and ours in paper and net in paper[ours] else {}
+                claims.append(Claim(
+                    f"Table 3: {method_label(PROPOSED)} above {method_label(REFERENCE)} on {net}",
+                    dataset, ipc, (PROPOSED,), (REFERENCE,), (split,), difference, net))
     return claims
 
 
@@ -236,7 +239,7 @@ def report_table(runner, extra_rows=()) -> Table:
     """The claims of the profile's stages from its current records, then Fig. 1(a) from
     results/domain_gap/<data set>.jsonl where measured, then `extra_rows`."""
     profile = runner.profile
-    rows = [claim_row(runner.current_records(), claim) for claim in profile_claims(profile)]
+    rows = [claim_row(current_records(runner), claim) for claim in profile_claims(profile)]
     rows += [domain_gap_row(runner.results_dir.parent / "domain_gap" / f"{dataset}.jsonl")
              for dataset in profile["datasets"]]
     rows = [row for row in rows + list(extra_rows) if row is not None]

@@ -11,13 +11,13 @@ from pathlib import Path
 
 from ..data import split_name
 from ..experiment.cells import ABLATION_ROWS, stage_methods, stage_rows
-from ..experiment.records import matching
+from ..experiment.records import current_records, matching
 from ..experiment.runner import Runner
-from ..method.methods import ablation_variant
+from ..method.methods import FULL_DATA, ablation_variant, method_label, name_of_label
 from ..profiles import load_profile
 from ..settings import TOP_LEVEL_OVERRIDES
-from .paper_numbers import (GPU_FULL_DATA_ANCHORS, METHOD_ROWS, TABLE2, TABLE3, TABLE4,
-                            paper_values, table1, table4)
+from .paper_numbers import (GPU_FULL_DATA_ANCHORS, PAPER_ROWS, TABLE2, TABLE4_DATASETS,
+                            paper_values, table1, table3, table4)
 
 DECIMAL = re.compile(r"-?\d+\.\d+")
 
@@ -244,7 +244,7 @@ def replicate_groups(rows: list[tuple]) -> dict | None:
 def summary_tables(runner: Runner) -> dict[str, Table]:
     """The mean over splits of every method-table stage (Tables 1 and 4) and of every
     variant stage on more than one split, keyed by file stem (`<stage>_<dataset>_summary`)."""
-    records = runner.current_records()
+    records = current_records(runner)
     compare = runner.profile.get("compare_with_paper", False)
     tables = {}
     for stage, settings in runner.profile["stages"].items():
@@ -271,7 +271,7 @@ def summary_tables(runner: Runner) -> dict[str, Table]:
 
 def stage_tables(runner: Runner) -> dict[str, Table]:
     """Tables of every stage of the profile from the current records, keyed by file stem."""
-    records = runner.current_records()
+    records = current_records(runner)
     compare = runner.profile.get("compare_with_paper", False)
     tables = {}
     for stage, settings in runner.profile["stages"].items():
@@ -280,7 +280,7 @@ def stage_tables(runner: Runner) -> dict[str, Table]:
             splits = [split_name(dataset, t) for t in targets]
             title = f"{stage_title(stage, settings)}: {dataset} ({runner.profile['name']} profile)"
             if settings.get("nets"):
-                paper = TABLE3 if compare and dataset == "pacs" else None
+                paper = table3() if compare and dataset == "pacs" else None
                 tables[f"{stage}_{dataset}"] = cross_architecture_table(
                     records, title, dataset, splits[0],
                     [m.name for m in stage_methods(settings, None)], settings["ipcs"],
@@ -317,18 +317,20 @@ STAGE_TITLES = {"table1": "Table 1, leave-one-domain-out accuracy %",
 
 
 def paper_tables() -> dict[str, Table]:
-    """The paper's Tables 1–4 as it prints them (paper_numbers), to open the notebook that
-    rebuilds them."""
+    """The paper's Tables 1–4 as it prints them (paper_numbers, rows named as in the paper),
+    to open the notebook that rebuilds them."""
     def value(values, key):
         return f"{values[key]:.1f}" if key in values else ""
 
+    rows_named = [(row, name_of_label(row)) for row in PAPER_ROWS]
     tables = {}
-    for dataset in ("pacs", "vlcs", "officehome", "domainnet_sub"):
+    for dataset in TABLE4_DATASETS:
         values = table1(dataset)
         splits = list(dict.fromkeys(split for _, split, _ in values))
         columns = [(split, ipc) for split in splits for ipc in (1, 10)]
-        rows = [[m] + [value(values, (m, s, i)) for s, i in columns] for m in METHOD_ROWS]
-        rows.append(["Full dataset"] + [value(values, ("full", s, 0)) if i == 1 else ""
+        rows = [[row] + [value(values, (name, s, i)) for s, i in columns]
+                for row, name in rows_named]
+        rows.append(["Full dataset"] + [value(values, (FULL_DATA.name, s, 0)) if i == 1 else ""
                                          for s, i in columns])
         tables[f"table1_{dataset}"] = Table(
             f"Table 1 (paper), {dataset}: leave-one-domain-out accuracy %",
@@ -341,18 +343,16 @@ def paper_tables() -> dict[str, Table]:
     nets = ("convnet", "alexnet", "vgg11", "resnet50")
     tables["table3"] = Table(
         "Table 3 (paper), PACS ACS→P: cross-architecture accuracy %", ["IPC", "Method", *nets],
-        [[str(ipc), method] + [f"{per_net[n]:.1f}" for n in nets]
-         for (method, ipc), per_net in TABLE3.items()])
-    datasets = list(next(iter(TABLE4.values())))
-    rows = []
-    for method in [*TABLE4, "full"]:
-        per_dataset = [table4(d) for d in datasets]
-        rows.append([method if method != "full" else "Full dataset"] + [
-            value(v, (method, "in-domain", ipc)) for v in per_dataset
-            for ipc in ((0, None) if method == "full" else (1, 10))])
+        [[str(ipc), method_label(method)] + [f"{per_net[n]:.1f}" for n in nets]
+         for (method, ipc), per_net in table3().items()])
+    per_dataset = [table4(d) for d in TABLE4_DATASETS]
+    rows = [[row] + [value(v, (name, "in-domain", ipc)) for v in per_dataset for ipc in (1, 10)]
+            for row, name in rows_named[1:]]  # Table 4 has no random row
+    rows.append(["Full dataset"] + [value(v, (FULL_DATA.name, "in-domain", ipc))
+                                    for v in per_dataset for ipc in (0, None)])
     tables["table4"] = Table("Table 4 (paper): in-domain accuracy %",
-                             ["Method"] + [f"{d} IPC {i}" for d in datasets for i in (1, 10)],
-                             rows)
+                             ["Method"] + [f"{d} IPC {i}" for d in TABLE4_DATASETS
+                                           for i in (1, 10)], rows)
     return tables
 
 

@@ -1,0 +1,149 @@
+"""A run's products, made where missing and cached in its store: the experts (trained with
+their method's pretraining objective) and the distilled synthetic sets."""
+from __future__ import annotations
+
+import time
+
+import torch
+
+from ..data import Task
+from ..method.distill import distill
+from ..method.mechanism import (head_diagnostics, mask_diagnostics, pooled_block_features,
+                                refit_heads)
+from ..method.methods import Method
+from ..method.models import DomainAwareResNet
+from ..method.synthetic import SyntheticSet
+from ..method.train import TrainConfig, accuracy, train_classifier
+from ..profiles import pretrain_epochs
+from ..runtime import save_atomic
+from .store import content_id
+
+
+def pretraining_config(runner, dataset: str) -> TrainConfig:
+    """How the experts (and by default the full-data reference) train: the profile's
+    pretraining length, batch, rate and optimiser protocol, with crop and flip."""
+    settings = runner.sections.pretrain
+    return TrainConfig(augment="crop_flip", epochs=pretrain_epochs(runner.profile, dataset),
+                       batch_size=settings.batch_size, lr=settings.lr,
+                       protocol=settings.protocol)
+
+
+def new_model(runner, task: Task, seed: int) -> DomainAwareResNet:
+    torch.manual_seed(seed)  # torch's own start seed differs per process
+    model = runner.sections.model
+    return DomainAwareResNet(task.n_classes, task.n_domains, model.width,
+                             task.train.resolution, model.grl_weight, stem=model.stem)
+
+
+def expert(runner, dataset: str, task: Task, method: Method,
+           index: int = 0) -> tuple[DomainAwareResNet, dict]:
+    """Pretrained expert number `index` of the method's pool (seed + index), trained with
+    the method's pretraining objective and cached (methods of one expert kind share it).
+    Returns the model and its stored info (wall time, source accuracy, content id)."""
+    path = runner.store.expert_path(dataset, task.name, method, index)
+    seed = runner.profile["seed"] + index
+    model = new_model(runner, task, seed)
+    if path.exists():
+        state = torch.load(path, weights_only=False)
+        model.load_state_dict(state["model"])
+        return model.to(runner.device).eval(), state["info"]
+    start, curve = time.time(), []
+
+    def source_val(trained) -> float:
+        curve.append(accuracy(trained, task.val.images, task.val.labels, runner.device))
+        return curve[-1]
+
+    pretrain = runner.sections.pretrain
+    best_val = pretrain.keep == "best_val"
+    model = train_classifier(model, task.train.images, task.train.labels,
+                             pretraining_config(runner, dataset), seed, runner.device,
+                             domains=task.train.domains,
+                             loss=method.pretraining_objective(pretrain, runner.sections.masking),
+                             progress=runner.progress,
+                             desc=f"pretrain {task.name} {method.expert_kind}",
+                             keep_best=source_val if best_val else None)
+    if method.has_domain_heads and pretrain.heads == "refit":
+        refit_heads(model, task)
+    info = {"wall_s": time.time() - start, "expert_id": content_id(model.state_dict()),
+            "source_val_acc": accuracy(model, task.val.images, task.val.labels, runner.device)}
+    if best_val:
+        info["source_val_by_epoch"] = curve
+    if method.has_domain_heads:
+        info["heads"] = mechanism(runner, model, task)
+    save_atomic({"model": model.state_dict(), "info": info}, path)
+    return model, info
+
+
+def mechanism(runner, model: DomainAwareResNet, task: Task) -> list[dict]:
+    """Per block (method/mechanism.py, source validation images): the domain heads'
+    accuracy, the majority share, a linear probe, Eq. 6's selectivity and the target
+    damping at the profile's P_mask."""
+    val = pooled_block_features(model, task.val.images)  # once for both
+    masks = mask_diagnostics(model, task, runner.sections.masking.p_mask,
+                             seed=runner.profile["seed"], val=val)
+    return [{**heads, **mask} for heads, mask in zip(head_diagnostics(model, task, val), masks)]
+
+
+def expert_with_heads(runner, dataset: str, task: Task, method: Method,
+                      index: int = 0) -> tuple[DomainAwareResNet, dict]:
+    """`expert`, with the `mechanism` of an expert with domain heads in its info (computed
+    once for an expert saved without it, then stored in its file)."""
+    model, info = expert(runner, dataset, task, method, index)
+    if method.has_domain_heads and "target_damping" not in (info.get("heads") or [{}])[0]:
+        info["heads"] = mechanism(runner, model, task)
+        save_atomic({"model": model.state_dict(), "info": info},
+                    runner.store.expert_path(dataset, task.name, method, index))
+    return model, info
+
+
+def expert_pool(runner, dataset: str, task: Task, method: Method) -> tuple[list, list[dict]]:
+    """NCFM's pool: [(trained, initial)] for the profile's pretrain.experts seeds."""
+    pool, infos = [], []
+    for index in range(runner.sections.pretrain.experts):
+        model, info = expert(runner, dataset, task, method, index)
+        pool.append((model, new_model(runner, task, runner.profile["seed"] + index)))
+        infos.append(info)
+    return pool, infos
+
+
+def synthetic_set(runner, cell, task: Task) -> tuple[SyntheticSet, dict]:
+    """Distilled set of a cell (cached), with wall times, the loss history, its content id
+    and its experts' ids."""
+    config = runner.store.distill_config(cell.ipc, cell.method)
+    final = runner.store.synthetic_path(cell)
+    if final.exists():
+        state = torch.load(final, weights_only=False)
+        return SyntheticSet.from_state(state["set"]), state["info"]
+    info, pool = {"pretrain_s": 0.0, "expert_ids": []}, None
+    if cell.method.distills:
+        pool, infos = expert_pool(runner, cell.dataset, task, cell.method)
+        info["pretrain_s"] = sum(i["wall_s"] for i in infos)
+        info["expert_ids"] = [i["expert_id"] for i in infos]
+    start = time.time()
+    synthetic, history = distill(pool, task, cell.method, config, runner.sections.masking,
+                                 runner.profile["seed"], runner.device,
+                                 checkpoint=runner.run_dir / "checkpoints" / final.name,
+                                 progress=runner.progress)
+    info.update(distill_s=time.time() - start, steps=config.steps,
+                history=history[:: max(1, len(history) // 50)],
+                set_id=content_id(synthetic.state()))
+    save_atomic({"set": synthetic.state(), "info": info}, final)
+    return synthetic, info
+
+
+def distill_row(runner, cell) -> dict:
+    """The cell's set (distilled where missing): its shape, first and last loss terms, id."""
+    task = runner.task(cell.dataset, cell.target)
+    synthetic, info = synthetic_set(runner, cell, task)
+    history = info["history"]
+    return {"split": task.name, "method": cell.method.name, "ipc": cell.ipc,
+            "images": tuple(synthetic.images.shape), "first": history[0],
+            "last": history[-1], "set_id": info["set_id"]}
+
+
+def expert_heads(runner, dataset: str, task: Task, method: Method,
+                 index: int = 0) -> list[dict] | None:
+    """The per-block `mechanism` of an expert with domain heads (None for others)."""
+    if not method.has_domain_heads:
+        return None
+    return expert_with_heads(runner, dataset, task, method, index)[1]["heads"]
