@@ -29,7 +29,7 @@ from cadm_utils.method.mechanism import refit_heads
 from cadm_utils.method.methods import get_method
 from cadm_utils.profiles import load_profile
 from cadm_utils.runtime import git_commit
-from cadm_utils.settings import CHOICES
+from cadm_utils.method.pretraining import PROTOCOL_CHOICES
 from cadm_utils.experiment.products import expert, expert_heads, mechanism
 
 
@@ -46,7 +46,7 @@ def parse_rates(text: str, option: str = "--lrs", zero: bool = False) -> list[fl
 
 def parse_protocols(text: str) -> list[str]:
     protocols = text.split(",")
-    known = CHOICES["pretrain.protocol"]
+    known = PROTOCOL_CHOICES
     if not all(p in known for p in protocols):
         raise ConfigError(f"--protocols must be among {', '.join(known)}, got '{text}'")
     return protocols

@@ -220,7 +220,7 @@ def test_masked_expert_training_changes_the_expert(task):
 
 # --------------------------------------------------------------- item 6: evaluation seeds
 def test_evaluation_networks_do_not_start_from_the_experts_weights(tmp_path, monkeypatch):
-    from cadm_utils.experiment import runner as runner_module
+    from cadm_utils.experiment import evaluation
     from cadm_utils.experiment.pipeline import open_run
 
     runner, cells = open_run("ci", methods="full", stages="table1",
@@ -231,7 +231,7 @@ def test_evaluation_networks_do_not_start_from_the_experts_weights(tmp_path, mon
         started.append({k: v.clone() for k, v in model.state_dict().items()})
         return model
 
-    monkeypatch.setattr(runner_module, "train_classifier", untrained)
+    monkeypatch.setattr(evaluation, "train_classifier", untrained)
     run_cell(runner, cells[0], [0, 1])
     task = runner.task("embedded", "P")
     for seed, state in enumerate(started):

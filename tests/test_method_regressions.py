@@ -58,10 +58,13 @@ def masked_synthetic_side(self, model, masking, draw, n_classes, real_x, real_y,
 @pytest.mark.parametrize("change", ["p_mask 0.5", "lambda 10", "mask on the synthetic side"])
 def test_a_deliberate_change_of_the_method_fails_the_check(change, ci_run, monkeypatch):
     runner, cells = ci_run
+    sections = runner.sections
     if change == "p_mask 0.5":
-        monkeypatch.setattr(runner, "masking", dataclasses.replace(runner.masking, p_mask=0.5))
+        monkeypatch.setattr(runner, "sections", dataclasses.replace(
+            sections, masking=dataclasses.replace(sections.masking, p_mask=0.5)))
     elif change == "lambda 10":
-        monkeypatch.setattr(runner, "masking", dataclasses.replace(runner.masking, lam=10.0))
+        monkeypatch.setattr(runner, "sections", dataclasses.replace(
+            sections, masking=dataclasses.replace(sections.masking, lam=10.0)))
     else:
         monkeypatch.setattr(methods.CADM, "matching_loss", masked_synthetic_side)
     changed, reference = printed_terms(runner, cells), reference_terms()

@@ -96,8 +96,10 @@ def test_the_full_data_row_trains_like_the_experts_with_their_optimiser(tmp_path
                          results_dir=tmp_path / "r", run_dir=tmp_path / "w", progress=False)
     variant = runner.variant((("pretrain.protocol", "domaindrop"), ("pretrain.lr", 0.03)))
     seen = []
-    monkeypatch.setattr(type(variant), "train_eval_nets",
-                        lambda self, cell, task, images, labels, config, seeds:
+    from cadm_utils.experiment import evaluation
+
+    monkeypatch.setattr(evaluation, "train_eval_nets",
+                        lambda runner, cell, task, images, labels, config, seeds:
                         seen.append((len(images), config)) or [])
     run_cell(variant, Cell("table1", "embedded", "P", FULL_DATA, 0), seeds=[0])
     [(n_images, config)] = seen

@@ -20,7 +20,7 @@ def profile_file(tmp_path, **changes) -> Path:
     raw = yaml.safe_load((ROOT / "profiles" / "ci.yaml").read_text())
     for path, value in changes.items():
         section, key = path.split("__")
-        raw[section][key] = value
+        raw.setdefault(section, {})[key] = value
     out = tmp_path / "bad.yaml"
     out.write_text(yaml.safe_dump(raw))
     return out
