@@ -121,3 +121,28 @@ def test_the_figure_rows_follow_the_same_rule(tmp_path):
     gap = domain_gap_row(path)
     assert gap[5] == "2" and gap[7] == "inconclusive"
     assert domain_gap_row(tmp_path / "none.jsonl") is None
+
+
+def test_the_smoke_profiles_full_data_row_is_a_ceiling_on_source_val():
+    """The main job's committed table reads as it should: on every split the full-data row
+    is above every other row on the source domains' held-out images (mean over seeds)."""
+    import statistics
+    from collections import defaultdict
+
+    from cadm_utils.experiment.records import current_records
+    from cadm_utils.experiment.runner import Runner
+    from cadm_utils.profiles import load_profile
+
+    runner = Runner(load_profile("smoke"), device="cpu", progress=False)
+    by_row = defaultdict(list)
+    for record in current_records(runner):
+        if record["net"] == "resnet18":
+            by_row[(record["split"], record["method"], record["ipc"])].append(
+                record["source_val_acc"])
+    splits = {split for split, _, _ in by_row}
+    assert len(splits) == 5  # four leave-one-out splits and in-domain
+    for split in splits:
+        full = statistics.fmean(by_row[(split, "full", 0)])
+        others = [statistics.fmean(v) for (s, m, _), v in by_row.items()
+                  if s == split and m != "full"]
+        assert others and full > max(others), split
