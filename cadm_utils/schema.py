@@ -28,7 +28,7 @@ def check_value(key: str, value, spec: Field):
         if not isinstance(value, bool):
             raise ConfigError(f"{key} must be true or false, got {value!r}")
         return value
-    if isinstance(default, (int, float)) and default is not None:
+    if isinstance(default, (int, float)):
         return check_number(key, value, meta.get("low"), meta.get("high"), meta.get("below"),
                             integer=isinstance(default, int))
     return value
@@ -46,11 +46,11 @@ def check_number(key: str, value, low=None, high=None, below: bool = False,
     return value
 
 
-def check_fields(section, prefix: str = "") -> None:
-    """Every `setting` field of a section instance checked (ConfigError names the first bad
-    one)."""
+def check_fields(section, prefix: str = "", skip: tuple = ()) -> None:
+    """Every `setting` field of a section instance checked but those in `skip` (ConfigError
+    names the first bad one)."""
     for spec in fields(section):
-        if "choices" in spec.metadata:
+        if "choices" in spec.metadata and spec.name not in skip:
             check_value(f"{prefix}{spec.name}", getattr(section, spec.name), spec)
 
 

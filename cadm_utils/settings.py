@@ -28,6 +28,7 @@ SECTIONS = {"model": (ModelConfig, ()), "pretrain": (PretrainConfig, ()),
             "distill": (DistillConfig, ("ipc", "dsa")), "masking": (MaskingConfig, ()),
             "evaluate": (EvaluateConfig, ()), "full_data": (FullDataConfig, ())}
 
+
 @dataclass(frozen=True)
 class Sections:
     """The typed sections of a resolved profile, what the method code receives."""
@@ -74,6 +75,7 @@ def defaults() -> dict:
     return {**copy.deepcopy(RUN_DEFAULTS),
             **{name: section_defaults(section_class, leave_out)
                for name, (section_class, leave_out) in SECTIONS.items()}}
+
 
 # checks of the run-level settings (the sections' are on their fields)
 CHOICES = {
@@ -322,7 +324,7 @@ def _check_variants(name: str, key: str, variants) -> dict:
     override is checked like the profile value it replaces."""
     if not isinstance(variants, dict) or not variants:
         _fail(name, key, f"must map row names to setting overrides, got {variants!r}")
-    out = {}
+    out, every = {}, defaults()
     for row, overrides in variants.items():
         overrides = dict(overrides or {})
         for path, value in overrides.items():
@@ -330,7 +332,6 @@ def _check_variants(name: str, key: str, variants) -> dict:
                 _check_leaf(name, str(path), value, RUN_DEFAULTS[path])
                 continue
             section, _, leaf = str(path).partition(".")
-            every = defaults()
             if section not in every or not isinstance(every[section], dict) or \
                     leaf not in every[section]:
                 _fail(name, f"{key}.{row}", f"overrides an unknown setting '{path}'")

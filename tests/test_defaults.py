@@ -60,3 +60,11 @@ def test_a_section_checks_its_fields_once_for_profile_and_direct_use():
 
     with pytest.raises(ConfigError, match="profile 'x': masking.p_mask must be below 1"):
         resolve_profile(raw)
+
+
+def test_a_pretrain_section_with_epochs_per_data_set_still_checks_its_other_fields():
+    from cadm_utils.method.pretraining import PretrainConfig
+
+    assert PretrainConfig(epochs={"default": 5, "pacs": 8}).epochs["pacs"] == 8
+    with pytest.raises(ConfigError, match="pretrain.lr must be at least"):
+        PretrainConfig(epochs={"default": 5}, lr=-1.0)

@@ -15,8 +15,8 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from ..runtime import write_atomic
-from .records import append_record, load_records, matching, seeds_to_run
 from .evaluation import run_cell
+from .records import append_record, load_records, matching, seeds_to_run
 
 MIB = 2 ** 20
 TAR_BLOCK, TAR_RECORD = 512, 10240

@@ -12,11 +12,11 @@ from ..method.synthetic import check_ipc
 from ..profiles import load_profile
 from .cells import Cell, plan_cells
 from .parallel import run_jobs, worker_cache
+from .evaluation import evaluation_config, run_cell
+from .products import distill_row, expert_with_heads
 from .records import load_records, seeds_to_run
 from .runner import Runner
 from .store import short_hash
-from .products import distill_row, expert_with_heads
-from .evaluation import evaluation_config, run_cell
 
 
 def validate_cells(runner: Runner, cells: list[Cell]) -> None:
@@ -55,7 +55,7 @@ def needed_experts(runner: Runner, cells: list[Cell]) -> list[tuple]:
     by_kind = {}
     for c in cells:
         if c.method.distills:
-            for index in range(runner.for_cell(c).profile["pretrain"]["experts"]):
+            for index in range(runner.for_cell(c).sections.pretrain.experts):
                 kind_key = (c.overrides, c.dataset, c.target, c.method.expert_kind, index)
                 by_kind.setdefault(kind_key, (c.overrides, c.dataset, c.target, c.method, index))
     return [by_kind[k] for k in sorted(by_kind, key=repr)]
@@ -97,8 +97,8 @@ def make_missing(runner: Runner, cells: list[Cell], distill: bool = True) -> Non
 
 def _expert_path(runner: Runner, key: tuple) -> Path:
     overrides, dataset, target, method, index = key
-    return runner.variant(overrides).store.expert_path(dataset, split_name(dataset, target), method,
-                                                 index)
+    return runner.variant(overrides).store.expert_path(dataset, split_name(dataset, target),
+                                                       method, index)
 
 
 def pretrain_experts(runner: Runner, cells: list[Cell]) -> list[dict]:
@@ -166,7 +166,7 @@ def _seed_groups(runner: Runner, cell: Cell, records: list[dict]) -> list[list[i
     else one job per seed (spread over the workers)."""
     cell_runner = runner.for_cell(cell)
     seeds = seeds_to_run(cell_runner, cell, records)
-    if cell_runner.profile["evaluate"]["stack_seeds"]:
+    if cell_runner.sections.evaluate.stack_seeds:
         return [seeds] if seeds else []
     return [[seed] for seed in seeds]
 
@@ -202,7 +202,7 @@ def _expert_row(runner: Runner, dataset: str, target: str, method, index: int) -
     _, info = expert_with_heads(runner, dataset, task, method, index)
     return {"dataset": dataset, "split": task.name, "kind": method.expert_kind, "index": index,
             "source_val_acc": info["source_val_acc"], "expert_id": info["expert_id"],
-            "heads": info.get("heads") if method.has_domain_heads else None}
+            "heads": info.get("heads")}
 
 
 def _distill_job(job) -> dict:

@@ -14,9 +14,9 @@ from ..method.methods import RandomReal
 from ..method.synthetic import SyntheticSet
 from ..runtime import file_sha256, save_atomic, write_atomic
 from .cells import Cell, plan_cells
+from .evaluation import evaluation_config, train_eval_nets
 from .records import append_record, base_record, current_records, matching
 from .store import _safe, content_id
-from .evaluation import evaluation_config, train_eval_nets
 
 FORMAT = "cadm-set/1"
 PIXELS = "float32 in [0, 1], not normalised (the networks normalise inside)"
@@ -143,7 +143,7 @@ def evaluate_set(runner, path: Path, dataset: str, target: str, seeds=None,
     set_id = content_id({"images": images, "labels": labels})
     records = []
     for seed, net, seconds in train_eval_nets(runner, cell, task, images, labels,
-                                                     evaluation_config(runner), seeds):
+                                              evaluation_config(runner), seeds):
         record = base_record(
             kind="eval_file", dataset=dataset, split=task.name, seed=seed, device=runner.device,
             file=str(path), set_id=set_id, n_train_images=len(labels), net="resnet18",

@@ -11,8 +11,8 @@ from tqdm import tqdm
 
 from ..data import Task
 from ..errors import ConfigError
-from ..schema import check_fields, setting
 from ..runtime import autocast, prepare_model, save_atomic, to_float
+from ..schema import check_fields, setting
 from .augment import augment_for_distillation, sample_augmentation
 from .masking import MaskDraw, MaskingConfig
 from .methods import Method, calibration_total, total_loss

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import torch
 
-from ..schema import check_fields, check_value, section_field, setting
 from ..runtime import upcast
+from ..schema import check_fields, check_value, section_field, setting
 from .models import N_BLOCKS
 
 

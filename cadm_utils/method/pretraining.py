@@ -43,9 +43,8 @@ class PretrainConfig:
     # pooled source features afterwards (method/mechanism.py)
     heads: str = setting("trained", choices=("trained", "refit"))
 
-    def __post_init__(self):
-        if not isinstance(self.epochs, dict):
-            check_fields(self, "pretrain.")
+    def __post_init__(self):  # epochs per data set are checked where the profile is resolved
+        check_fields(self, "pretrain.", skip=("epochs",) if isinstance(self.epochs, dict) else ())
 
 
 def pretraining_loss(model, x, labels, domains) -> torch.Tensor:

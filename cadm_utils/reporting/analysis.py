@@ -338,7 +338,7 @@ def spread_units(runner, first: list[str], second: list[str], ipc: int) -> list[
     units = []
     for a, b in zip(first, second, strict=True):
         probe_row = next((row for row in (b, a) if any(
-            c.method.expert_kind == "domain" for c in cells.get(row, {}).values())), None)
+            c.method.has_domain_heads for c in cells.get(row, {}).values())), None)
         if probe_row is None:
             raise ConfigError(f"neither '{a}' nor '{b}' has a CADM expert whose heads could "
                               "read the sets")

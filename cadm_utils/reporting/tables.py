@@ -16,7 +16,7 @@ from ..experiment.runner import Runner
 from ..method.methods import FULL_DATA, ablation_variant, method_label, name_of_label
 from ..profiles import load_profile
 from ..settings import TOP_LEVEL_OVERRIDES
-from .paper_numbers import (GPU_FULL_DATA_ANCHORS, PAPER_ROWS, TABLE2, TABLE4_DATASETS,
+from .paper_numbers import (GPU_FULL_DATA_ANCHORS, PAPER_DATASETS, PAPER_ROWS, TABLE2,
                             paper_values, table1, table3, table4)
 
 DECIMAL = re.compile(r"-?\d+\.\d+")
@@ -324,7 +324,7 @@ def paper_tables() -> dict[str, Table]:
 
     rows_named = [(row, name_of_label(row)) for row in PAPER_ROWS]
     tables = {}
-    for dataset in TABLE4_DATASETS:
+    for dataset in PAPER_DATASETS:
         values = table1(dataset)
         splits = list(dict.fromkeys(split for _, split, _ in values))
         columns = [(split, ipc) for split in splits for ipc in (1, 10)]
@@ -340,18 +340,20 @@ def paper_tables() -> dict[str, Table]:
         ["L_adm", "L_reg (masked)", "L_cons", "IPC 1", "IPC 10"],
         [["✓" if on else "-" for on in terms] + [f"{v:.1f}" for v in ipc_values]
          for terms, ipc_values in TABLE2.items()])
-    nets = ("convnet", "alexnet", "vgg11", "resnet50")
+    per_net = table3()
+    nets = list(next(iter(per_net.values())))
     tables["table3"] = Table(
         "Table 3 (paper), PACS ACS→P: cross-architecture accuracy %", ["IPC", "Method", *nets],
-        [[str(ipc), method_label(method)] + [f"{per_net[n]:.1f}" for n in nets]
-         for (method, ipc), per_net in table3().items()])
-    per_dataset = [table4(d) for d in TABLE4_DATASETS]
+        [[str(ipc), method_label(method)] + [f"{accuracies[n]:.1f}" for n in nets]
+         for (method, ipc), accuracies in per_net.items()])
+    per_dataset = [table4(d) for d in PAPER_DATASETS]
     rows = [[row] + [value(v, (name, "in-domain", ipc)) for v in per_dataset for ipc in (1, 10)]
-            for row, name in rows_named[1:]]  # Table 4 has no random row
+            for row, name in rows_named
+            if any((name, "in-domain", 1) in v for v in per_dataset)]
     rows.append(["Full dataset"] + [value(v, (FULL_DATA.name, "in-domain", ipc))
                                     for v in per_dataset for ipc in (0, None)])
     tables["table4"] = Table("Table 4 (paper): in-domain accuracy %",
-                             ["Method"] + [f"{d} IPC {i}" for d in TABLE4_DATASETS
+                             ["Method"] + [f"{d} IPC {i}" for d in PAPER_DATASETS
                                            for i in (1, 10)], rows)
     return tables
 
