@@ -90,7 +90,31 @@ RANGES = {
 }
 DATASET_KEYS = {"resolution": (8, None)}
 STAGE_KEYS = ("datasets", "targets", "methods", "ipcs", "full_data", "ablation", "nets",
-              "variants", "claims", "title")
+              "variants", "claims", "title", "kind")
+
+# What a stage is: the one place that decides it (`stage_kind`, stored in the resolved
+# stage as `kind`). Planning (experiment/cells.py), tables (reporting/tables.py), summaries
+# and the report's claims (reporting/report.py) read that kind; a new kind is one entry here
+# plus its table renderer (its rows default to the stage's methods, its claims to the
+# stage's own `claims`).
+STAGE_KINDS = {
+    "ablation": "Table 2: CADM with its loss terms switched on one by one (`ablation: true`)",
+    "networks": "Table 3: the stage's methods evaluated on each network of `nets`",
+    "variants": "each of the stage's methods under named setting overrides (`variants`)",
+    "methods": "Tables 1 and 4: one row per method, the full-data row where `full_data`",
+}
+
+
+def stage_kind(settings: dict) -> str:
+    """The stage's kind: its own `kind`, else what its keys say (ablation, then nets, then
+    variants, else a methods table)."""
+    if "kind" in settings:
+        return settings["kind"]
+    if settings.get("ablation"):
+        return "ablation"
+    if settings.get("nets"):
+        return "networks"
+    return "variants" if settings.get("variants") else "methods"
 
 
 # Settings that stay out of the cache keys at this value (the behaviour of the code before
@@ -293,6 +317,10 @@ def _check_stages(name: str, stages) -> dict:
             settings["variants"] = _check_variants(name, f"{key}.variants", settings["variants"])
         if "claims" in settings:
             settings["claims"] = _check_claims(name, f"{key}.claims", settings["claims"])
+        if settings.get("kind", "methods") not in STAGE_KINDS:
+            _fail(name, f"{key}.kind", f"must be one of {', '.join(STAGE_KINDS)}, "
+                                       f"got {settings['kind']!r}")
+        settings["kind"] = stage_kind(settings)
         out[stage] = settings
     return out
 

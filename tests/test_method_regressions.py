@@ -1,6 +1,6 @@
 """The notebooks' regression check of the method, and what it catches.
 
-02_distill prints, under NBVAL_CHECK_OUTPUT, every method's loss terms of one step before
+02_distill prints, in a cell tagged nbval-check-output, every method's loss terms of one step before
 any training (reporting.analysis.untrained_step_terms, ci profile, float64): nothing
 trained enters, so the digits are the same on every processor. Here the same terms are
 computed again and compared with the committed reference printout, and deliberate changes

@@ -28,3 +28,13 @@ def test_reader_copies_open_on_a_readable_profile():
         cells = json.loads(path.read_text())["cells"]
         parameters = next(c for c in cells if "parameters" in c["metadata"].get("tags", []))
         assert "".join(parameters["source"]).startswith('profile = "bench"')
+
+
+@pytest.mark.parametrize("path", READER + sorted((ROOT / "tests" / "notebooks").glob("*.ipynb")),
+                         ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_nbval_markers_are_cell_tags_not_code(path):
+    """A reader sees code only: nbval's markers live in the cells' tags."""
+    cells = json.loads(path.read_text())["cells"]
+    assert not [c for c in cells if "NBVAL" in "".join(c["source"])]
+    if path.parent.name == "notebooks" and path.parent.parent == ROOT / "tests":
+        assert any("nbval-check-output" in c["metadata"].get("tags", []) for c in cells)

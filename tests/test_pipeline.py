@@ -289,3 +289,42 @@ def test_experts_command_counts_what_is_on_disk(capsys):
     assert re.fullmatch(r"\d+ experts on disk", capsys.readouterr().out.splitlines()[-1])
     assert main(["experts", "--profile", "ci", "--stages", "table9"]) == 2
     assert "unknown stage 'table9'" in capsys.readouterr().err
+
+
+def test_zero_distillation_steps_evaluate_the_initial_set_without_experts(tmp_path):
+    """distill.steps 0 is the initialisation row: no expert is trained, the set is the
+    decoded real tiles that init_from_real draws, and its records are those of fresh
+    networks trained on exactly those images (the same for every distilling method)."""
+    from cadm_utils.experiment.evaluation import evaluation_config
+    from cadm_utils.method.models import build_eval_net
+    from cadm_utils.method.synthetic import init_from_real
+    from cadm_utils.method.train import accuracy, train_classifier
+    from cadm_utils.settings import EVAL_SEED_OFFSET, resolve_profile
+
+    profile = dict(TINY, distill=dict(TINY["distill"], steps=0),
+                   evaluate=dict(TINY["evaluate"], seeds=1),
+                   stages={"table1": {"datasets": ["embedded"], "methods": ["mmd", "cadm"],
+                                      "ipcs": [1]}})
+    dirs = {"results_dir": tmp_path / "results", "run_dir": tmp_path / "runs"}
+    path = tmp_path / "init.yaml"
+    path.write_text(yaml.safe_dump(profile, allow_unicode=True))
+    records = run_pipeline(path, progress=False, **dirs)
+    assert not (tmp_path / "runs" / "experts").exists()
+    assert {r["method"] for r in records} == {"mmd", "cadm"}
+    assert len({r["acc"] for r in records}) == 1 and len({r["set_id"] for r in records}) == 1
+    runner = Runner(resolve_profile(profile), progress=False, **dirs)
+    task = runner.task("embedded", "P")
+    initial = init_from_real(task.train, task.source_domains, 1, 2,
+                             torch.Generator().manual_seed(0))
+    images, labels, _ = initial.decoded()
+    torch.manual_seed(EVAL_SEED_OFFSET)
+    model, cpu = runner.sections.model, torch.device("cpu")
+    net = build_eval_net("resnet18", task.n_classes, task.n_domains, 32, model.width,
+                         model.stem)
+    net = train_classifier(net, images, labels, evaluation_config(runner), EVAL_SEED_OFFSET,
+                           cpu, progress=False)
+    assert records[0]["acc"] == accuracy(net, task.test.images, task.test.labels, cpu)
+    assert records[0]["source_val_acc"] == accuracy(net, task.val.images, task.val.labels, cpu)
+    stored = torch.load(next((tmp_path / "runs" / "synthetic").glob("*mmd*.pt")),
+                        weights_only=False)
+    assert torch.equal(stored["set"]["images"], initial.images)

@@ -63,6 +63,29 @@ def test_reseeded_rows_pair_by_seed_and_other_variants_do_not():
                                                    ("mmd", "mmd{seed1}", "mmd{seed2}"))
 
 
+def test_initialisation_rows_pair_each_method_with_the_initial_set_of_its_seed():
+    from cadm_utils.reporting.report import initialisation_claims
+
+    profile = {"seed": 0, "datasets": {"pacs": {"targets": ["P", "C"]}}, "stages": {
+        "table1": {"methods": ["mmd", "cadm"], "datasets": ["pacs"], "ipcs": [10],
+                   "variants": {"reference": {}, "seed1": {"seed": 1}, "seed2": {"seed": 2}}},
+        "init": {"methods": ["mmd"], "datasets": ["pacs"], "ipcs": [10], "variants": {
+            "init": {"distill.steps": 0}, "init_seed1": {"distill.steps": 0, "seed": 1},
+            "longer": {"distill.steps": 800, "seed": 1}}}}}
+    claims = initialisation_claims(profile)
+    assert [c.label for c in claims] == ["MMD above its initialisation",
+                                         "CADM above its initialisation"]
+    assert claims[1].first == ("cadm", "cadm{seed1}")  # seed 2 has no initialisation row
+    assert claims[1].second == ("mmd{init}", "mmd{init_seed1}")
+    assert claims[0].splits == ("ACS→P", "APS→C") and claims[0].paper == {}
+    records = [_record(row, "ACS→P", seed, acc, acc) for seed in (0, 1, 2)
+               for row, acc in (("mmd", 40.0), ("mmd{init}", 30.0), ("mmd{seed1}", 42.0),
+                                ("mmd{init_seed1}", 30.0))]
+    assert claim_row(records, claims[0])[4:6] == ["+11.0 [-1.7, +23.7]", "2"]
+    del profile["stages"]["init"]
+    assert initialisation_claims(profile) == []
+
+
 def test_the_claims_of_a_profile_follow_its_stages():
     from cadm_utils.profiles import load_profile
 

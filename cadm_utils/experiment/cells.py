@@ -8,7 +8,7 @@ from ..data import split_name
 from ..errors import ConfigError
 from ..method.methods import FULL_DATA, Method, ablation_variant, get_method
 from ..method.models import EVAL_NETS
-from ..settings import parse_ipcs, parse_names
+from ..settings import parse_ipcs, parse_names, stage_kind
 
 ABLATION_ROWS = ((False, False, False), (True, False, False), (False, True, False),
                  (False, True, True), (True, True, True))
@@ -98,20 +98,33 @@ def stage_methods(settings: dict, chosen) -> list[Method]:
 
 
 def stage_rows(settings: dict, chosen) -> list[tuple[Method, tuple]]:
-    """(method, overrides) per row: Table 2's loss ablation, a stage's `variants` (each of
-    its methods under named setting overrides, e.g. the reference-behaviour checks), or its
-    methods; in profile order, restricted to `chosen`."""
-    if settings.get("ablation"):
-        return [(ablation_variant(*row), ()) for row in ABLATION_ROWS]
+    """(method, overrides) per row of the stage, as its kind plans them (ROWS_BY_KIND; a kind
+    without an entry: one row per method), in profile order, restricted to `chosen`."""
+    return ROWS_BY_KIND.get(stage_kind(settings), method_rows)(settings, chosen)
+
+
+def method_rows(settings: dict, chosen) -> list[tuple[Method, tuple]]:
+    """One row per method of the stage, restricted to `chosen` (names checked)."""
     for name in chosen or []:
         if name != "full":
             get_method(name)  # raises on an unknown name
     wanted = chosen if chosen is not None else settings["methods"]
-    methods = [get_method(m) for m in settings["methods"] if m in wanted]
-    if settings.get("variants"):
-        return [(variant_method(base, row, overrides), tuple(sorted(overrides.items())))
-                for base in methods for row, overrides in settings["variants"].items()]
-    return [(method, ()) for method in methods]
+    return [(get_method(m), ()) for m in settings["methods"] if m in wanted]
+
+
+def variant_rows(settings: dict, chosen) -> list[tuple[Method, tuple]]:
+    """Each method under each of the stage's named `variants` (setting overrides)."""
+    return [(variant_method(base, row, overrides), tuple(sorted(overrides.items())))
+            for base, _ in method_rows(settings, chosen)
+            for row, overrides in settings["variants"].items()]
+
+
+def ablation_rows(settings: dict, chosen) -> list[tuple[Method, tuple]]:
+    """Table 2's loss ablation: CADM with its terms on one by one."""
+    return [(ablation_variant(*row), ()) for row in ABLATION_ROWS]
+
+
+ROWS_BY_KIND = {"variants": variant_rows, "ablation": ablation_rows}
 
 
 def variant_method(base: Method, row: str, overrides: dict) -> Method:

@@ -66,18 +66,22 @@ def run_cell(runner, cell, seeds: list[int] | None = None) -> list[dict]:
     return records
 
 
+def fresh_eval_net(runner, cell, task: Task, seed: int) -> torch.nn.Module:
+    """The untrained evaluation network of one seed (never the expert's initial weights)."""
+    model = runner.sections.model
+    torch.manual_seed(seed + EVAL_SEED_OFFSET)
+    return build_eval_net(cell.net, task.n_classes, task.n_domains, task.train.resolution,
+                          model.width, model.stem)
+
+
 def train_eval_nets(runner, cell, task: Task, images, labels, config: TrainConfig,
                     seeds: list[int]):
     """Yields (seed, trained network, seconds) per seed: one after the other, or all
     together when evaluate.stack_seeds (the same networks up to summation order). Test
     accuracy is taken after each yield, so a sequential cell's record of one seed is
     written before the next seed trains."""
-    model = runner.sections.model
-
     def fresh(seed):
-        torch.manual_seed(seed + EVAL_SEED_OFFSET)  # never the expert's initial weights
-        return build_eval_net(cell.net, task.n_classes, task.n_domains,
-                              task.train.resolution, model.width, model.stem)
+        return fresh_eval_net(runner, cell, task, seed)
     desc = f"evaluate {cell.method.name} {cell.net}"
     if runner.sections.evaluate.stack_seeds and len(seeds) > 1:
         start = time.time()

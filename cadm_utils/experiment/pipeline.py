@@ -13,7 +13,7 @@ from ..profiles import load_profile
 from .cells import Cell, plan_cells
 from .parallel import run_jobs, worker_cache
 from .evaluation import evaluation_config, run_cell
-from .products import distill_row, expert_with_heads
+from .products import distill_row, expert_with_heads, optimised
 from .records import load_records, seeds_to_run
 from .runner import Runner
 from .store import short_hash
@@ -54,7 +54,7 @@ def needed_experts(runner: Runner, cells: list[Cell]) -> list[tuple]:
     per expert kind (methods of one kind share their experts)."""
     by_kind = {}
     for c in cells:
-        if c.method.distills:
+        if optimised(runner.for_cell(c), c):
             for index in range(runner.for_cell(c).sections.pretrain.experts):
                 kind_key = (c.overrides, c.dataset, c.target, c.method.expert_kind, index)
                 by_kind.setdefault(kind_key, (c.overrides, c.dataset, c.target, c.method, index))

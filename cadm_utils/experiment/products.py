@@ -106,6 +106,13 @@ def expert_pool(runner, dataset: str, task: Task, method: Method) -> tuple[list,
     return pool, infos
 
 
+def optimised(runner, cell) -> bool:
+    """Whether the cell's set is optimised, and so needs its experts: a distilling method
+    at distill.steps > 0 (steps 0 evaluates the set as initialised, the decoded real
+    tiles)."""
+    return cell.method.distills and runner.sections.distill.steps > 0
+
+
 def synthetic_set(runner, cell, task: Task) -> tuple[SyntheticSet, dict]:
     """Distilled set of a cell (cached), with wall times, the loss history, its content id
     and its experts' ids."""
@@ -115,7 +122,7 @@ def synthetic_set(runner, cell, task: Task) -> tuple[SyntheticSet, dict]:
         state = torch.load(final, weights_only=False)
         return SyntheticSet.from_state(state["set"]), state["info"]
     info, pool = {"pretrain_s": 0.0, "expert_ids": []}, None
-    if cell.method.distills:
+    if optimised(runner, cell):
         pool, infos = expert_pool(runner, cell.dataset, task, cell.method)
         info["pretrain_s"] = sum(i["wall_s"] for i in infos)
         info["expert_ids"] = [i["expert_id"] for i in infos]
@@ -135,7 +142,7 @@ def distill_row(runner, cell) -> dict:
     """The cell's set (distilled where missing): its shape, first and last loss terms, id."""
     task = runner.task(cell.dataset, cell.target)
     synthetic, info = synthetic_set(runner, cell, task)
-    history = info["history"]
+    history = info["history"] or [{}]  # a set never optimised has no loss terms
     return {"split": task.name, "method": cell.method.name, "ipc": cell.ipc,
             "images": tuple(synthetic.images.shape), "first": history[0],
             "last": history[-1], "set_id": info["set_id"]}

@@ -15,7 +15,7 @@ from ..experiment.records import current_records, matching
 from ..experiment.runner import Runner
 from ..method.methods import FULL_DATA, ablation_variant, method_label, name_of_label
 from ..profiles import load_profile
-from ..settings import TOP_LEVEL_OVERRIDES
+from ..settings import TOP_LEVEL_OVERRIDES, stage_kind
 from .paper_numbers import (GPU_FULL_DATA_ANCHORS, PAPER_DATASETS, PAPER_ROWS, TABLE2,
                             paper_values, table1, table3, table4)
 
@@ -248,12 +248,12 @@ def summary_tables(runner: Runner) -> dict[str, Table]:
     compare = runner.profile.get("compare_with_paper", False)
     tables = {}
     for stage, settings in runner.profile["stages"].items():
-        if settings.get("nets") or settings.get("ablation"):
+        if stage_kind(settings) not in SUMMARISED_KINDS:
             continue
         for dataset in settings["datasets"]:
             targets = settings.get("targets") or runner.profile["datasets"][dataset]["targets"]
             splits = [split_name(dataset, t) for t in targets]
-            variants = bool(settings.get("variants"))
+            variants = stage_kind(settings) == "variants"
             if variants and len(splits) == 1:
                 continue  # a check on one split: its stage table is the summary
             title = (f"{stage_title(stage, settings)}, mean over {len(splits)} splits: "
@@ -270,43 +270,78 @@ def summary_tables(runner: Runner) -> dict[str, Table]:
 # ----------------------------------------------------------------------------- stages
 
 def stage_tables(runner: Runner) -> dict[str, Table]:
-    """Tables of every stage of the profile from the current records, keyed by file stem."""
+    """Tables of every stage of the profile from the current records, keyed by file stem;
+    each stage drawn by the renderer of its kind (STAGE_RENDERERS)."""
     records = current_records(runner)
-    compare = runner.profile.get("compare_with_paper", False)
     tables = {}
     for stage, settings in runner.profile["stages"].items():
         for dataset in settings["datasets"]:
-            targets = settings.get("targets") or runner.profile["datasets"][dataset]["targets"]
-            splits = [split_name(dataset, t) for t in targets]
-            title = f"{stage_title(stage, settings)}: {dataset} ({runner.profile['name']} profile)"
-            if settings.get("nets"):
-                paper = table3() if compare and dataset == "pacs" else None
-                tables[f"{stage}_{dataset}"] = cross_architecture_table(
-                    records, title, dataset, splits[0],
-                    [m.name for m in stage_methods(settings, None)], settings["ipcs"],
-                    settings["nets"], paper)
-                continue
-            if settings.get("variants"):
-                rows = [(method.name, ", ".join(f"{k}={v}" for k, v in overrides) or "reference")
-                        for method, overrides in stage_rows(settings, None)]
-                tables[f"{stage}_{dataset}"] = variant_table(records, title, dataset, splits,
-                                                             settings["ipcs"], rows)
-                continue
-            if settings.get("ablation"):
-                rows = [(ablation_variant(*row).name, *row) for row in ABLATION_ROWS]
-                paper = TABLE2 if compare and dataset == "pacs" else None
-                tables[f"{stage}_{dataset}"] = ablation_table(records, title, dataset, splits[0],
-                                                              settings["ipcs"], rows, paper)
-                continue
-            methods = [m.name for m in stage_methods(settings, None)]
-            tables[f"{stage}_{dataset}"] = method_table(
-                records, title, dataset, splits, methods, settings["ipcs"],
-                full_data=settings.get("full_data", False),
-                paper=paper_values(stage, dataset) if compare else None,
-                anchors=GPU_FULL_DATA_ANCHORS.get(
-                    (dataset, runner.profile["datasets"][dataset].get("resolution")))
-                if compare and stage == "table1" else None)
+            context = StageContext(runner, records, stage, settings, dataset)
+            tables[f"{stage}_{dataset}"] = STAGE_RENDERERS[stage_kind(settings)](context)
     return tables
+
+
+@dataclass(frozen=True)
+class StageContext:
+    """What a stage renderer reads: the run, its current records, one stage on one data set."""
+    runner: Runner
+    records: list
+    stage: str
+    settings: dict
+    dataset: str
+
+    @property
+    def splits(self) -> list[str]:
+        targets = (self.settings.get("targets")
+                   or self.runner.profile["datasets"][self.dataset]["targets"])
+        return [split_name(self.dataset, t) for t in targets]
+
+    @property
+    def title(self) -> str:
+        return (f"{stage_title(self.stage, self.settings)}: {self.dataset} "
+                f"({self.runner.profile['name']} profile)")
+
+    @property
+    def compare(self) -> bool:
+        return self.runner.profile.get("compare_with_paper", False)
+
+
+def networks_stage(c: StageContext) -> Table:
+    paper = table3() if c.compare and c.dataset == "pacs" else None
+    return cross_architecture_table(c.records, c.title, c.dataset, c.splits[0],
+                                    [m.name for m in stage_methods(c.settings, None)],
+                                    c.settings["ipcs"], c.settings["nets"], paper)
+
+
+def variants_stage(c: StageContext) -> Table:
+    rows = [(method.name, ", ".join(f"{k}={v}" for k, v in overrides) or "reference")
+            for method, overrides in stage_rows(c.settings, None)]
+    return variant_table(c.records, c.title, c.dataset, c.splits, c.settings["ipcs"], rows)
+
+
+def ablation_stage(c: StageContext) -> Table:
+    rows = [(ablation_variant(*row).name, *row) for row in ABLATION_ROWS]
+    paper = TABLE2 if c.compare and c.dataset == "pacs" else None
+    return ablation_table(c.records, c.title, c.dataset, c.splits[0], c.settings["ipcs"], rows,
+                          paper)
+
+
+def methods_stage(c: StageContext) -> Table:
+    resolution = c.runner.profile["datasets"][c.dataset].get("resolution")
+    return method_table(
+        c.records, c.title, c.dataset, c.splits,
+        [m.name for m in stage_methods(c.settings, None)], c.settings["ipcs"],
+        full_data=c.settings.get("full_data", False),
+        paper=paper_values(c.stage, c.dataset) if c.compare else None,
+        anchors=GPU_FULL_DATA_ANCHORS.get((c.dataset, resolution))
+        if c.compare and c.stage == "table1" else None)
+
+
+# how each stage kind (settings.STAGE_KINDS) is tabled
+STAGE_RENDERERS = {"networks": networks_stage, "variants": variants_stage,
+                   "ablation": ablation_stage, "methods": methods_stage}
+# the kinds whose rows are also averaged over splits (summary_tables)
+SUMMARISED_KINDS = ("methods", "variants")
 
 
 # The paper's tables; any other stage gives its own `title` in the profile (else its name).
