@@ -7,7 +7,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 usage() {
   cat <<'USAGE'
 usage: ./run_all.sh [--profile smoke|bench|paper|FILE.yaml] [--data-root DIR] [--datasets a,b]
-                    [--targets P,S] [--methods mmd,cadm] [--ipc 1,10] [--stages table1,...]
+                    [--targets P,S] [--methods mmd,cadm] [--ipc 1,10] [--stages STAGE,...]
                     [--fresh]
 
   --profile    profiles/<name>.yaml (default: smoke = embedded benchmark on the CPU)

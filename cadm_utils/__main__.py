@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from .errors import CadmError, ConfigError
+from .options import add_cell_options, add_profile_option, chosen_cells
 
 
 def _runner(args, **options):
@@ -34,10 +35,17 @@ def download(args) -> None:
 
 
 def domain_gap(args) -> None:
-    from .experiment.gap import measure_domain_gap
+    from dataclasses import replace
 
-    measure_domain_gap(args.dataset, args.data_root, args.resolution, args.width, args.epochs,
-                       args.seeds, args.out, args.targets.split(",") if args.targets else None)
+    from .experiment.gap import measure_domain_gap
+    from .profiles import load_profile
+    from .settings import Sections
+
+    settings = Sections.of(load_profile(args.profile)).domain_gap
+    given = {key: getattr(args, key) for key in ("width", "epochs", "seeds")
+             if getattr(args, key) is not None}
+    measure_domain_gap(args.dataset, args.data_root, args.resolution, replace(settings, **given),
+                       args.out, args.targets.split(",") if args.targets else None)
 
 
 def run_profile(args) -> None:
@@ -46,9 +54,7 @@ def run_profile(args) -> None:
     if args.time_budget is None:
         if args.export:
             raise ConfigError("--export goes with --time-budget")
-        run_pipeline(args.profile, data_root=args.data_root, datasets=args.datasets,
-                     targets=args.targets, methods=args.methods, ipcs=args.ipc,
-                     stages=args.stages, results_dir=args.results_dir)
+        run_pipeline(args.profile, results_dir=args.results_dir, **chosen_cells(args))
         return
     from .experiment.budget import MIB, ExportLimits, parse_duration, run_budgeted
 
@@ -59,8 +65,7 @@ def run_profile(args) -> None:
             raise ConfigError(f"--{option.replace('_', '-')} must be positive, got {value}")
     limits = ExportLimits(int(args.export_part_mib * MIB),
                           int(args.export_max_mib * MIB) if args.export_max_mib else None)
-    runner, cells = open_run(args.profile, args.data_root, args.datasets, args.targets,
-                             args.methods, args.ipc, args.stages, args.results_dir)
+    runner, cells = open_run(args.profile, results_dir=args.results_dir, **chosen_cells(args))
     run_budgeted(runner, cells, budget, args.export, limits)
 
 
@@ -81,8 +86,7 @@ def check(args) -> None:
     from .experiment.cost import estimate_line
     from .profiles import setting_source
 
-    runner, cells = open_run(args.profile, args.data_root, args.datasets, args.targets,
-                             args.methods, args.ipc, args.stages, progress=False)
+    runner, cells = open_run(args.profile, progress=False, **chosen_cells(args))
     profile = runner.profile
     print(f"profile {args.profile}: {len(cells)} cells to run or reuse")
     if getattr(args, "brief", False):  # the main job: the cell count only
@@ -103,8 +107,7 @@ CHECKED_SETTINGS = (("pretrain", "epochs"), ("pretrain", "experts"), ("distill",
 def experts(args) -> None:
     from .experiment.pipeline import open_run, trained_experts
 
-    runner, cells = open_run(args.profile, args.data_root, args.datasets, args.targets,
-                             args.methods, args.ipc, args.stages, progress=False)
+    runner, cells = open_run(args.profile, progress=False, **chosen_cells(args))
     rows = trained_experts(runner, cells)
     for row in rows:
         overrides = ", ".join(f"{k}={v}" for k, v in row["overrides"].items() if k != "seed")
@@ -221,19 +224,9 @@ def _print_units(label: str, units: list[tuple], interval: dict, value: str,
           f"[{low}, {high}], n = {interval['n']} (split × set, evaluation seeds averaged)")
 
 
-def add_cell_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--profile", default="smoke", help="name in profiles/ or a YAML path")
-    parser.add_argument("--data-root", default=None)
-    parser.add_argument("--datasets", default=None, help="comma-separated, default: the profile's")
-    parser.add_argument("--targets", default=None, help="comma-separated domain letters or names")
-    parser.add_argument("--methods", default=None, help="comma-separated method names")
-    parser.add_argument("--ipc", default=None, help="comma-separated images per class")
-    parser.add_argument("--stages", default=None, help="comma-separated: table1, table2, table4")
-
-
 def add_profile_options(parser: argparse.ArgumentParser) -> None:
     """--profile, --data-root and --results-dir: what `_runner` reads."""
-    parser.add_argument("--profile", default="smoke", help="name in profiles/ or a YAML path")
+    add_profile_option(parser)
     parser.add_argument("--data-root", default=None)
     parser.add_argument("--results-dir", default=None)
 
@@ -263,9 +256,13 @@ def build_parser() -> argparse.ArgumentParser:
     gap.add_argument("--dataset", default="embedded")
     gap.add_argument("--data-root", default=None)
     gap.add_argument("--resolution", type=int, default=None)
-    gap.add_argument("--width", type=int, default=16)
-    gap.add_argument("--epochs", type=int, default=15)
-    gap.add_argument("--seeds", type=int, default=1)
+    add_profile_option(gap)
+    gap.add_argument("--width", type=int, default=None,
+                     help="default: the profile's domain_gap.width")
+    gap.add_argument("--epochs", type=int, default=None,
+                     help="default: the profile's domain_gap.epochs")
+    gap.add_argument("--seeds", type=int, default=None,
+                     help="default: the profile's domain_gap.seeds")
     gap.add_argument("--out", default=None, help="JSON-lines file for the records")
     gap.add_argument("--targets", default=None, help="comma-separated, default: every domain")
     gap.set_defaults(func=domain_gap)
@@ -287,7 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     merger = commands.add_parser("merge", help="bring a budgeted run's export into results/ "
                                                "and runs/, then render the tables")
-    merger.add_argument("--profile", default="gpu-short")
+    add_profile_option(merger, default="gpu-short")
     merger.add_argument("--export", required=True, help="folder with the export parts")
     merger.add_argument("--results-dir", default=None)
     merger.set_defaults(func=merge)
@@ -308,14 +305,14 @@ def build_parser() -> argparse.ArgumentParser:
     expert.set_defaults(func=experts)
 
     table = commands.add_parser("tables", help="render the profile's tables from its records")
-    table.add_argument("--profile", default="smoke")
+    add_profile_option(table)
     table.add_argument("--results-dir", default=None)
     table.add_argument("--figures-dir", default=None)
     table.set_defaults(func=tables)
 
     summarize = commands.add_parser("summary", help="mean over splits of Tables 1 and 4, on "
                                                     "the unseen domain and source val images")
-    summarize.add_argument("--profile", default="smoke")
+    add_profile_option(summarize)
     summarize.add_argument("--results-dir", default=None)
     summarize.add_argument("--figures-dir", default=None)
     summarize.set_defaults(func=summaries)

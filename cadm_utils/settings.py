@@ -5,7 +5,8 @@ The sections a method reads are typed dataclasses beside the code that reads the
 field defaults are the defaults and their fields carry their checks (schema.setting):
 `model` ModelConfig (method/models.py), `pretrain` PretrainConfig (method/pretraining.py),
 `distill` DistillConfig (method/distill.py), `masking` MaskingConfig (method/masking.py),
-`evaluate` EvaluateConfig and `full_data` FullDataConfig (method/train.py).
+`evaluate` EvaluateConfig, `full_data` FullDataConfig and `domain_gap` DomainGapConfig
+(method/train.py), `analysis` AnalysisConfig (here: what the figure notebooks take apart).
 A profile (profiles/*.yaml) overrides any default; `resolve_profile` returns the full
 settings with every value checked, or raises ConfigError naming the key; `Sections` are the
 typed sections of a resolved profile.
@@ -20,13 +21,31 @@ from .method.distill import DistillConfig
 from .method.masking import MaskingConfig
 from .method.models import ModelConfig
 from .method.pretraining import PretrainConfig
-from .method.train import EvaluateConfig, FullDataConfig
-from .schema import check_number as _check_number, check_value, section_defaults, section_field
+from .method.train import DomainGapConfig, EvaluateConfig, FullDataConfig
+from .schema import (check_fields, check_number as _check_number, check_value,
+                     section_defaults, section_field, setting)
+
+
+@dataclass(frozen=True)
+class AnalysisConfig:
+    """The split and set whose channels, scores and features the figure notebooks take
+    apart (Fig. 1(b), 3(a), 3(b), the step anatomy): the profile's `analysis` section."""
+    dataset: str = setting("")  # "": the profile's first data set
+    target: str = setting("")  # "": that data set's first target
+    ipc: int = setting(1, 1)
+    umap_class: int = setting(0, 0)  # Fig. 3(a)'s class
+    umap_real_per_domain: int = setting(100, 1)  # real images per source domain in Fig. 3(a)
+    channels: int = setting(32, 1)  # Fig. 3(b)'s first channels of the last block
+
+    def __post_init__(self):
+        check_fields(self, "analysis.")
+
 
 # the profile's typed sections: name -> (class, its fields that are not profile settings)
 SECTIONS = {"model": (ModelConfig, ()), "pretrain": (PretrainConfig, ()),
             "distill": (DistillConfig, ("ipc", "dsa")), "masking": (MaskingConfig, ()),
-            "evaluate": (EvaluateConfig, ()), "full_data": (FullDataConfig, ())}
+            "evaluate": (EvaluateConfig, ()), "full_data": (FullDataConfig, ()),
+            "domain_gap": (DomainGapConfig, ()), "analysis": (AnalysisConfig, ())}
 
 
 @dataclass(frozen=True)
@@ -38,6 +57,8 @@ class Sections:
     masking: MaskingConfig
     evaluate: EvaluateConfig
     full_data: FullDataConfig
+    domain_gap: DomainGapConfig
+    analysis: AnalysisConfig
 
     @classmethod
     def of(cls, profile: dict) -> "Sections":
@@ -65,7 +86,6 @@ RUN_DEFAULTS = {
     # (a key left out matches every row; {} places the rows no other group names); `ipc`
     # before the other IPCs
     "budget": {"stages": [], "groups": [], "ipc": None},
-    "analysis": {"umap_class": 0, "umap_real_per_domain": 100, "channels": 32},
 }
 REQUIRED = ("name", "datasets", "stages")
 
@@ -85,8 +105,6 @@ CHOICES = {
 # (minimum, maximum) of numeric run-level settings; ints where the default is an int
 RANGES = {
     "seed": (0, None), "workers": (1, None), "slurm.timeout_min": (1, None),
-    "analysis.umap_class": (0, None), "analysis.umap_real_per_domain": (1, None),
-    "analysis.channels": (1, None), "analysis.ipc": (1, None),
 }
 DATASET_KEYS = {"resolution": (8, None)}
 STAGE_KEYS = ("datasets", "targets", "methods", "ipcs", "full_data", "ablation", "nets",
@@ -189,8 +207,7 @@ def _check_leaf(name: str, key: str, value, default):
             _fail(name, key, f"must be one of {', '.join(CHOICES[key])}, got {value!r}")
         return value
     if key in RANGES:
-        integer = isinstance(default, int) and not isinstance(default, bool) \
-            or key in ("analysis.ipc",)
+        integer = isinstance(default, int) and not isinstance(default, bool)
         return check_number(name, key, value, RANGES[key], integer)
     if isinstance(default, bool):
         if not isinstance(value, bool):
@@ -238,20 +255,13 @@ def resolve_profile(raw: dict) -> dict:
     name = str(raw.get("name", "?"))
     if missing:
         raise ConfigError(f"profile '{name}' lacks {', '.join(missing)}")
-    rest = {k: v for k, v in raw.items() if k not in ("name", "datasets", "stages", "analysis")}
-    every = defaults()
-    profile = _merge(name, {k: v for k, v in every.items() if k != "analysis"}, rest)
+    rest = {k: v for k, v in raw.items() if k not in ("name", "datasets", "stages")}
+    profile = _merge(name, defaults(), rest)
     profile["name"] = name
     profile["datasets"] = _check_datasets(name, raw["datasets"])
     profile["stages"] = _check_stages(name, raw["stages"])
     _check_budget(name, profile["budget"])
-    if "analysis" in raw:
-        analysis = dict(raw["analysis"])
-        fixed = {k: analysis.pop(k) for k in ("dataset", "target") if k in analysis}
-        ipc = analysis.pop("ipc", 1)
-        profile["analysis"] = {**_merge(name, every["analysis"], analysis, "analysis."),
-                               **fixed, "ipc": check_number(name, "analysis.ipc", ipc,
-                                                            RANGES["analysis.ipc"], True)}
+    _place_analysis(name, profile)
     try:
         Sections.of(profile)  # the sections' own checks across their fields
     except ConfigError as error:
@@ -261,6 +271,18 @@ def resolve_profile(raw: dict) -> dict:
     if profile["precision"] == "float64" and profile["device"] not in (None, "cpu"):
         _fail(name, "precision", "float64 is for the CPU only")
     return profile
+
+
+def _place_analysis(name: str, profile: dict) -> None:
+    """The analysis split: the profile's first data set and its first target unless set."""
+    analysis = profile["analysis"]
+    analysis["dataset"] = analysis["dataset"] or next(iter(profile["datasets"]))
+    if analysis["dataset"] not in profile["datasets"]:
+        _fail(name, "analysis.dataset", f"must be one of the profile's data sets "
+                                        f"({', '.join(profile['datasets'])}), "
+                                        f"got {analysis['dataset']!r}")
+    analysis["target"] = (analysis["target"]
+                          or profile["datasets"][analysis["dataset"]]["targets"][0])
 
 
 def _check_budget(name: str, budget: dict) -> None:

@@ -8,8 +8,9 @@ import shutil
 import sys
 from pathlib import Path
 
-from cadm_utils.__main__ import add_cell_options, check
+from cadm_utils.__main__ import check
 from cadm_utils.errors import CadmError
+from cadm_utils.options import CELL_OPTIONS, add_cell_options
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ("01_pretrain", "02_distill", "03_evaluate", "04_channel_activation", "05_umap",
@@ -18,22 +19,20 @@ NOTEBOOKS = ("01_pretrain", "02_distill", "03_evaluate", "04_channel_activation"
 # papermill's shutdown leaves read as failures; a failing cell still stops the run with its
 # traceback (papermill raises it).
 KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=CRITICAL"]
-# command-line option -> the key of the same meaning in the notebooks' `run` parameter
-# (cadm_utils/reporting/notebook.py RUN_KEYS)
-RUN_OPTIONS = {"data_root": "data_root", "datasets": "datasets", "targets": "targets",
-               "methods": "methods", "ipc": "ipcs", "stages": "stages"}
 
 
 def notebook_parameters(args: argparse.Namespace) -> dict:
+    """papermill's parameters: the profile and `run`, the cell options given (the same
+    names, cadm_utils/options.py) with progress bars on or off."""
     run = {"progress": not args.no_progress}
-    for option, key in RUN_OPTIONS.items():
-        value = getattr(args, option)
+    for option in CELL_OPTIONS:
+        value = getattr(args, option.name)
         if value is not None:
-            run[key] = str(Path(value).resolve()) if option == "data_root" else value
+            run[option.name] = str(Path(value).resolve()) if option.name == "data_root" else value
     return {"profile": args.profile, "run": run}
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_cell_options(parser)
     parser.add_argument("--fresh", action="store_true",
@@ -43,7 +42,11 @@ def main(argv: list[str] | None = None) -> int:
                              "notebooks; notebooks/ refreshes the committed reader copies, "
                              "tests/notebooks/ the nbval references)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     try:
         check(argparse.Namespace(**vars(args), brief=True))
     except CadmError as error:

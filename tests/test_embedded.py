@@ -44,9 +44,11 @@ def test_other_resolution():
 
 def test_domain_gap_command_writes_records(tmp_path):
     from cadm_utils.experiment.gap import measure_domain_gap
+    from cadm_utils.method.train import DomainGapConfig
 
     out = tmp_path / "gap.jsonl"
-    records = measure_domain_gap(width=4, epochs=1, out=out, targets=["S"])
+    records = measure_domain_gap(settings=DomainGapConfig(width=4, epochs=1), out=out,
+                                 targets=["S"])
     assert len(records) == 1 and records[0]["split"] == "ACP→S"
     assert 0 <= records[0]["target_acc"] <= 100 and records[0]["chance"] == 20.0
     assert out.read_text().count("\n") == 1

@@ -57,13 +57,11 @@ def test_run_all_stops_on_bad_input_before_any_notebook(tmp_path):
 
 
 def test_notebook_parameters_follow_the_command_line(tmp_path):
-    import argparse
     import sys
     sys.path.insert(0, str(REPO_ROOT / "scripts"))
-    from run_notebooks import notebook_parameters
-    args = argparse.Namespace(profile="smoke", data_root=str(tmp_path), datasets=None,
-                              targets="P,S", methods=None, ipc="10", stages="table1",
-                              no_progress=False)
+    from run_notebooks import build_parser, notebook_parameters
+    args = build_parser().parse_args(["--profile", "smoke", "--data-root", str(tmp_path),
+                                      "--targets", "P,S", "--ipc", "10", "--stages", "table1"])
     assert notebook_parameters(args) == {"profile": "smoke", "run": {
         "progress": True, "data_root": str(tmp_path.resolve()), "targets": "P,S", "ipcs": "10",
         "stages": "table1"}}
@@ -111,3 +109,27 @@ def test_every_command_prints_its_help():
         with contextlib.redirect_stdout(out), pytest.raises(SystemExit) as done:
             parser.parse_args(argv)
         assert done.value.code == 0 and "usage:" in out.getvalue(), argv
+
+
+def test_run_all_the_cli_and_the_notebooks_name_the_same_run_options():
+    """One list of run options (cadm_utils/options.py): run_all.sh's case list, the command
+    line's parser and the notebooks' run keys must agree on it."""
+    import re
+
+    from cadm_utils.__main__ import build_parser
+    from cadm_utils.options import CELL_OPTIONS, NOTEBOOK_KEYS
+    from cadm_utils.reporting import notebook
+
+    script = (REPO_ROOT / "run_all.sh").read_text()
+    valued = re.search(r"^\s*(--profile\|[-|a-z]+)\)\n\s*\[ \$# -ge 2 \]", script, re.M)
+    flags = {option.flag for option in CELL_OPTIONS}
+    assert set(valued.group(1).split("|")) == {"--profile"} | flags
+    passed_on = re.search(r"^\s*([-|a-z]+)\)\n\s*extra\+=\(\"\$1\" \"\$2\"\)", script, re.M)
+    assert set(passed_on.group(1).split("|")) == flags - {"--data-root"}
+    run = build_parser()._subparsers._group_actions[0].choices["run"]
+    cli = {flag for action in run._actions for flag in action.option_strings}
+    assert {"--profile"} | flags <= cli
+    assert {a.dest for a in run._actions if set(a.option_strings) & flags} == \
+        {o.name for o in CELL_OPTIONS}
+    assert notebook.NOTEBOOK_KEYS == NOTEBOOK_KEYS
+    assert set(NOTEBOOK_KEYS) == {o.name for o in CELL_OPTIONS} | {"progress"}

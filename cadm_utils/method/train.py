@@ -92,6 +92,21 @@ class FullDataConfig:
         check_fields(self, "full_data.")
 
 
+@dataclass(frozen=True)
+class DomainGapConfig:
+    """Fig. 1(a)'s measurement (`python -m cadm_utils domain-gap`): a domain-aware ResNet-18
+    of this width trained on the source domains with crop and flip, DM's schedule; the
+    profile's `domain_gap` section."""
+    width: int = setting(16, 1)
+    epochs: int = setting(15, 1)
+    batch_size: int = setting(64, 2)
+    lr: float = setting(0.05, 1e-12)
+    seeds: int = setting(1, 1)
+
+    def __post_init__(self):
+        check_fields(self, "domain_gap.")
+
+
 def augment_batch(x: torch.Tensor, kind: str, generator: torch.Generator) -> torch.Tensor:
     if kind == "crop_flip":
         return crop_flip(x, generator)

@@ -177,13 +177,13 @@ def _umap_panels(runner, methods) -> dict[str, dict]:
 
     settings = runner.profile["analysis"]
     task, sets = analysis_sets(runner, methods)
-    target_class = settings.get("umap_class", 0)
+    target_class = settings["umap_class"]
     generator = torch.Generator().manual_seed(0)
     real_index = []
     for d in task.source_domains:
         pool = ((task.train.labels == target_class) & (task.train.domains == d)).nonzero().flatten()
         keep = pool[torch.randperm(len(pool), generator=generator)]
-        real_index.append(keep[: settings.get("umap_real_per_domain", 100)])
+        real_index.append(keep[: settings["umap_real_per_domain"]])
     real_index = torch.cat(real_index)
     panels = {}
     for name, synthetic in sets.items():
