@@ -95,6 +95,24 @@ def save_atomic(obj, path: Path) -> None:
     write_atomic(path, lambda tmp: torch.save(obj, tmp))
 
 
+@contextlib.contextmanager
+def product_lock(path: Path):
+    """Held while the product file `path` is looked for and, where missing, made: a second
+    process that wants the same file (an overlapping run of the same profile) waits here,
+    then finds it made and loads it. An advisory lock on `<path>.lock`, released when the
+    holder ends, even by a crash."""
+    import fcntl
+
+    lock = Path(path).with_name(Path(path).name + ".lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def git_commit() -> str:
     """The checkout's commit; where the tree travelled without .git (a GPU machine), the
     CADM_COMMIT the caller passed along."""

@@ -6,7 +6,7 @@ import yaml
 
 from cadm_utils.errors import ConfigError
 from cadm_utils.experiment.cells import plan_cells
-from cadm_utils.experiment.pipeline import run_pipeline
+from cadm_utils.experiment.pipeline import open_run, run_pipeline
 from cadm_utils.experiment.records import load_records
 from cadm_utils.experiment.runner import Runner
 from cadm_utils.method.methods import get_method
@@ -328,3 +328,32 @@ def test_zero_distillation_steps_evaluate_the_initial_set_without_experts(tmp_pa
     stored = torch.load(next((tmp_path / "runs" / "synthetic").glob("*mmd*.pt")),
                         weights_only=False)
     assert torch.equal(stored["set"]["images"], initial.images)
+
+
+def _products_of_one_run(dirs: dict) -> list:
+    """One run of the ci profile's MMD and CADM cells on ACS→P at IPC 1: its experts' and
+    sets' stored infos (a module-level function: it runs in a spawned process)."""
+    from cadm_utils.experiment.pipeline import distill_cells, pretrain_experts
+
+    runner, cells = open_run("ci", stages="table1", methods="mmd,cadm", targets="P", ipcs="1",
+                             progress=False, **dirs)
+    runner.profile["workers"] = 1
+    experts = [(row["expert_id"], row["source_val_acc"]) for row in
+               pretrain_experts(runner, cells)]
+    sets = [row["set_id"] for row in distill_cells(runner, cells)]
+    task = runner.task("embedded", "P")
+    walls = [expert(runner, "embedded", task, get_method(m))[1]["wall_s"] for m in ("mmd", "cadm")]
+    return [experts, sets, walls]
+
+
+def test_two_overlapping_runs_make_each_product_once(tmp_path):
+    """Two runs of one profile at once: the second waits on each product file's lock and
+    loads what the first made (the same stored wall time: trained once)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    dirs = {"results_dir": str(tmp_path / "results"), "run_dir": str(tmp_path / "runs")}
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
+        first, second = pool.map(_products_of_one_run, [dirs, dirs])
+    assert first == second
+    assert len(first[0]) == 2 and len(first[1]) == 2

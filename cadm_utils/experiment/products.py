@@ -15,7 +15,7 @@ from ..method.models import DomainAwareResNet
 from ..method.synthetic import SyntheticSet
 from ..method.train import TrainConfig, accuracy, train_classifier
 from ..profiles import pretrain_epochs
-from ..runtime import save_atomic
+from ..runtime import product_lock, save_atomic
 from .store import content_id
 
 
@@ -39,8 +39,14 @@ def expert(runner, dataset: str, task: Task, method: Method,
            index: int = 0) -> tuple[DomainAwareResNet, dict]:
     """Pretrained expert number `index` of the method's pool (seed + index), trained with
     the method's pretraining objective and cached (methods of one expert kind share it).
-    Returns the model and its stored info (wall time, source accuracy, content id)."""
+    Returns the model and its stored info (wall time, source accuracy, content id). Two
+    processes that want the same expert train it once (product_lock)."""
     path = runner.store.expert_path(dataset, task.name, method, index)
+    with product_lock(path):
+        return _expert(runner, dataset, task, method, index, path)
+
+
+def _expert(runner, dataset: str, task: Task, method: Method, index: int, path):
     seed = runner.profile["seed"] + index
     model = new_model(runner, task, seed)
     if path.exists():
@@ -115,9 +121,14 @@ def optimised(runner, cell) -> bool:
 
 def synthetic_set(runner, cell, task: Task) -> tuple[SyntheticSet, dict]:
     """Distilled set of a cell (cached), with wall times, the loss history, its content id
-    and its experts' ids."""
-    config = runner.store.distill_config(cell.ipc, cell.method)
+    and its experts' ids. Two processes that want the same set make it once."""
     final = runner.store.synthetic_path(cell)
+    with product_lock(final):
+        return _synthetic_set(runner, cell, task, final)
+
+
+def _synthetic_set(runner, cell, task: Task, final) -> tuple[SyntheticSet, dict]:
+    config = runner.store.distill_config(cell.ipc, cell.method)
     if final.exists():
         state = torch.load(final, weights_only=False)
         return SyntheticSet.from_state(state["set"]), state["info"]
