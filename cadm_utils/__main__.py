@@ -120,6 +120,8 @@ def experts(args) -> None:
                   f"{block['middle']:.0f}/{block['bottom']:.0f} %, target damping "
                   f"{block['target_damping']:.3f}")
     print(f"{len(rows)} experts on disk")
+    if not rows:
+        print(_where_products_come_from(runner, "experts"))
     if args.write:
         from .reporting.tables import expert_heads_table
 
@@ -185,6 +187,8 @@ def export_sets(args) -> None:
     for entry in entries:
         print(f"{entry['file']}  set {entry['set_id']}  sha256 {entry['sha256'][:12]}")
     print(f"{len(entries)} sets and manifest.json in {args.out}")
+    if not entries:
+        print(_where_products_come_from(runner, "synthetic sets"))
 
 
 def evaluate_set(args) -> None:
@@ -201,6 +205,14 @@ def evaluate_set(args) -> None:
     print(f"{records[0]['split']}: unseen domain {statistics.fmean(r['acc'] for r in records):.1f}"
           f" % over {len(records)} seeds; records in "
           f"{runner.results_dir / 'evaluated_sets.jsonl'}")
+
+
+def _where_products_come_from(runner, what: str) -> str:
+    """The hint printed when none of a profile's products is on disk."""
+    name = runner.profile["name"]
+    return (f"The {what} of profile {name} are made by its run and cached in {runner.run_dir}/ "
+            f"(not in the repository): ./run_all.sh --profile {name} [--data-root DIR], or "
+            f"python -m cadm_utils run --profile {name} for chosen cells.")
 
 
 def _spread_row(runner, claims) -> list[str]:
