@@ -2,11 +2,12 @@
 the sets and evaluate, in parallel where the profile asks for workers or a launcher."""
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..data import split_name
 from ..errors import ConfigError
+from ..method.methods import Method
 from ..method.models import resolve_stem
 from ..method.synthetic import check_ipc
 from ..profiles import load_profile
@@ -49,15 +50,46 @@ def cells_with_work(runner: Runner, cells: list[Cell]) -> list[Cell]:
     return [c for c in cells if seeds_to_run(runner.for_cell(c), c, records)]
 
 
-def needed_experts(runner: Runner, cells: list[Cell]) -> list[tuple]:
-    """(overrides, dataset, target, method, index) of every pool expert the cells use, one
-    per expert kind (methods of one kind share their experts)."""
+@dataclass(frozen=True)
+class ExpertKey:
+    """One pool expert that cells use: its variant row's overrides, split, method (whose
+    expert kind it is) and index in the pool."""
+    overrides: tuple
+    dataset: str
+    target: str
+    method: Method
+    index: int
+
+
+@dataclass(frozen=True)
+class ExpertJob:
+    handle: object  # the runner, or what rebuilds it in a worker (Runner.job_handle)
+    key: ExpertKey
+
+
+@dataclass(frozen=True)
+class DistillJob:
+    handle: object
+    cell: Cell
+
+
+@dataclass(frozen=True)
+class EvaluateJob:
+    handle: object
+    cell: Cell
+    seeds: list
+
+
+def needed_experts(runner: Runner, cells: list[Cell]) -> list[ExpertKey]:
+    """Every pool expert the cells use, one per expert kind (methods of one kind share
+    their experts)."""
     by_kind = {}
     for c in cells:
         if optimised(runner.for_cell(c), c):
             for index in range(runner.for_cell(c).sections.pretrain.experts):
                 kind_key = (c.overrides, c.dataset, c.target, c.method.expert_kind, index)
-                by_kind.setdefault(kind_key, (c.overrides, c.dataset, c.target, c.method, index))
+                by_kind.setdefault(kind_key, ExpertKey(c.overrides, c.dataset, c.target,
+                                                       c.method, index))
     return [by_kind[k] for k in sorted(by_kind, key=repr)]
 
 
@@ -85,20 +117,19 @@ def make_missing(runner: Runner, cells: list[Cell], distill: bool = True) -> Non
     handle = runner.job_handle()
     experts, sets = missing_products(runner, cells)
     # the longest jobs first, so that the workers end together
-    experts.sort(key=lambda key: -key[3].expert_cost)
+    experts.sort(key=lambda key: -key.method.expert_cost)
     sets.sort(key=lambda cell: -cell.method.distill_cost * cell.ipc)
-    run_jobs(_expert_job, [(handle, *key) for key in experts], runner.workers, "pretrain",
-             runner.progress, launcher=runner.launcher)
+    run_jobs(_expert_job, [ExpertJob(handle, key) for key in experts], runner.workers,
+             "pretrain", runner.progress, launcher=runner.launcher)
     if not distill:
         return
-    run_jobs(_distill_job, [(handle, cell) for cell in sets], runner.workers, "distill",
-             runner.progress, launcher=runner.launcher)
+    run_jobs(_distill_job, [DistillJob(handle, cell) for cell in sets], runner.workers,
+             "distill", runner.progress, launcher=runner.launcher)
 
 
-def _expert_path(runner: Runner, key: tuple) -> Path:
-    overrides, dataset, target, method, index = key
-    return runner.variant(overrides).store.expert_path(dataset, split_name(dataset, target),
-                                                       method, index)
+def _expert_path(runner: Runner, key: ExpertKey) -> Path:
+    return runner.variant(key.overrides).store.expert_path(
+        key.dataset, split_name(key.dataset, key.target), key.method, key.index)
 
 
 def pretrain_experts(runner: Runner, cells: list[Cell]) -> list[dict]:
@@ -106,7 +137,7 @@ def pretrain_experts(runner: Runner, cells: list[Cell]) -> list[dict]:
     on disk, with their accuracy on the source validation images. Cells whose records are
     complete need no expert: nothing is retrained for them."""
     make_missing(runner, cells_with_work(runner, cells), distill=False)
-    return [_expert_job((runner, *key)) for key in needed_experts(runner, cells)
+    return [_expert_job(ExpertJob(runner, key)) for key in needed_experts(runner, cells)
             if _expert_path(runner, key).exists()]
 
 
@@ -117,10 +148,9 @@ def trained_experts(runner: Runner, cells: list[Cell]) -> list[dict]:
     for key in needed_experts(runner, cells):
         path = _expert_path(runner, key)
         if path.exists():
-            overrides, dataset, target, method, index = key
-            seed = runner.variant(overrides).profile["seed"] + index
-            rows.append({"overrides": dict(overrides), "seed": seed, "file": path.name,
-                         **_expert_job((runner, *key))})
+            seed = runner.variant(key.overrides).profile["seed"] + key.index
+            rows.append({"overrides": dict(key.overrides), "seed": seed, "file": path.name,
+                         **_expert_job(ExpertJob(runner, key))})
     return rows
 
 
@@ -136,15 +166,15 @@ def evaluate_cells(runner: Runner, cells: list[Cell]) -> list[dict]:
     """Train and test every evaluation network the cells still lack; one record each."""
     make_missing(runner, cells_with_work(runner, cells))
     handle, records = runner.job_handle(), load_records(runner.records_path)
-    jobs = [(handle, cell, seeds) for cell in table_entries(cells)
+    jobs = [EvaluateJob(handle, cell, seeds) for cell in table_entries(cells)
             for seeds in _seed_groups(runner, cell, records)]
-    jobs.sort(key=lambda job: -_relative_cost(job[1]))  # longest first: workers end together
+    jobs.sort(key=lambda job: -_relative_cost(job.cell))  # longest first: workers end together
     done = []
 
     def report(job, records):
         done.append(job)
         for record in records:
-            print(f"[{len(done)}/{len(jobs)}] {job[1].label} seed {record['seed']}: "
+            print(f"[{len(done)}/{len(jobs)}] {job.cell.label} seed {record['seed']}: "
                   f"{record['acc']:.1f} %", flush=True)
 
     results = run_jobs(_evaluate_job, jobs, runner.workers, "evaluate", runner.progress, report,
@@ -189,10 +219,10 @@ def _runner_for(handle) -> Runner:
     return cache[key]
 
 
-def _expert_job(job) -> dict:
-    handle, overrides, dataset, target, method, index = job
-    runner = _runner_for(handle).variant(overrides)
-    return _expert_row(runner, dataset, target, method, index)
+def _expert_job(job: ExpertJob) -> dict:
+    key = job.key
+    runner = _runner_for(job.handle).variant(key.overrides)
+    return _expert_row(runner, key.dataset, key.target, key.method, key.index)
 
 
 def _expert_row(runner: Runner, dataset: str, target: str, method, index: int) -> dict:
@@ -205,14 +235,12 @@ def _expert_row(runner: Runner, dataset: str, target: str, method, index: int) -
             "heads": info.get("heads")}
 
 
-def _distill_job(job) -> dict:
-    handle, cell = job
-    return distill_row(_runner_for(handle).for_cell(cell), cell)
+def _distill_job(job: DistillJob) -> dict:
+    return distill_row(_runner_for(job.handle).for_cell(job.cell), job.cell)
 
 
-def _evaluate_job(job) -> list[dict]:
-    handle, cell, seeds = job
-    return run_cell(_runner_for(handle).for_cell(cell), cell, seeds)
+def _evaluate_job(job: EvaluateJob) -> list[dict]:
+    return run_cell(_runner_for(job.handle).for_cell(job.cell), job.cell, job.seeds)
 
 
 def run_pipeline(profile_name: str, data_root=None, datasets=None, targets=None, methods=None,
