@@ -4,7 +4,7 @@ evaluate_synset in utils.py: batch 256, SGD lr 0.01, momentum 0.9, weight decay 
 x0.1 after half the epochs, DSA on every batch).
 
     python benchmarks/tune_eval.py --profile pacs-dm --data-root DATA --targets P \
-        [--epochs 300,1000] [--out results/tuning/eval-pacs-dm.jsonl]
+        --rows mmd,cadm,mmd{init} [--epochs 300,1000] [--out results/tuning/eval-pacs-dm.jsonl]
 
 For every synthetic set of the chosen cells (made where missing) and every candidate length,
 fresh networks are trained over the profile's evaluation seeds exactly as the pipeline
@@ -105,12 +105,16 @@ def main() -> None:
     parser.add_argument("--targets")
     parser.add_argument("--stages")
     parser.add_argument("--methods")
+    parser.add_argument("--rows", help="comma-separated rows (e.g. mmd,cadm,mmd{init}); "
+                                       "default: every row of the chosen cells")
     parser.add_argument("--epochs", default="300,1000")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     lengths = [int(e) for e in args.epochs.split(",")]
     runner, cells = open_run(args.profile, args.data_root, targets=args.targets,
                              stages=args.stages, methods=args.methods, progress=False)
+    if args.rows:
+        cells = [cell for cell in cells if cell.method.name in args.rows.split(",")]
     out = args.out or Path("results/tuning") / f"eval-{args.profile}.jsonl"
     out.parent.mkdir(parents=True, exist_ok=True)
     done = {(r["split"], r["row"], r["epochs"], r["seed"], r["set_id"])
