@@ -55,7 +55,7 @@ def trial(job) -> dict:
 
     def recorded(model, x, y, d, step, generator):
         value = cross_entropy(model, x, y, d, step, generator)
-        batch_losses.append(float(value))
+        batch_losses.append(float(value.detach()))
         if len(batch_losses) == batches_per_epoch:
             epoch_losses.append(statistics.fmean(batch_losses))
             batch_losses.clear()
