@@ -1,4 +1,4 @@
-"""Fig. 1(b)'s statistic of one distilled set (reporting.analysis.score_spread) against a
+"""Fig. 1(b)'s statistic of one distilled set (reporting.features.score_spread) against a
 hand computation, and the paired comparison of two rows' sets (`compare --spread`)."""
 import numpy as np
 import pytest
@@ -7,7 +7,8 @@ import torch
 from cadm_utils.errors import ConfigError
 from cadm_utils.method.models import N_BLOCKS, DomainAwareResNet
 from cadm_utils.method.synthetic import SyntheticSet
-from cadm_utils.reporting.analysis import score_spread, spread_units
+from cadm_utils.reporting.analysis import spread_units
+from cadm_utils.reporting.features import score_spread
 from cadm_utils.experiment.products import expert, synthetic_set
 
 

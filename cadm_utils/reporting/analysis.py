@@ -1,72 +1,28 @@
-"""Channel activation statistics (paper Fig. 1(b), 3(b)) and feature embeddings (Fig. 3(a))."""
+"""The data behind the figures of one profile (Fig. 1(b), 3(a), 3(b), the synthetic grid, the
+step anatomy, the untrained-step check, Fig. 1(b)'s spread per set), computed from its
+products with reporting/features.py and stored under results/<profile>/analysis/."""
 from __future__ import annotations
 
-import warnings
+import json
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from ..data import split_name
+from ..errors import ConfigError
+from ..experiment.cells import Cell, plan_cells
 from ..experiment.products import expert, new_model, synthetic_set
-from ..experiment.records import current_records
-from ..method.masking import activation_scores
-from ..method.methods import PROPOSED, RANDOM, REFERENCE
+from ..experiment.records import current_records, matching
+from ..experiment.store import short_hash
+from ..method.distill import RealSampler
+from ..method.masking import MaskDraw, activation_scores, channel_mask
+from ..method.methods import PROPOSED, RANDOM, REFERENCE, get_method
 from ..method.models import N_BLOCKS
-from ..runtime import default_dtype, to_float, write_atomic
-
-
-@dataclass
-class ChannelActivation:
-    """Mean activation score per (domain, channel) of a set of images at one block."""
-
-    scores: np.ndarray  # (n_domains_present, C)
-    domains: list[int]  # domain index of each row
-
-    @property
-    def variance(self) -> np.ndarray:
-        """(C,) variance across domains: high = unstable, domain-sensitive channel."""
-        return self.scores.var(axis=0)
-
-
-@torch.no_grad()
-def channel_activation(model, images: torch.Tensor, domains: torch.Tensor,
-                       block: int = N_BLOCKS - 1, batch_size: int = 256) -> ChannelActivation:
-    """Eq. 5 scores (min-max normalised per image) of each image under its own domain's
-    head row, averaged per domain. `images` uint8 or float in [0, 1]."""
-    model.eval()
-    device = next(model.parameters()).device
-    weight = model.head_weight(block)
-    scores = []
-    for start in range(0, len(images), batch_size):
-        x = to_float(images[start:start + batch_size], device)
-        features = model.run_blocks(x, 0, block + 1)
-        d = domains[start:start + batch_size].to(device)
-        scores.append(activation_scores(features, weight, d).cpu())
-    scores = torch.cat(scores)
-    present = sorted(set(domains.tolist()))
-    per_domain = np.stack([scores[domains == d].mean(0).numpy() for d in present])
-    return ChannelActivation(per_domain, present)
-
-
-@torch.no_grad()
-def embeddings(model, images: torch.Tensor, batch_size: int = 256) -> np.ndarray:
-    """(N, D) final embeddings F(x) as numpy."""
-    model.eval()
-    device = next(model.parameters()).device
-    out = [model.embed(to_float(images[s:s + batch_size], device)).float().cpu()
-           for s in range(0, len(images), batch_size)]
-    return torch.cat(out).numpy()
-
-
-def umap_2d(features: np.ndarray, seed: int = 0, n_neighbors: int = 15) -> np.ndarray:
-    """Seeded 2-D UMAP (umap-learn); single-threaded so that the layout is reproducible."""
-    with warnings.catch_warnings():  # umap pulls in tqdm.auto, which warns without ipywidgets
-        warnings.simplefilter("ignore")
-        import umap
-
-    reducer = umap.UMAP(n_components=2, n_neighbors=min(n_neighbors, len(features) - 1),
-                        random_state=seed, n_jobs=1)
-    return reducer.fit_transform(features)
+from ..method.synthetic import SyntheticSet, decode, init_from_real
+from ..runtime import default_dtype, write_atomic
+from .features import ChannelActivation, channel_activation, embeddings, grid_images, \
+    score_spread, umap_2d
 
 
 # ----------------------------------------------------------------------------- profile level
@@ -77,9 +33,7 @@ def umap_2d(features: np.ndarray, seed: int = 0, n_neighbors: int = 15) -> np.nd
 # figures always come from the same products; a fresh clone renders the stored data.
 
 def analysis_cells(runner, methods) -> dict:
-    from ..experiment.cells import Cell
-    from ..method.methods import get_method
-
+    """{method: its cell on the profile's analysis split and IPC}."""
     settings = runner.profile["analysis"]
     return {name: Cell("analysis", settings["dataset"], settings["target"], get_method(name),
                        settings["ipc"]) for name in methods}
@@ -87,8 +41,6 @@ def analysis_cells(runner, methods) -> dict:
 
 def current_set_ids(runner, methods) -> dict:
     """Each method's current synthetic-set id on the analysis split (None: no set yet)."""
-    from ..experiment.records import matching
-
     records = current_records(runner)
     ids = {}
     for name, cell in analysis_cells(runner, methods).items():
@@ -104,10 +56,6 @@ def stored_analysis(runner, kind: str, methods, compute) -> dict[str, dict[str, 
     """{method: {name: array}} of one analysis, from results/<profile>/analysis/ when it was
     made from the current sets, else `compute(runner, methods)` (which makes missing
     products) stored there."""
-    import json
-
-    from ..experiment.store import short_hash
-
     settings = runner.profile["analysis"]
     key = short_hash([kind, settings, list(methods),
                       runner.store.product_hash(settings["dataset"], settings["ipc"])])
@@ -146,8 +94,6 @@ def activation_by_method(runner, methods=(REFERENCE, PROPOSED)) -> dict[str, Cha
 
 
 def _activation_arrays(runner, methods) -> dict:
-    from ..method.methods import get_method
-
     task, sets = analysis_sets(runner, methods)
     probe, _ = expert(runner, runner.profile["analysis"]["dataset"], task, get_method(PROPOSED))
     out = {}
@@ -173,8 +119,6 @@ def grid_by_method(runner, methods=(RANDOM, REFERENCE, PROPOSED), per_class: int
 
 
 def _umap_panels(runner, methods) -> dict[str, dict]:
-    from ..method.methods import get_method
-
     settings = runner.profile["analysis"]
     task, sets = analysis_sets(runner, methods)
     target_class = settings["umap_class"]
@@ -202,17 +146,6 @@ def _umap_panels(runner, methods) -> dict[str, dict]:
     return panels
 
 
-def grid_images(sets: dict, per_class: int = 2) -> dict[str, np.ndarray]:
-    """Stored synthetic images as (K, per_class, H, W, 3) arrays for the notebooks' image grid."""
-    out = {}
-    for name, synthetic in sets.items():
-        images, labels = synthetic.images, synthetic.labels
-        classes = int(labels.max()) + 1
-        rows = [images[labels == c][:per_class].permute(0, 2, 3, 1).numpy() for c in range(classes)]
-        out[name] = np.stack(rows)
-    return out
-
-
 # ----------------------------------------------------------------------------- step anatomy
 def step_anatomy(runner, method: str = PROPOSED, per_class: int = 8) -> dict[str, np.ndarray]:
     """One distillation step of `method` on the analysis split, taken apart (stored like
@@ -237,12 +170,12 @@ class SeededStep:
 
 
 def seeded_step(runner, cell, task, ipc: int, per_class: int) -> SeededStep:
-    """A step's inputs drawn from the profile's seed in the loop's order (initial images,
-    real batch, block), for the step anatomy and the untrained-step check."""
-    from ..method.distill import RealSampler
-    from ..method.masking import MaskDraw
-    from ..method.synthetic import decode, init_from_real
-
+    """The inputs of an illustrative step, for the step anatomy and the untrained-step
+    check: the run's initial images (its generator's first draws, as in `distill`), then
+    a real batch of `per_class` images per class and a block, masked for certain. It is not
+    the run's step 0: `distill` next draws the expert and its interpolation, then the block
+    and whether it is active, then the real batch and the augmentation it shares with the
+    synthetic batch; none of that is reproduced here."""
     factor = runner.store.distill_config(ipc, cell.method).factor
     generator = torch.Generator().manual_seed(runner.profile["seed"])
     initial = init_from_real(task.train, task.source_domains, ipc, factor, generator)
@@ -253,8 +186,6 @@ def seeded_step(runner, cell, task, ipc: int, per_class: int) -> SeededStep:
 
 
 def _anatomy_arrays(runner, method: str, per_class: int) -> dict[str, np.ndarray]:
-    from ..method.masking import channel_mask
-
     cell = analysis_cells(runner, [method])[method]
     task = runner.task(cell.dataset, cell.target)
     synthetic, info = synthetic_set(runner, cell, task)
@@ -318,22 +249,11 @@ def _untrained_terms(runner, cell, task, ipc: int) -> dict[str, float]:
 
 
 # ----------------------------------------------------------------------------- per set
-def score_spread(probe, synthetic) -> float:
-    """Fig. 1(b)'s statistic of one distilled set as one number: per channel, the variance
-    across source domains of the last block's Eq. 5 scores (each image under its own
-    domain's row of `probe`'s heads, min-max normalised, averaged per domain), averaged over
-    channels. Lower: the set's channels respond alike to every domain."""
-    images, _, domains = synthetic.decoded()
-    return float(channel_activation(probe, images, domains).variance.mean())
-
-
 def spread_units(runner, first: list[str], second: list[str], ipc: int) -> list[tuple]:
     """Fig. 1(b)'s statistic of the i-th rows' sets on every split where both sets and the
     probing expert are on disk (nothing is trained or distilled): (split, first row, value,
     second row, value). Both sets of a unit are read by the same heads, those of the expert
     of whichever row of the pair is CADM's (expert kind "domain")."""
-    from ..errors import ConfigError
-
     cells = _cells_by_row(runner, ipc)
     units = []
     for a, b in zip(first, second, strict=True):
@@ -354,9 +274,6 @@ def spread_units(runner, first: list[str], second: list[str], ipc: int) -> list[
 
 def _cells_by_row(runner, ipc: int) -> dict[str, dict[str, object]]:
     """{row: {split: cell}} of the profile's planned cells at `ipc` (first stage wins)."""
-    from ..data import split_name
-    from ..experiment.cells import plan_cells
-
     rows = {}
     for cell in plan_cells(runner.profile):
         if cell.ipc == ipc and cell.net == "resnet18":
@@ -366,8 +283,6 @@ def _cells_by_row(runner, ipc: int) -> dict[str, dict[str, object]]:
 
 
 def _spreads(runner, cells, probe_cell) -> tuple[float, ...] | None:
-    from ..method.synthetic import SyntheticSet
-
     paths = [runner.for_cell(cell).store.synthetic_path(cell) for cell in cells]
     probe_runner = runner.for_cell(probe_cell)
     task = runner.task(probe_cell.dataset, probe_cell.target)
