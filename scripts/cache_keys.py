@@ -18,10 +18,11 @@ sys.path.insert(0, str(ROOT))
 
 from cadm_utils.data import split_name  # noqa: E402
 from cadm_utils.experiment.cells import plan_cells  # noqa: E402
+from cadm_utils.experiment.products import optimised  # noqa: E402
 from cadm_utils.experiment.runner import Runner  # noqa: E402
 from cadm_utils.profiles import load_profile  # noqa: E402
 
-PROFILES = ("ci", "smoke", "bench", "pacs-cpu", "paper", "gpu-short")
+PROFILES = ("ci", "smoke", "bench", "pacs-cpu", "pacs-dm", "paper", "gpu-short")
 SNAPSHOT = ROOT / "tests" / "cache_keys.json"
 
 
@@ -36,7 +37,7 @@ def profile_keys(name: str) -> dict[str, dict]:
         label = f"{cell.label} {list(cell.overrides)}"
         split = split_name(cell.dataset, cell.target)
         entry = {"config": cell_runner.store.config_hash(cell.dataset, cell.ipc)}
-        if cell.ipc and cell.method.distills:
+        if cell.ipc and optimised(cell_runner, cell):
             entry["experts"] = [
                 cell_runner.store.expert_path(cell.dataset, split, cell.method, index).name
                 for index in range(cell_runner.profile["pretrain"]["experts"])]
