@@ -56,7 +56,8 @@ def run_profile(args) -> None:
             raise ConfigError("--export goes with --time-budget")
         run_pipeline(args.profile, results_dir=args.results_dir, **chosen_cells(args))
         return
-    from .experiment.budget import MIB, ExportLimits, parse_duration, run_budgeted
+    from .experiment.budget import parse_duration, run_budgeted
+    from .experiment.export import MIB, ExportLimits
 
     budget = parse_duration(args.time_budget)
     for option in ("export_part_mib", "export_max_mib"):
@@ -70,7 +71,7 @@ def run_profile(args) -> None:
 
 
 def merge(args) -> None:
-    from .experiment.budget import merge_export
+    from .experiment.export import merge_export
     from .reporting.tables import write_tables
 
     runner = _runner(args, device="cpu")

@@ -6,9 +6,9 @@ import pytest
 import yaml
 
 from cadm_utils.errors import ConfigError
-from cadm_utils.experiment import budget
-from cadm_utils.experiment.budget import (MIB, ExportLimits, export, export_generations,
-                                          merge_export, parse_duration, priority)
+from cadm_utils.experiment.budget import parse_duration, priority
+from cadm_utils.experiment.export import (MIB, ExportLimits, export, export_generations,
+                                          merge_export)
 from cadm_utils.experiment.cells import plan_cells
 from cadm_utils.experiment.pipeline import open_run
 from cadm_utils.experiment.records import load_records
