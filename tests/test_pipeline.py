@@ -361,3 +361,19 @@ def test_two_overlapping_runs_make_each_product_once(tmp_path):
         first, second = pool.map(_products_of_one_run, [dirs, dirs])
     assert first == second
     assert len(first[0]) == 2 and len(first[1]) == 2
+
+
+def test_a_trained_expert_leaves_its_curves_in_the_results(tmp_path):
+    """01_pretrain draws the experts from results/<profile>/experts.jsonl: one train loss
+    and one source-val accuracy per epoch, the last equal to the expert's final accuracy."""
+    runner = Runner(load_profile("ci"), results_dir=tmp_path / "r", run_dir=tmp_path / "w",
+                    progress=False)
+    task = runner.task("embedded", "P")
+    model, info = expert(runner, "embedded", task, get_method("mmd"))
+    (record,) = load_records(tmp_path / "r" / "experts.jsonl")
+    epochs = runner.sections.pretrain.epochs
+    assert len(record["train_loss_by_epoch"]) == len(record["source_val_by_epoch"]) == epochs
+    assert record["source_val_by_epoch"][-1] == record["source_val_acc"] == info["source_val_acc"]
+    assert record["expert_id"] == info["expert_id"] and record["expert_kind"] == "plain"
+    expert(runner, "embedded", task, get_method("mmd"))  # loaded, not trained: no new record
+    assert len(load_records(tmp_path / "r" / "experts.jsonl")) == 1

@@ -154,6 +154,15 @@ def trained_experts(runner: Runner, cells: list[Cell]) -> list[dict]:
     return rows
 
 
+def expert_records(runner: Runner, cells: list[Cell]) -> list[dict]:
+    """The stored record (results/<profile>/experts.jsonl: curves per epoch, source val,
+    heads per block) of each expert the cells use, where one was written; these render on
+    a fresh clone, where no expert file is on disk."""
+    files = [_expert_path(runner, key).name for key in needed_experts(runner, cells)]
+    latest = {r["file"]: r for r in load_records(runner.results_dir / "experts.jsonl")}
+    return [latest[name] for name in dict.fromkeys(files) if name in latest]
+
+
 def distill_cells(runner: Runner, cells: list[Cell]) -> list[dict]:
     """Distil every set that cells with missing records need; rows with the first and last
     loss terms of every set on disk."""

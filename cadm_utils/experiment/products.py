@@ -16,6 +16,7 @@ from ..method.synthetic import SyntheticSet
 from ..method.train import TrainConfig, accuracy, train_classifier
 from ..profiles import pretrain_epochs
 from ..runtime import product_lock, save_atomic
+from .records import append_record, base_record
 from .store import content_id
 
 
@@ -53,30 +54,40 @@ def _expert(runner, dataset: str, task: Task, method: Method, index: int, path):
         state = torch.load(path, weights_only=False)
         model.load_state_dict(state["model"])
         return model.to(runner.device).eval(), state["info"]
-    start, curve = time.time(), []
-
-    def source_val(trained) -> float:
-        curve.append(accuracy(trained, task.val.images, task.val.labels, runner.device))
-        return curve[-1]
-
+    start, curve = time.time(), {"train_loss_by_epoch": [], "source_val_by_epoch": []}
     pretrain = runner.sections.pretrain
     best_val = pretrain.keep == "best_val"
+
+    def source_val(trained) -> float:
+        curve["source_val_by_epoch"].append(
+            accuracy(trained, task.val.images, task.val.labels, runner.device))
+        return curve["source_val_by_epoch"][-1]
+
+    def log_epoch(epoch: int, train_loss: float) -> None:  # the curve 01_pretrain draws
+        curve["train_loss_by_epoch"].append(round(train_loss, 4))
+        if not best_val:  # keep_best reads source val itself
+            source_val(model)
+            model.train()
+
     model = train_classifier(model, task.train.images, task.train.labels,
                              pretraining_config(runner, dataset), seed, runner.device,
                              domains=task.train.domains,
                              loss=method.pretraining_objective(pretrain, runner.sections.masking),
                              progress=runner.progress,
                              desc=f"pretrain {task.name} {method.expert_kind}",
-                             keep_best=source_val if best_val else None)
+                             keep_best=source_val if best_val else None,
+                             log_epoch=log_epoch)
     if method.has_domain_heads and pretrain.heads == "refit":
         refit_heads(model, task)
     info = {"wall_s": time.time() - start, "expert_id": content_id(model.state_dict()),
             "source_val_acc": accuracy(model, task.val.images, task.val.labels, runner.device)}
-    if best_val:
-        info["source_val_by_epoch"] = curve
+    info.update(curve)
     if method.has_domain_heads:
         info["heads"] = mechanism(runner, model, task)
     save_atomic({"model": model.state_dict(), "info": info}, path)
+    append_record(runner.store.results_dir / "experts.jsonl", base_record(
+        kind="expert", dataset=dataset, split=task.name, seed=seed, device=runner.device,
+        expert_kind=method.expert_kind, file=path.name, **info))
     return model, info
 
 

@@ -148,7 +148,8 @@ def train_classifier(model: torch.nn.Module, images: torch.Tensor, labels: torch
                      config: TrainConfig, seed: int, device: torch.device,
                      domains: torch.Tensor | None = None, loss: BatchLoss | None = None,
                      progress: bool = True, desc: str = "train",
-                     keep_best: Callable[[torch.nn.Module], float] | None = None
+                     keep_best: Callable[[torch.nn.Module], float] | None = None,
+                     log_epoch: Callable[[int, float], None] | None = None
                      ) -> torch.nn.Module:
     """Trains under `config.protocol` (see PROTOCOLS). `loss(model, x, labels, domains,
     step, generator)` is the batch objective: by default the protocol's (plain CE; CE on
@@ -156,14 +157,16 @@ def train_classifier(model: torch.nn.Module, images: torch.Tensor, labels: torch
     (Method.pretraining_objective), which may need `domains`. With `keep_best` (a score of
     the model in eval mode, called after each epoch) the weights of the best-scoring epoch
     are returned, the later one on a tie (DomainDrop train_domain.py keeps its model of
-    best source-validation accuracy that way); otherwise the last epoch's."""
+    best source-validation accuracy that way); otherwise the last epoch's. `log_epoch(epoch,
+    mean batch loss)` is told each epoch's training loss (one host sync per epoch)."""
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     model = prepare_model(model, device).train()
     loss = loss or BATCH_LOSSES[config.protocol]
     optimizer, schedule, epochs = optimiser(model.parameters(), config, len(labels))
     step, best = 0, None
-    for _ in tqdm(range(epochs), desc=desc, disable=not progress, leave=False):
+    for epoch in tqdm(range(epochs), desc=desc, disable=not progress, leave=False):
+        total, batches = torch.zeros((), device=device), 0
         for x, y, d in epoch_batches(images, labels, domains, config, generator, device):
             with autocast(device):
                 value = loss(model, x, y, d, step, generator)
@@ -171,7 +174,10 @@ def train_classifier(model: torch.nn.Module, images: torch.Tensor, labels: torch
             value.backward()
             optimizer.step()
             step += 1
+            total, batches = total + value.detach().float(), batches + 1
         schedule.step()
+        if log_epoch is not None:
+            log_epoch(epoch, float(total) / max(batches, 1))
         if keep_best is not None:
             score = keep_best(model.eval())
             if best is None or score >= best[0]:
