@@ -19,7 +19,7 @@ def test_paper_profile_is_complete_and_plans_every_table():
     assert profile["datasets"]["pacs"]["resolution"] == 64
     assert profile["pretrain"]["epochs"] == {"default": 60, "officehome": 120, "domainnet_sub": 120}
     assert set(profile["stages"]) == {"table1", "table2", "table3", "table4", "loop",
-                                      "eval_protocol"}
+                                      "eval_protocol", "init", "mechanism"}
     assert profile["evaluate"]["protocol"] == "dm"  # NCFM's only in the eval_protocol check
     assert profile["pretrain"]["protocol"] == "domaindrop"  # every expert, MMD's too
     assert profile["stages"]["table1"]["methods"] == ["random", "mmd", "mmd_irm", "mmd_fact",
@@ -152,8 +152,8 @@ def test_the_gpu_time_estimate_follows_the_newest_cuda_timing(tmp_path):
     profile = load_profile("gpu-short")
     cells = plan_cells(profile, datasets="pacs", targets="P", methods="mmd,cadm", ipcs="10",
                        stages="table1")
-    # distillation: 1000 steps × (0.02 + 0.01) s; evaluation: 300 epochs × ⌈7·10·4/256⌉ = 2
+    # distillation: 1000 steps × (0.02 + 0.01) s; evaluation: 1000 epochs × ⌈7·10·4/256⌉ = 2
     # steps × 0.001 s (stacked) per cell
-    expected = 1000 * 0.03 + 2 * 300 * 2 * 0.001
+    expected = 1000 * 0.03 + 2 * 1000 * 2 * 0.001
     assert cost.estimate_seconds(profile, cells, cost.gpu_timing(path)) == pytest.approx(expected)
     assert "about 0.0 h" in cost.estimate_line(profile, cells, path)

@@ -233,7 +233,7 @@ def profile_claims(profile: dict) -> list[Claim]:
         claims += stated_claims(profile, stage)
         kind_claims = CLAIMS_BY_KIND.get(stage_kind(settings))
         claims += kind_claims(profile, stage) if kind_claims else []
-    return claims + initialisation_claims(profile)
+    return initialisation_claims(profile) + claims  # whether the testbed sees matching, first
 
 
 def _splits(profile: dict, settings: dict, dataset: str) -> list[str]:
