@@ -27,7 +27,7 @@ def test_bad_durations(text):
         parse_duration(text)
 
 
-def test_priority_starts_with_pacs_ipc10_mmd_and_cadm_on_acs_to_p():
+def test_priority_starts_with_the_initialisation_and_the_whole_mechanism_on_acs_to_p():
     profile = load_profile("gpu-short")
     cells = plan_cells(profile, datasets="pacs")
     targets = profile["datasets"]["pacs"]["targets"]
@@ -35,7 +35,13 @@ def test_priority_starts_with_pacs_ipc10_mmd_and_cadm_on_acs_to_p():
     entries = {}  # a table entry in two stages runs once, under its first stage
     for c in ordered:
         entries.setdefault((c.target, c.method.name, c.ipc, c.net), c)
-    first = [(c.stage, c.target, c.method.name, c.ipc) for c in list(entries.values())[:12]]
+    first = [(c.stage, c.target, c.method.name, c.ipc) for c in list(entries.values())[:22]]
+    # a GPU window's first cells: ACS→P at IPC 10, the initialisation and CADM against MMD
+    # with CADM's whole mechanism; then the other splits' initialisations
+    assert first[:3] == [("mechanism", "P", "cadm{whole}", 10), ("init", "P", "mmd{init}", 10),
+                         ("mechanism", "P", "mmd{whole}", 10)]
+    assert {(s, t) for s, t, _, _ in first[3:10]} == {("init", t) for t in "PCAS"}
+    first = first[10:]
     assert first[:2] == [("table1", "P", "cadm", 10), ("table1", "P", "mmd", 10)]
     # the loop and evaluation checks' other rows next (their reference rows are Table 1's)
     assert first[2:6] == [("loop", "P", "cadm{all_classes}", 10),
@@ -184,7 +190,7 @@ def test_the_gpu_window_script_runs_on_the_cpu(tmp_path):
 def test_estimate_counts_only_the_products_still_missing(tmp_path):
     """A cell whose set is on disk costs its evaluations only; one whose experts are on disk
     but whose set is not adds a distillation, not a second expert training."""
-    from cadm_utils.experiment.budget import estimate
+    from cadm_utils.experiment.cost import measured_seconds as estimate
     from cadm_utils.experiment.pipeline import _expert_path, missing_products
 
     runner, cells = open_run("ci", stages="table1", results_dir=tmp_path / "r",

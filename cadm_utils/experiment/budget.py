@@ -10,9 +10,10 @@ import time
 from pathlib import Path
 
 from ..errors import ConfigError
+from .cost import measured_seconds
 from .evaluation import run_cell
 from .export import ExportLimits, export, product_files
-from .records import load_records, matching, seeds_to_run
+from .records import load_records, seeds_to_run
 
 
 def parse_duration(text: str) -> float:
@@ -50,26 +51,6 @@ def priority(cell, targets: list[str], order: dict) -> tuple:
             cell.method.name)
 
 
-def estimate(runner, cell, seeds: int, records: list[dict]) -> float | None:
-    """Measured cost of a cell like this one (same method, IPC and network), or None when
-    nothing comparable has run yet: its evaluations, plus a distillation only if its set is
-    not on disk and an expert's training only if its experts are not (a variant row that
-    only changes the evaluation, or the loop, reuses them)."""
-    from .pipeline import missing_products
-
-    alike = matching(records, method=cell.method.name, ipc=cell.ipc, net=cell.net) or \
-        matching(records, ipc=cell.ipc, net=cell.net)
-    if not alike:
-        return None
-    experts, sets = missing_products(runner, [cell])
-    cost = seeds * sum(r.get("eval_s", 0.0) for r in alike) / len(alike)
-    if sets:
-        cost += max(r.get("distill_s", 0.0) for r in alike)
-    if experts:
-        cost += max(r.get("pretrain_s", 0.0) for r in alike)
-    return cost
-
-
 def run_budgeted(runner, cells, budget_s: float, export_dir=None,
                  limits: ExportLimits | None = None, log=print) -> list[dict]:
     """Run whole cells in priority order until the next one would not finish in time; with
@@ -88,7 +69,7 @@ def run_budgeted(runner, cells, budget_s: float, export_dir=None,
         seeds = seeds_to_run(runner.for_cell(cell), cell, earlier + new_records)
         if not seeds:  # the same table entry in another stage (e.g. CADM in Tables 1, 2)
             continue
-        cost = estimate(runner, cell, len(seeds), earlier + new_records)
+        cost = measured_seconds(runner, cell, len(seeds), earlier + new_records)
         if cost is not None and elapsed + cost > budget_s:
             log(f"budget: stop before {cell.label} (needs ~{cost:.0f} s, "
                 f"{budget_s - elapsed:.0f} s left)")

@@ -12,6 +12,7 @@ from ..method.models import resolve_stem
 from ..method.synthetic import check_ipc
 from ..profiles import load_profile
 from .cells import Cell, plan_cells
+from .cost import cell_evaluation_work, distill_work, expert_work
 from .parallel import run_jobs, worker_cache
 from .evaluation import evaluation_config, run_cell
 from .products import distill_row, expert_with_heads, optimised
@@ -117,8 +118,10 @@ def make_missing(runner: Runner, cells: list[Cell], distill: bool = True) -> Non
     handle = runner.job_handle()
     experts, sets = missing_products(runner, cells)
     # the longest jobs first, so that the workers end together
-    experts.sort(key=lambda key: -key.method.expert_cost)
-    sets.sort(key=lambda cell: -cell.method.distill_cost * cell.ipc)
+    experts.sort(key=lambda key: -expert_work(runner.variant(key.overrides).profile,
+                                              key.dataset, key.method))
+    sets.sort(key=lambda cell: -distill_work(runner.for_cell(cell).profile["distill"],
+                                             cell.method, cell.ipc))
     run_jobs(_expert_job, [ExpertJob(handle, key) for key in experts], runner.workers,
              "pretrain", runner.progress, launcher=runner.launcher)
     if not distill:
@@ -177,7 +180,8 @@ def evaluate_cells(runner: Runner, cells: list[Cell]) -> list[dict]:
     handle, records = runner.job_handle(), load_records(runner.records_path)
     jobs = [EvaluateJob(handle, cell, seeds) for cell in table_entries(cells)
             for seeds in _seed_groups(runner, cell, records)]
-    jobs.sort(key=lambda job: -_relative_cost(job.cell))  # longest first: workers end together
+    # the most work first, so that the workers end together
+    jobs.sort(key=lambda job: -cell_evaluation_work(runner.for_cell(job.cell), job.cell))
     done = []
 
     def report(job, records):
@@ -208,12 +212,6 @@ def _seed_groups(runner: Runner, cell: Cell, records: list[dict]) -> list[list[i
     if cell_runner.sections.evaluate.stack_seeds:
         return [seeds] if seeds else []
     return [[seed] for seed in seeds]
-
-
-def _relative_cost(cell: Cell) -> float:
-    """Rough order of a run's cost: full data trains longest, then ResNet-50, then IPC."""
-    per_step = 640 if cell.ipc == 0 else min(cell.ipc, 64)
-    return per_step * (4 if cell.net == "resnet50" else 1)
 
 
 def _runner_for(handle) -> Runner:

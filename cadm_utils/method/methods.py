@@ -62,8 +62,8 @@ class Method:
     colour: str | None = field(default=None, compare=False)
     distills = True  # False: the set stays the decoded real initialisation
     expert_kind = "plain"  # experts of one kind are shared by the methods that use it
-    # rough cost of its expert and of a distillation step against plain MMD's (measured on
-    # the smoke profile): the pipeline starts the longest jobs first so workers end together
+    # cost of an expert epoch and of a distillation step against plain MMD's (measured on
+    # the smoke profile): factors of the cost model (experiment/cost.py)
     expert_cost = 1.0
     distill_cost = 1.0
     has_domain_heads = False  # its expert's heads score channels (Eq. 5): CADM's
