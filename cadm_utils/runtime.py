@@ -99,11 +99,13 @@ def save_atomic(obj, path: Path) -> None:
 def product_lock(path: Path):
     """Held while the product file `path` is looked for and, where missing, made: a second
     process that wants the same file (an overlapping run of the same profile) waits here,
-    then finds it made and loads it. An advisory lock on `<path>.lock`, released when the
-    holder ends, even by a crash."""
+    then finds it made and loads it. An advisory lock on a file in `.locks/` beside the
+    product's folder (the product folders hold products only), released when the holder
+    ends, even by a crash."""
     import fcntl
 
-    lock = Path(path).with_name(Path(path).name + ".lock")
+    path = Path(path)
+    lock = path.parent.parent / ".locks" / f"{path.parent.name}-{path.name}.lock"
     lock.parent.mkdir(parents=True, exist_ok=True)
     with open(lock, "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
