@@ -117,15 +117,13 @@ def main() -> None:
         cells = [cell for cell in cells if cell.method.name in args.rows.split(",")]
     out = args.out or Path("results/tuning") / f"eval-{args.profile}.jsonl"
     out.parent.mkdir(parents=True, exist_ok=True)
-    done = {(r["split"], r["row"], r["epochs"], r["seed"], r["set_id"])
+    done = {(r["split"], r["row"], r["epochs"], r["seed"])
             for r in map(json.loads, out.read_text().splitlines())} if out.exists() else set()
     handle = runner.job_handle()
     jobs = [(handle, cell, epochs, seed) for epochs in sorted(lengths, reverse=True)
             for cell in cells for seed in range(runner.for_cell(cell).sections.evaluate.seeds)]
-    known = {(c.split, c.method.name, e, s) for (_, c, e, s) in jobs}
-    jobs = [job for job in jobs if not any(key[:4] == (job[1].split, job[1].method.name,
-                                                      job[2], job[3]) for key in done)]
-    print(f"{len(jobs)} of {len(known)} runs to do")
+    todo = [job for job in jobs if (job[1].split, job[1].method.name, job[2], job[3]) not in done]
+    print(f"{len(todo)} of {len(jobs)} runs to do")
 
     def write(job, row):
         with out.open("a") as stream:
@@ -134,7 +132,7 @@ def main() -> None:
               f"source val {row['source_val_acc']:.1f} %, flattening "
               f"{row['loss_flattening']:+.3f}, {row['wall_s']:.0f} s", flush=True)
 
-    run_jobs(trial, jobs, runner.workers, "evaluation trials", False, write)
+    run_jobs(trial, todo, runner.workers, "evaluation trials", False, write)
     print("\n".join(summary([json.loads(line) for line in out.read_text().splitlines()])))
 
 

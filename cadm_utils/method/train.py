@@ -174,7 +174,8 @@ def train_classifier(model: torch.nn.Module, images: torch.Tensor, labels: torch
             value.backward()
             optimizer.step()
             step += 1
-            total, batches = total + value.detach().float(), batches + 1
+            if log_epoch is not None:  # no extra work on the training path otherwise
+                total, batches = total + value.detach().float(), batches + 1
         schedule.step()
         if log_epoch is not None:
             log_epoch(epoch, float(total) / max(batches, 1))
