@@ -181,10 +181,13 @@ def report(args) -> None:
 
 
 def export_sets(args) -> None:
+    from .experiment.cells import plan_cells
     from .experiment.sets import export_sets as export
 
     runner = _runner(args, device="cpu")
-    entries = export(runner, Path(args.out))
+    chosen = {k: v for k, v in chosen_cells(args).items() if k != "data_root"}
+    cells = plan_cells(runner.profile, **chosen) if any(chosen.values()) else None
+    entries = export(runner, Path(args.out), cells, args.form, args.seed)
     for entry in entries:
         print(f"{entry['file']}  set {entry['set_id']}  sha256 {entry['sha256'][:12]}")
     print(f"{len(entries)} sets and manifest.json in {args.out}")
@@ -199,7 +202,8 @@ def evaluate_set(args) -> None:
 
     runner = _runner(args, progress=not args.quiet)
     seeds = list(range(args.seeds)) if args.seeds else None
-    records = evaluate(runner, Path(args.file), args.dataset, args.target, seeds)
+    records = evaluate(runner, Path(args.file), args.dataset, args.target, seeds,
+                       threads=args.threads)
     for r in records:
         print(f"seed {r['seed']}: unseen domain {r['acc']:.1f} %, source val "
               f"{r['source_val_acc']:.1f} %")
@@ -359,8 +363,14 @@ def build_parser() -> argparse.ArgumentParser:
                                                        "disk as <method>/<dataset>/<split>/"
                                                        "IPC<n>.pt (DM's and DC-BENCH's form) "
                                                        "with manifest.json")
-    add_profile_options(exporter)
+    add_cell_options(exporter)
+    exporter.add_argument("--results-dir", default=None)
     exporter.add_argument("--out", required=True)
+    exporter.add_argument("--form", default="dm",
+                          help="dm: decoded images in DM's form (default); stored: the "
+                               "multi-formation images as optimised, a quarter of the size")
+    exporter.add_argument("--seed", type=int, default=None,
+                          help="only the sets made with this pipeline seed (default: all)")
     exporter.set_defaults(func=export_sets)
 
     evaluator = commands.add_parser("evaluate-set", help="evaluate a set file (this project's, "
@@ -372,6 +382,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluator.add_argument("--target", required=True)
     evaluator.add_argument("--seeds", type=int, default=None,
                            help="evaluation seeds 0..N-1 (default: the profile's)")
+    evaluator.add_argument("--threads", type=int, default=None,
+                           help="CPU threads per network (default: one worker's share, as in "
+                                "the profile's run; the trained network depends on it)")
     evaluator.add_argument("--quiet", action="store_true", help="no progress bar")
     evaluator.set_defaults(func=evaluate_set)
     return parser

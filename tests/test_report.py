@@ -169,3 +169,47 @@ def test_the_smoke_profiles_full_data_row_is_a_ceiling_on_source_val():
         others = [statistics.fmean(v) for (s, m, _), v in by_row.items()
                   if s == split and m != "full"]
         assert others and full > max(others), split
+
+
+def test_the_trend_pairs_each_length_by_seed_against_mmd_and_the_initialisation():
+    from cadm_utils.reporting.report import trend_claims, trend_points
+
+    profile = {"seed": 0, "distill": {"steps": 400},
+               "datasets": {"pacs": {"targets": ["P", "C"]}}, "stages": {
+        "table1": {"methods": ["mmd", "cadm"], "datasets": ["pacs"], "ipcs": [10],
+                   "variants": {"reference": {}, "seed1": {"seed": 1}}},
+        "init": {"methods": ["mmd"], "datasets": ["pacs"], "ipcs": [10], "variants": {
+            "init": {"distill.steps": 0}, "init_seed1": {"distill.steps": 0, "seed": 1}}},
+        "length": {"methods": ["mmd", "cadm"], "datasets": ["pacs"], "ipcs": [10], "variants": {
+            "steps100": {"distill.steps": 100}, "steps100_seed1": {"distill.steps": 100, "seed": 1},
+            "lr": {"distill.steps": 100, "distill.lr": 1.0}}}}}  # not a length row: lr too
+    claims = trend_claims(profile)
+    assert [(c.steps, c.label) for c in claims] == [
+        (100, "CADM above MMD, 100 distillation steps"),
+        (100, "MMD above its initialisation, 100 distillation steps"),
+        (400, "CADM above MMD, 400 distillation steps"),
+        (400, "MMD above its initialisation, 400 distillation steps")]
+    assert claims[0].first == ("cadm{steps100}", "cadm{steps100_seed1}")
+    assert claims[1].first == ("mmd{steps100}", "mmd{steps100_seed1}")
+    assert claims[1].second == ("mmd{init}", "mmd{init_seed1}")
+    assert claims[2].first == ("cadm", "cadm{seed1}") and claims[2].second == ("mmd", "mmd{seed1}")
+    assert claims[0].paper == pytest.approx({"ACS→P": 48.7 - 40.8, "APS→C": 39.1 - 32.4})
+    # the profile's own length is carried by its stages' claims; the report adds the others
+    assert [c.label for c in profile_claims(profile) if c.steps] == [c.label for c in claims[:2]]
+
+    accuracy = {"mmd{init}": 30.0, "mmd{init_seed1}": 31.0, "mmd{steps100}": 33.0,
+                "mmd{steps100_seed1}": 37.0, "cadm{steps100}": 34.0,
+                "cadm{steps100_seed1}": 36.0, "mmd": 40.0, "mmd{seed1}": 41.0,
+                "cadm": 42.0, "cadm{seed1}": 45.0}
+    records = [_record(row, "ACS→P", seed, acc, acc) for row, acc in accuracy.items()
+               for seed in (0, 1, 2)]
+    points = {(p["comparison"], p["steps"]): p for p in trend_points(records, profile)}
+    # MMD − init at 100 steps: 33 − 30 = 3 and 37 − 31 = 6, mean 4.5, sd 2.1213, n 2
+    low_high = 12.706204736174707 * 2.1213203435596424 / 2 ** 0.5
+    assert points[("MMD above its initialisation", 100)]["mean"] == pytest.approx(4.5)
+    assert points[("MMD above its initialisation", 100)]["high"] == pytest.approx(4.5 + low_high)
+    assert points[("CADM above MMD", 400)]["mean"] == pytest.approx(3.0)  # 2 and 4
+    assert points[("CADM above MMD", 400)]["paper"] == pytest.approx(48.7 - 40.8)  # ACS→P only
+    assert points[("MMD above its initialisation", 400)]["paper"] is None
+    del profile["stages"]["length"]
+    assert trend_claims(profile) == []

@@ -38,7 +38,9 @@ def test_export_writes_dms_form_with_metadata_and_a_manifest(exported):
     info = content["info"]
     assert info["set_id"] == record["set_id"] == entry["set_id"]
     assert info["records"] == [{"seed": 0, "acc": record["acc"],
-                                "source_val_acc": record["source_val_acc"]}]
+                                "source_val_acc": record["source_val_acc"],
+                                "threads": record["threads"]}]
+    assert entry["records"] == info["records"]
     assert info["commit"] == record["commit"] and info["settings"]["masking"]["p_mask"] == 0.33
 
 
@@ -47,6 +49,52 @@ def test_an_exported_set_evaluates_to_its_records_accuracy(exported):
     [again] = evaluate_set(runner, tmp / "out" / entries[0]["file"], "embedded", "P", [0])
     assert again["acc"] == record["acc"] and again["source_val_acc"] == record["source_val_acc"]
     assert (runner.results_dir / "evaluated_sets.jsonl").exists()
+
+
+def test_the_stored_form_is_a_quarter_and_decodes_to_the_dm_forms_images(exported):
+    runner, record, entries, tmp = exported
+    stored = export_sets(runner, tmp / "stored", form="stored")
+    assert [e["set_id"] for e in stored] == [e["set_id"] for e in entries]
+    dm_path, stored_path = (tmp / d / entries[0]["file"] for d in ("out", "stored"))
+    content = torch.load(stored_path, weights_only=True)
+    assert "data" not in content and content["info"]["form"] == "stored"
+    assert content["info"]["records"][0]["acc"] == record["acc"]
+    assert json.loads((tmp / "stored" / "manifest.json").read_text())["form"] == "stored"
+    images, labels = read_set_file(stored_path, 5, 32)
+    dm_images, dm_labels = torch.load(dm_path, weights_only=True)["data"][-1]
+    assert torch.equal(images, dm_images) and torch.equal(labels, dm_labels)
+    factor = content["stored"]["factor"]
+    assert len(labels) == factor ** 2 * len(content["stored"]["labels"])
+    assert stored_path.stat().st_size < dm_path.stat().st_size / 2
+
+
+def test_a_stored_set_evaluates_to_its_records_accuracy_on_the_records_threads(exported):
+    runner, record, entries, tmp = exported
+    export_sets(runner, tmp / "stored", form="stored")
+    threads = torch.get_num_threads()
+    [again] = evaluate_set(runner, tmp / "stored" / entries[0]["file"], "embedded", "P", [0],
+                           threads=record["threads"])
+    assert again["acc"] == record["acc"] and again["threads"] == record["threads"]
+    assert torch.get_num_threads() == threads  # restored
+
+
+def test_export_keeps_the_chosen_pipeline_seeds_sets(exported):
+    runner, _, entries, tmp = exported
+    assert export_sets(runner, tmp / "seed1", seed=1) == []  # the set is pipeline seed 0's
+    assert [e["set_id"] for e in export_sets(runner, tmp / "seed0", seed=0)] == \
+        [e["set_id"] for e in entries]
+
+
+def test_an_unknown_form_names_the_forms(exported, capsys):
+    from cadm_utils.__main__ import main
+
+    runner, _, _, tmp = exported
+    assert main(["export-sets", "--profile", "ci", "--form", "png", "--out",
+                 str(tmp / "png")]) == 2
+    assert capsys.readouterr().err.strip() == "error: unknown set form 'png': one of dm, stored"
+    with pytest.raises(DataError, match="unknown set form 'png': one of dm, stored"):
+        export_sets(runner, tmp / "png", form="png")
+    assert not (tmp / "png").exists()
 
 
 @pytest.mark.parametrize("content, message", [

@@ -17,8 +17,18 @@ from ..runtime import device_name, git_commit
 def base_record(kind: str, dataset: str, split: str, seed: int, device: torch.device,
                 **fields) -> dict:
     return {"kind": kind, "dataset": dataset, "split": split, "seed": seed,
-            "device": device_name(device), "torch": torch.__version__, "commit": git_commit(),
+            "device": device_name(device), **compute_fields(device),
+            "torch": torch.__version__, "commit": git_commit(),
             "time": datetime.now(timezone.utc).isoformat(timespec="seconds"), **fields}
+
+
+def compute_fields(device: torch.device) -> dict:
+    """What a CPU result depends on beyond its settings: the intra-op threads and the
+    kernels' instruction set (training drifts with either; on a GPU, nothing here)."""
+    if device.type != "cpu":
+        return {}
+    return {"threads": torch.get_num_threads(),
+            "cpu_kernels": torch.backends.cpu.get_cpu_capability()}
 
 
 def append_record(path: str | Path, record: dict) -> None:

@@ -1,7 +1,12 @@
 """Distilled sets as files others can use, and any such file evaluated with this project's
-protocol. A set file is what DM's `main_DM.py` saves and DC-BENCH's loaders read
-(`torch.load(f)["data"][-1]` is `(images, labels)`), plus this project's fields: the
-source domain of each image, the stored multi-formation images and a metadata record."""
+protocol. A set file comes in one of two forms:
+
+- "dm": what DM's `main_DM.py` saves and DC-BENCH's loaders read (`torch.load(f)["data"][-1]`
+  is `(images, labels)`, the decoded sub-images), plus the source domain of each image, the
+  stored multi-formation images and a metadata record;
+- "stored": only the multi-formation images as optimised (`torch.load(f)["stored"]`: images,
+  labels, sub_domains, factor) and the metadata, a quarter of the size at ρ = 2; `decode`
+  (method/synthetic.py) turns them into the "dm" form's images, bit for bit."""
 from __future__ import annotations
 
 import json
@@ -12,6 +17,7 @@ import torch
 from ..errors import DataError
 from ..method.methods import RandomReal
 from ..method.synthetic import SyntheticSet
+from .parallel import job_threads, torch_threads
 from ..runtime import file_sha256, save_atomic, write_atomic
 from .cells import Cell, plan_cells
 from .evaluation import evaluation_config, train_eval_nets
@@ -19,6 +25,7 @@ from .records import append_record, base_record, current_records, matching
 from .store import _safe, content_id
 
 FORMAT = "cadm-set/1"
+FORMS = ("dm", "stored")
 PIXELS = "float32 in [0, 1], not normalised (the networks normalise inside)"
 
 
@@ -26,60 +33,75 @@ def set_file_name(cell: Cell, split: str) -> Path:
     return Path(_safe(cell.method.name)) / cell.dataset / _safe(split) / f"IPC{cell.ipc}.pt"
 
 
-def export_sets(runner, out: Path) -> list[dict]:
-    """Every distilled set of the profile that is on disk, written under `out` as
-    <method>/<dataset>/<split>/IPC<n>.pt, and out/manifest.json (file, sha256, set id);
-    returns the manifest's entries."""
+def export_sets(runner, out: Path, cells: list[Cell] | None = None, form: str = "dm",
+                seed: int | None = None) -> list[dict]:
+    """The distilled sets of `cells` (default: every cell of the profile; only those of
+    pipeline seed `seed` when given) that are on disk, written in `form` under `out` as
+    <method>/<dataset>/<split>/IPC<n>.pt, and out/manifest.json (file, sha256, set id, the
+    records' accuracies); returns the manifest's entries."""
+    if form not in FORMS:
+        raise DataError(f"unknown set form {form!r}: one of {', '.join(FORMS)}")
     out, records, entries = Path(out), current_records(runner), []
     by_path = {}  # one file per set: a row that changes only the evaluation shares its base's
-    for cell in plan_cells(runner.profile):
-        if cell.ipc and cell.net == "resnet18":
+    for cell in plan_cells(runner.profile) if cells is None else cells:
+        if cell.ipc and cell.net == "resnet18" and \
+                seed in (None, runner.for_cell(cell).profile["seed"]):
             by_path.setdefault(runner.for_cell(cell).store.synthetic_path(cell), cell)
     for path, cell in by_path.items():
         if not path.exists():
             continue
         split = runner.task(cell.dataset, cell.target).name
         state = torch.load(path, weights_only=False)
-        payload = set_payload(runner, cell, split, state, records)
+        payload = set_payload(runner, cell, split, state, records, form)
         target = out / set_file_name(cell, split)
         save_atomic(payload, target)
         entries.append({"file": target.relative_to(out).as_posix(), "sha256": file_sha256(target),
                         "set_id": state["info"]["set_id"], "method": cell.method.name,
-                        "dataset": cell.dataset, "split": split, "ipc": cell.ipc})
+                        "dataset": cell.dataset, "split": split, "ipc": cell.ipc,
+                        "records": payload["info"]["records"]})
     write_atomic(out / "manifest.json", lambda tmp: tmp.write_text(
-        json.dumps({"format": FORMAT, "profile": runner.profile["name"], "sets": entries},
-                   indent=1, ensure_ascii=False) + "\n"))
+        json.dumps({"format": FORMAT, "form": form, "profile": runner.profile["name"],
+                    "sets": entries}, indent=1, ensure_ascii=False) + "\n"))
     return entries
 
 
-def set_payload(runner, cell: Cell, split: str, state: dict, records: list[dict]) -> dict:
-    synthetic, info = SyntheticSet.from_state(state["set"]), state["info"]
+def set_payload(runner, cell: Cell, split: str, state: dict, records: list[dict],
+                form: str = "dm") -> dict:
+    synthetic = SyntheticSet.from_state(state["set"])
+    info = set_info(runner, cell, split, state["info"]["set_id"], records)
+    if form == "stored":
+        return {"stored": synthetic.state(), "info": {**info, "form": "stored"}}
     images, labels, domains = synthetic.decoded()
+    return {"data": [(images.float().contiguous(), labels)], "domains": domains,
+            "stored": synthetic.state(), "info": {**info, "form": "dm"}}
+
+
+def set_info(runner, cell: Cell, split: str, set_id: str, records: list[dict]) -> dict:
+    """A set file's metadata: what the set is, the settings that made it and its records."""
     own = [r for r in matching(records, method=cell.method.name, dataset=cell.dataset,
                                split=split, ipc=cell.ipc, net="resnet18")
-           if r.get("set_id") == info["set_id"]]
+           if r.get("set_id") == set_id]
     profile = runner.for_cell(cell).profile
     task = runner.task(cell.dataset, cell.target)
-    return {"data": [(images.float().contiguous(), labels)], "domains": domains,
-            "stored": synthetic.state(),
-            "info": {"format": FORMAT, "set_id": info["set_id"], "method": cell.method.name,
-                     "dataset": cell.dataset, "split": split, "ipc": cell.ipc,
-                     "pixels": PIXELS, "class_names": list(task.train.class_names),
-                     "domain_names": list(task.train.domain_names),
-                     "profile": profile["name"], "overrides": [list(o) for o in cell.overrides],
-                     "settings": json.loads(json.dumps(
-                         {k: profile[k] for k in ("seed", "model", "pretrain", "distill",
-                                                  "masking", "evaluate")}, default=str)),
-                     "commit": own[0]["commit"] if own else None,
-                     "records": [{"seed": r["seed"], "acc": r["acc"],
-                                  "source_val_acc": r.get("source_val_acc")} for r in own]}}
+    return {"format": FORMAT, "set_id": set_id, "method": cell.method.name,
+            "dataset": cell.dataset, "split": split, "ipc": cell.ipc,
+            "pixels": PIXELS, "class_names": list(task.train.class_names),
+            "domain_names": list(task.train.domain_names),
+            "profile": profile["name"], "overrides": [list(o) for o in cell.overrides],
+            "settings": json.loads(json.dumps(
+                {k: profile[k] for k in ("seed", "model", "pretrain", "distill",
+                                         "masking", "evaluate")}, default=str)),
+            "commit": own[0]["commit"] if own else None,
+            "records": [{"seed": r["seed"], "acc": r["acc"],
+                         "source_val_acc": r.get("source_val_acc"),
+                         "threads": r.get("threads")} for r in own]}
 
 
 # ----------------------------------------------------------------------------- evaluate
 def read_set_file(path: Path, n_classes: int, resolution: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(images, labels) of a set file: this project's or DM's (`{"data": [..., (x, y)]}`), a
-    dict with `images` and `labels`, or an `(images, labels)` pair. DataError (one line)
-    on anything else."""
+    """(images, labels) of a set file: this project's in either form, DM's
+    (`{"data": [..., (x, y)]}`), a dict with `images` and `labels`, or an `(images, labels)`
+    pair. DataError (one line) on anything else."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"set file not found: {path}")
@@ -98,7 +120,10 @@ def read_set_file(path: Path, n_classes: int, resolution: int) -> tuple[torch.Te
 
 
 def _pair(content):
-    if isinstance(content, dict) and isinstance(content.get("data"), (list, tuple)) and \
+    if isinstance(content, dict) and "data" not in content and \
+            isinstance(content.get("stored"), dict):
+        content = _decoded_pair(content["stored"])
+    elif isinstance(content, dict) and isinstance(content.get("data"), (list, tuple)) and \
             content["data"]:
         content = content["data"][-1]
     elif isinstance(content, dict) and "images" in content and "labels" in content:
@@ -107,6 +132,15 @@ def _pair(content):
             all(isinstance(t, torch.Tensor) for t in content):
         return content
     return None
+
+
+def _decoded_pair(stored: dict):
+    """The "stored" form's (images, labels) after decoding, None if it is not that form."""
+    try:
+        images, labels, _ = SyntheticSet.from_state(stored).decoded()
+    except (KeyError, TypeError, RuntimeError, ValueError):
+        return None
+    return images, labels
 
 
 def _check_pair(path, images, labels, n_classes: int, resolution: int) -> None:
@@ -128,26 +162,37 @@ def _check_pair(path, images, labels, n_classes: int, resolution: int) -> None:
 
 
 def evaluate_set(runner, path: Path, dataset: str, target: str, seeds=None,
-                 out: Path | None = None) -> list[dict]:
+                 out: Path | None = None, threads: int | None = None) -> list[dict]:
     """Train the profile's evaluation networks (ResNet-18, its protocol and seeds) on the
     file's images and test each on the unseen domain and the source validation images;
-    one record per seed, appended to `out` (default results/<profile>/evaluated_sets.jsonl)."""
-    from ..method.train import accuracy
-
+    one record per seed, appended to `out` (default results/<profile>/evaluated_sets.jsonl).
+    On the CPU each network trains on `threads` threads (default: what one of the
+    profile's workers has, as in its run), since the trained network depends on them."""
     task = runner.task(dataset, target)
     images, labels = read_set_file(path, task.n_classes, task.train.resolution)
     seeds = list(range(runner.profile["evaluate"]["seeds"])) if seeds is None else seeds
+    out = Path(out or runner.results_dir / "evaluated_sets.jsonl")
+    threads = threads or job_threads(runner.workers)
+    if runner.device.type != "cpu":
+        return _evaluate_file(runner, path, dataset, target, images, labels, seeds, out)
+    with torch_threads(threads):
+        return _evaluate_file(runner, path, dataset, target, images, labels, seeds, out)
+
+
+def _evaluate_file(runner, path, dataset, target, images, labels, seeds, out) -> list[dict]:
+    from ..method.train import accuracy
+
+    task = runner.task(dataset, target)
     method = RandomReal(f"file:{Path(path).name}")
     cell = Cell("evaluate_set", dataset, target, method, 0)
-    out = Path(out or runner.results_dir / "evaluated_sets.jsonl")
     set_id = content_id({"images": images, "labels": labels})
     records = []
     for seed, net, seconds in train_eval_nets(runner, cell, task, images, labels,
                                               evaluation_config(runner), seeds):
         record = base_record(
-            kind="eval_file", dataset=dataset, split=task.name, seed=seed, device=runner.device,
-            file=str(path), set_id=set_id, n_train_images=len(labels), net="resnet18",
-            acc=accuracy(net, task.test.images, task.test.labels, runner.device),
+            kind="eval_file", dataset=dataset, split=task.name, seed=seed,
+            device=runner.device, file=str(path), set_id=set_id, n_train_images=len(labels),
+            net="resnet18", acc=accuracy(net, task.test.images, task.test.labels, runner.device),
             source_val_acc=accuracy(net, task.val.images, task.val.labels, runner.device)
             if len(task.val) else None, eval_s=round(seconds, 2))
         append_record(out, record)

@@ -47,21 +47,32 @@ class Claim:
     splits: tuple[str, ...]  # the splits whose records count (Table 4: "in-domain")
     paper: dict  # split -> the paper's first − second there
     net: str = "resnet18"
+    steps: int | None = None  # the distillation length of the trend's claims
+
+
+def claim_units(records: list[dict], claim: Claim, field: str = "acc") -> tuple[list, dict]:
+    """The claim's paired units of `field` and their interval (paired.paired_difference)."""
+    own = [r for r in matching(records, dataset=claim.dataset) if r.get("split") in claim.splits]
+    return paired_difference(own, list(claim.first), list(claim.second), field, claim.ipc,
+                             claim.net)
+
+
+def paper_mean(claim: Claim, units: list[tuple]) -> float | None:
+    """The paper's difference averaged over the splits of `units` (all of the claim's where
+    none is measured); None unless the paper prints every one of them."""
+    splits = sorted({u[0] for u in units} or claim.paper)
+    paper = [claim.paper[s] for s in splits if s in claim.paper]
+    return statistics.fmean(paper) if paper and len(paper) == len(splits) else None
 
 
 def claim_row(records: list[dict], claim: Claim) -> list[str]:
     """The report's row of one claim: paper, ours with interval, n, source val, verdict."""
-    own = [r for r in matching(records, dataset=claim.dataset) if r.get("split") in claim.splits]
-    unseen, interval = paired_difference(own, list(claim.first), list(claim.second), "acc",
-                                         claim.ipc, claim.net)
-    _, val_interval = paired_difference(own, list(claim.first), list(claim.second),
-                                        "source_val_acc", claim.ipc, claim.net)
-    splits = sorted({u[0] for u in unseen} or claim.paper)
-    paper = [claim.paper[s] for s in splits if s in claim.paper]
-    paper_mean = statistics.fmean(paper) if paper and len(paper) == len(splits) else None
-    return [claim.label, claim.dataset, str(claim.ipc or "–"), _signed(paper_mean),
+    unseen, interval = claim_units(records, claim)
+    _, val_interval = claim_units(records, claim, "source_val_acc")
+    paper = paper_mean(claim, unseen)
+    return [claim.label, claim.dataset, str(claim.ipc or "–"), _signed(paper),
             _with_interval(interval), str(interval["n"]), _with_interval(val_interval),
-            verdict(interval, paper_mean)]
+            verdict(interval, paper)]
 
 
 def _signed(value: float | None) -> str:
@@ -119,6 +130,66 @@ def initialisation_claims(profile: dict) -> list[Claim]:
                         tuple(own[s] for s in seeds), tuple(initial[s] for s in seeds),
                         tuple(_splits(profile, settings, dataset)), {}))
     return claims
+
+
+# MMD − init (points, unseen domain) at which a testbed resolves claims about the matching
+# objective, with the paired interval above 0
+RESOLVING_GAP = 5.0
+TREND_FIGURE = "trend_length"  # figures/<profile>/trend_length.png, drawn by 06_tables
+# the trend's axis: the distillation length, a row's `distill.steps` (the profile's own by default)
+LENGTH = "distill.steps"
+
+
+def trend_claims(profile: dict) -> list[Claim]:
+    """CADM above MMD and MMD above its initialisation at each distillation length the
+    profile has rows of both methods for (its own `distill.steps`, and each length that
+    variant rows set with nothing else but a seed), paired by pipeline seed; none when it has
+    one length only."""
+    default = profile["distill"]["steps"]
+    lengths = sorted({default} | {
+        overrides[LENGTH] for settings in profile["stages"].values()
+        for overrides in (settings.get("variants") or {}).values()
+        if set(_without_seed(overrides)) == {LENGTH} and overrides[LENGTH] > 0})
+    initial = seed_rows(profile, REFERENCE, INITIALISATION)
+    stage = next((s for s in profile["stages"].values() if REFERENCE in s.get("methods", ())
+                  and PROPOSED in s["methods"]), None)
+    if len(lengths) < 2 or stage is None:
+        return []
+    claims = []
+    for dataset in stage["datasets"]:
+        splits = tuple(_splits(profile, stage, dataset))
+        paper = paper_numbers.table1(dataset)
+        for ipc in stage["ipcs"]:
+            for length in lengths:
+                fixed = {} if length == default else {LENGTH: length}
+                ours = seed_rows(profile, PROPOSED, fixed)
+                theirs = seed_rows(profile, REFERENCE, fixed)
+                both = sorted(set(ours) & set(theirs))
+                started = sorted(set(theirs) & set(initial))
+                claims += [
+                    Claim(f"{method_label(PROPOSED)} above {method_label(REFERENCE)}, "
+                          f"{length} distillation steps", dataset, ipc,
+                          tuple(ours[s] for s in both), tuple(theirs[s] for s in both),
+                          splits, paper_difference(paper, PROPOSED, REFERENCE, splits, ipc),
+                          steps=length),
+                    Claim(f"{method_label(REFERENCE)} above its initialisation, {length} "
+                          "distillation steps", dataset, ipc,
+                          tuple(theirs[s] for s in started), tuple(initial[s] for s in started),
+                          splits, {}, steps=length)]
+    return claims
+
+
+def trend_points(records: list[dict], profile: dict) -> list[dict]:
+    """The trend figure's points: per trend claim, its comparison (the label before the
+    length), length, paired interval (n, mean, low, high) and the paper's difference (None
+    where the paper prints none)."""
+    points = []
+    for claim in trend_claims(profile):
+        units, interval = claim_units(records, claim)
+        points.append({"comparison": claim.label.rsplit(",", 1)[0], "steps": claim.steps,
+                       "dataset": claim.dataset, "ipc": claim.ipc, **interval,
+                       "paper": paper_mean(claim, units)})
+    return points
 
 
 def paired_rows(profile: dict, first: str, second: str) -> tuple[tuple, tuple]:
@@ -233,7 +304,11 @@ def profile_claims(profile: dict) -> list[Claim]:
         claims += stated_claims(profile, stage)
         kind_claims = CLAIMS_BY_KIND.get(stage_kind(settings))
         claims += kind_claims(profile, stage) if kind_claims else []
-    return initialisation_claims(profile) + claims  # whether the testbed sees matching, first
+    # whether the testbed sees matching first; the trend's lengths other than the profile's
+    # own (whose claims the stages carry) last
+    default = profile["distill"]["steps"]
+    return initialisation_claims(profile) + claims + [
+        c for c in trend_claims(profile) if c.steps != default]
 
 
 def _splits(profile: dict, settings: dict, dataset: str) -> list[str]:
@@ -298,5 +373,8 @@ def write_report(runner, extra_rows=(), figures_dir=None) -> Path:
     path = Path(figures_dir or runner.figures_dir) / "report.md"
     path.parent.mkdir(parents=True, exist_ok=True)
     text = report_markdown(report_table(runner, extra_rows))
+    if (path.parent / f"{TREND_FIGURE}.png").exists():  # drawn by 06_tables
+        text += (f"\n![The paired differences against the distillation length, 95 % "
+                 f"intervals](<{TREND_FIGURE}.png>)\n")
     write_atomic(path, lambda tmp: tmp.write_text(text))
     return path
