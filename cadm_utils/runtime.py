@@ -65,14 +65,25 @@ def set_precision(precision: str) -> None:
 
 
 @contextlib.contextmanager
-def default_dtype(dtype: torch.dtype):
-    """Inside: new tensors and models in `dtype`; afterwards the float type as it was."""
-    before = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
+def temporarily(get, put, value):
+    """put(value) inside the block; afterwards what get() gave before."""
+    before = get()
+    put(value)
     try:
         yield
     finally:
-        torch.set_default_dtype(before)
+        put(before)
+
+
+def default_dtype(dtype: torch.dtype):
+    """Inside: new tensors and models in `dtype`; afterwards the float type as it was."""
+    return temporarily(torch.get_default_dtype, torch.set_default_dtype, dtype)
+
+
+def torch_threads(threads: int):
+    """Inside: torch's intra-op threads set to `threads`; afterwards as they were (CPU
+    training drifts with the number of threads, so a rerun uses the original's)."""
+    return temporarily(torch.get_num_threads, torch.set_num_threads, threads)
 
 
 def device_name(device: torch.device) -> str:

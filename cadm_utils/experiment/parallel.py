@@ -9,7 +9,6 @@ from __future__ import annotations
 import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from contextlib import contextmanager
 from typing import Callable, Iterable
 
 import torch
@@ -35,18 +34,6 @@ def threads_per_worker(workers: int) -> int:
 def job_threads(workers: int) -> int:
     """The threads one job of `run_jobs` trains on: a worker's share, or this process's."""
     return threads_per_worker(workers) if workers > 1 else torch.get_num_threads()
-
-
-@contextmanager
-def torch_threads(threads: int):
-    """torch's intra-op threads set to `threads` inside the block, restored after (CPU
-    training drifts with the number of threads, so a rerun uses the original's)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def run_jobs(function: Callable, jobs: Iterable, workers: int = 1, desc: str = "jobs",

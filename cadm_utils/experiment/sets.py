@@ -17,8 +17,8 @@ import torch
 from ..errors import DataError
 from ..method.methods import RandomReal
 from ..method.synthetic import SyntheticSet
-from .parallel import job_threads, torch_threads
-from ..runtime import file_sha256, save_atomic, write_atomic
+from .parallel import job_threads
+from ..runtime import file_sha256, save_atomic, torch_threads, write_atomic
 from .cells import Cell, plan_cells
 from .evaluation import evaluation_config, train_eval_nets
 from .records import append_record, base_record, current_records, matching
