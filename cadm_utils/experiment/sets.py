@@ -78,9 +78,9 @@ def set_payload(runner, cell: Cell, split: str, state: dict, records: list[dict]
 
 def set_info(runner, cell: Cell, split: str, set_id: str, records: list[dict]) -> dict:
     """A set file's metadata: what the set is, the settings that made it and its records."""
-    own = [r for r in matching(records, method=cell.method.name, dataset=cell.dataset,
-                               split=split, ipc=cell.ipc, net="resnet18")
-           if r.get("set_id") == set_id]
+    own = sorted((r for r in matching(records, method=cell.method.name, dataset=cell.dataset,
+                                      split=split, ipc=cell.ipc, net="resnet18")
+                  if r.get("set_id") == set_id), key=lambda r: r["seed"])
     profile = runner.for_cell(cell).profile
     task = runner.task(cell.dataset, cell.target)
     return {"format": FORMAT, "set_id": set_id, "method": cell.method.name,
