@@ -17,10 +17,10 @@ import torch
 from ..errors import DataError
 from ..method.methods import RandomReal
 from ..method.synthetic import SyntheticSet
-from .parallel import job_threads
 from ..runtime import file_sha256, save_atomic, torch_threads, write_atomic
 from .cells import Cell, plan_cells
 from .evaluation import evaluation_config, train_eval_nets
+from .parallel import job_threads
 from .records import append_record, base_record, current_records, matching
 from .store import _safe, content_id
 
