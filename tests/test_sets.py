@@ -119,3 +119,14 @@ def test_a_bad_file_is_one_line_and_exit_status_2(tmp_path, capsys, content, mes
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0]
     assert not (tmp_path / "r").exists()  # nothing written
+
+
+def test_export_sets_says_where_sets_come_from_when_it_writes_none(tmp_path, capsys):
+    from cadm_utils.__main__ import main
+
+    out = tmp_path / "none"
+    assert main(["export-sets", "--profile", "ci", "--seed", "99", "--out", str(out)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-2] == f"0 sets and manifest.json in {out}"
+    assert lines[-1].startswith("The synthetic sets of profile ci are made by its run")
+    assert json.loads((out / "manifest.json").read_text())["sets"] == []
