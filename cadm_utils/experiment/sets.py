@@ -10,6 +10,7 @@ protocol. A set file comes in one of two forms:
 from __future__ import annotations
 
 import json
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -168,33 +169,27 @@ def evaluate_set(runner, path: Path, dataset: str, target: str, seeds=None,
     one record per seed, appended to `out` (default results/<profile>/evaluated_sets.jsonl).
     On the CPU each network trains on `threads` threads (default: what one of the
     profile's workers has, as in its run), since the trained network depends on them."""
+    from ..method.train import accuracy
+
     task = runner.task(dataset, target)
     images, labels = read_set_file(path, task.n_classes, task.train.resolution)
     seeds = list(range(runner.profile["evaluate"]["seeds"])) if seeds is None else seeds
     out = Path(out or runner.results_dir / "evaluated_sets.jsonl")
-    threads = threads or job_threads(runner.workers)
-    if runner.device.type != "cpu":
-        return _evaluate_file(runner, path, dataset, target, images, labels, seeds, out)
-    with torch_threads(threads):
-        return _evaluate_file(runner, path, dataset, target, images, labels, seeds, out)
-
-
-def _evaluate_file(runner, path, dataset, target, images, labels, seeds, out) -> list[dict]:
-    from ..method.train import accuracy
-
-    task = runner.task(dataset, target)
     method = RandomReal(f"file:{Path(path).name}")
     cell = Cell("evaluate_set", dataset, target, method, 0)
     set_id = content_id({"images": images, "labels": labels})
     records = []
-    for seed, net, seconds in train_eval_nets(runner, cell, task, images, labels,
-                                              evaluation_config(runner), seeds):
-        record = base_record(
-            kind="eval_file", dataset=dataset, split=task.name, seed=seed,
-            device=runner.device, file=str(path), set_id=set_id, n_train_images=len(labels),
-            net="resnet18", acc=accuracy(net, task.test.images, task.test.labels, runner.device),
-            source_val_acc=accuracy(net, task.val.images, task.val.labels, runner.device)
-            if len(task.val) else None, eval_s=round(seconds, 2))
-        append_record(out, record)
-        records.append(record)
+    on_cpu = runner.device.type == "cpu"
+    with torch_threads(threads or job_threads(runner.workers)) if on_cpu else nullcontext():
+        for seed, net, seconds in train_eval_nets(runner, cell, task, images, labels,
+                                                  evaluation_config(runner), seeds):
+            record = base_record(
+                kind="eval_file", dataset=dataset, split=task.name, seed=seed,
+                device=runner.device, file=str(path), set_id=set_id,
+                n_train_images=len(labels), net="resnet18",
+                acc=accuracy(net, task.test.images, task.test.labels, runner.device),
+                source_val_acc=accuracy(net, task.val.images, task.val.labels, runner.device)
+                if len(task.val) else None, eval_s=round(seconds, 2))
+            append_record(out, record)
+            records.append(record)
     return records

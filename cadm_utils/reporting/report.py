@@ -107,8 +107,10 @@ def _without_seed(overrides: dict) -> dict:
     return {k: v for k, v in overrides.items() if k != "seed"}
 
 
+# the trend's axis: the distillation length, a row's `distill.steps` (the profile's own by default)
+LENGTH = "distill.steps"
 # a distilling method's set as initialised (the decoded real tiles, never optimised)
-INITIALISATION = {"distill.steps": 0}
+INITIALISATION = {LENGTH: 0}
 
 
 def initialisation_claims(profile: dict) -> list[Claim]:
@@ -136,8 +138,6 @@ def initialisation_claims(profile: dict) -> list[Claim]:
 # objective, with the paired interval above 0
 RESOLVING_GAP = 5.0
 TREND_FIGURE = "trend_length"  # figures/<profile>/trend_length.png, drawn by 06_tables
-# the trend's axis: the distillation length, a row's `distill.steps` (the profile's own by default)
-LENGTH = "distill.steps"
 
 
 def trend_claims(profile: dict) -> list[Claim]:
