@@ -123,11 +123,29 @@ def experts(args) -> None:
     print(f"{len(rows)} experts on disk")
     if not rows:
         print(_where_products_come_from(runner, "experts"))
+    if args.interpolation:
+        _print_interpolation_agreements(runner, cells)
     if args.write:
         from .reporting.tables import expert_heads_table
 
         table = expert_heads_table(rows, runner.profile["name"])
         print(f"written: {', '.join(str(p) for p in table.write(runner.figures_dir, 'experts'))}")
+
+
+def _print_interpolation_agreements(runner, cells) -> None:
+    from .experiment.pipeline import interpolation_agreements
+
+    print(f"share of each image's top {runner.sections.masking.p_mask:g} of channels by Eq. 5 "
+          "on the trained expert that stays on top on the interpolated matching network "
+          "(l: the random initialisation's share), and under the head weight W^y alone")
+    for row in interpolation_agreements(runner, cells):
+        overrides = ", ".join(f"{k}={v}" for k, v in row["overrides"].items() if k != "seed")
+        print(f"{row['split']}  seed {row['seed']}  {overrides or 'profile settings'}")
+        for block in row["blocks"]:
+            shares = "  ".join(f"l {key.split('_')[1]}: {value:.2f}" for key, value
+                               in block.items() if key.startswith("interpolated_"))
+            print(f"    block {block['block'] + 1}: {shares}  | W^y alone: "
+                  f"{block['head_weight_only']:.2f}")
 
 
 def tables(args) -> None:
@@ -316,6 +334,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                  "majority share and a linear probe; trains "
                                                  "nothing")
     add_cell_options(expert)
+    expert.add_argument("--interpolation", action="store_true",
+                        help="also show, for CADM's experts, whether NCFM's interpolation "
+                             "changes the channels Eq. 5 ranks highest")
     expert.add_argument("--write", action="store_true",
                         help="also write the table of CADM's experts to "
                              "figures/<profile>/experts.{md,csv,tex}")

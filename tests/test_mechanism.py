@@ -1,6 +1,8 @@
 """The diagnostics of CADM's mechanism (method/mechanism.py) on tiny cases computed by
 hand: the majority share, the linear fit, and refitted heads that read the domain where
 the heads as built do not."""
+import re
+
 import torch
 
 from cadm_utils.method.mechanism import (fit_linear, head_diagnostics, majority_share,
@@ -177,3 +179,70 @@ def test_mask_diagnostics_run_on_an_expert_with_heads():
     assert [r["block"] for r in rows] == list(range(N_BLOCKS))
     assert [r["masked_channels"] for r in rows] == [1, 2, 5, 10]
     assert all(0 <= r[k] <= 100 for r in rows for k in ("top", "middle", "bottom"))
+
+
+def test_top_overlap_counts_the_shared_top_channels_row_by_row():
+    from cadm_utils.method.mechanism import top_overlap
+
+    scores = torch.tensor([[4.0, 3.0, 2.0, 1.0, 0.0, -1.0], [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]])
+    other = torch.tensor([[9.0, 0.0, 8.0, 1.0, 2.0, 3.0], [5.0, 4.0, 3.0, 2.0, 1.0, 0.0]])
+    # p_mask 0.5: the top 3 of each row; row 1 shares {0, 2} of {0, 1, 2} with {0, 2, 5},
+    # row 2 shares nothing ({3, 4, 5} against {0, 1, 2})
+    assert abs(top_overlap(scores, other, 0.5) - (2 / 3 + 0) / 2) < 1e-12
+    assert top_overlap(scores, scores, 0.5) == 1.0
+
+
+def test_interpolation_agreement_is_whole_without_interpolation_and_reads_the_head_weight():
+    from cadm_utils.method.mechanism import interpolation_agreement
+
+    torch.manual_seed(0)
+    trained = DomainAwareResNet(3, 2, width=4, resolution=16)
+    initial = DomainAwareResNet(3, 2, width=4, resolution=16)
+    task = TwoDomainTask()
+    x, domains = task.train.images.float() / 255, task.train.domains
+    rows = interpolation_agreement(trained, initial, x, domains, 0.5, weights=(0.0, 1.0))
+    assert [r["block"] for r in rows] == list(range(N_BLOCKS))
+    assert all(0.0 <= r[k] <= 1.0 for r in rows for k in r if k != "block")
+    # l = 0 is the trained expert itself, but in train mode (batch statistics): with the
+    # running statistics set to the batch's, it is the same network and agrees wholly
+    trained.train()
+    with torch.no_grad():
+        trained.block_features(x)  # momentum 0.1: move the running statistics ...
+    for module in trained.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.momentum = None  # ... to the batch's exactly (cumulative average of one)
+            module.reset_running_stats()
+    with torch.no_grad():
+        trained.block_features(x)
+    rows = interpolation_agreement(trained, initial, x, domains, 0.5, weights=(0.0,))
+    assert all(r["interpolated_0"] > 0.99 for r in rows)
+    # where every channel's pooled activation is equal, the head weight alone ranks them
+    constant = DomainAwareResNet(3, 2, width=4, resolution=16)
+    with torch.no_grad():
+        for module in constant.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.weight.zero_()
+                module.bias.fill_(1.0)
+    rows = interpolation_agreement(constant, initial, x, domains, 0.5, weights=())
+    assert [r["head_weight_only"] for r in rows] == [1.0] * N_BLOCKS
+
+
+def test_the_experts_command_shows_the_interpolation_agreement_of_cadms_expert(
+        tmp_path, monkeypatch, capsys):
+    from cadm_utils.__main__ import main
+    from cadm_utils.experiment import pipeline
+
+    run = pipeline.open_run("ci", stages="table1", methods="cadm", targets="P", ipcs="1",
+                            results_dir=tmp_path / "r", run_dir=tmp_path / "w", progress=False)
+    runner, cells = run
+    expert(runner, "embedded", runner.task("embedded", "P"), cells[0].method)
+    monkeypatch.setattr(pipeline, "open_run", lambda *args, **kwargs: run)
+    assert main(["experts", "--profile", "ci", "--interpolation"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("share of each image"))
+    assert lines[start + 1].startswith("ACS→P  seed 0")
+    blocks = lines[start + 2:]
+    assert len(blocks) == N_BLOCKS
+    for line in blocks:
+        shares = [float(share) for share in re.findall(r": (\d\.\d\d)\b", line)]
+        assert len(shares) == 5 and all(0.0 <= share <= 1.0 for share in shares)

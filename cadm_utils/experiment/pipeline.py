@@ -7,15 +7,17 @@ from pathlib import Path
 
 from ..data import split_name
 from ..errors import ConfigError
+from ..method.mechanism import interpolation_agreement
 from ..method.methods import Method
 from ..method.models import resolve_stem
 from ..method.synthetic import check_ipc
 from ..profiles import load_profile
+from ..runtime import to_float
 from .cells import Cell, plan_cells
 from .cost import cell_evaluation_work, distill_work, expert_work
 from .parallel import run_jobs, worker_cache
 from .evaluation import evaluation_config, run_cell
-from .products import distill_row, expert_with_heads, optimised
+from .products import distill_row, expert, expert_with_heads, new_model, optimised
 from .records import load_records, seeds_to_run
 from .runner import Runner
 from .store import short_hash
@@ -155,6 +157,28 @@ def trained_experts(runner: Runner, cells: list[Cell]) -> list[dict]:
             rows.append({"overrides": dict(key.overrides), "seed": seed, "file": path.name,
                          **_expert_job(ExpertJob(runner, key))})
     return rows
+
+
+def interpolation_agreements(runner: Runner, cells: list[Cell]) -> list[dict]:
+    """For each expert with domain heads on disk that the cells use (none is trained):
+    `interpolation_agreement` (method/mechanism.py) on the source validation images, the
+    expert interpolated toward the random initialisation of its seed as its distillation
+    pool does (products.expert_pool)."""
+    return [_agreement_row(runner.variant(key.overrides), key)
+            for key in needed_experts(runner, cells)
+            if key.method.has_domain_heads and _expert_path(runner, key).exists()]
+
+
+def _agreement_row(runner: Runner, key: ExpertKey) -> dict:
+    task = runner.task(key.dataset, key.target)
+    model, _ = expert(runner, key.dataset, task, key.method, key.index)
+    seed = runner.profile["seed"] + key.index
+    initial = new_model(runner, task, seed).to(runner.device)
+    blocks = interpolation_agreement(model, initial, to_float(task.val.images, runner.device),
+                                     task.val.domains.to(runner.device),
+                                     runner.sections.masking.p_mask)
+    return {"split": task.name, "seed": seed, "overrides": dict(key.overrides),
+            "blocks": blocks}
 
 
 def expert_records(runner: Runner, cells: list[Cell]) -> list[dict]:

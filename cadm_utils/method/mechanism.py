@@ -11,19 +11,27 @@ those. Per block of an expert, on the source domains only:
   bottom tenth of each image's Eq. 5 scores are masked; a uniform mask masks each at
   P_mask), and how much the class-mean target of L_adm under Eq. 6 masks damps the
   channels the heads call domain-sensitive, relative to uniform masks of the same P_mask
-  (below 1: damped more). Masks act per channel, so pooled features suffice."""
+  (below 1: damped more). Masks act per channel, so pooled features suffice;
+- `interpolation_agreement`: whether the channels Eq. 5 ranks highest on the trained expert
+  stay the highest on the network that matching actually runs (NCFM's interpolation toward
+  the random initialisation, the trained heads kept), and how much of the ranking the head
+  weight of the image's domain decides on its own."""
 from __future__ import annotations
+
+import copy
 
 import torch
 import torch.nn.functional as F
 
 from ..runtime import to_float
+from .distill import interpolate_parameters
 from .losses import class_means
 from .masking import activation_scores, channel_mask, masked_count
 from .models import N_BLOCKS
 
 PROBE_ITERATIONS = 300  # full-batch L-BFGS iterations of a linear fit
 PROBE_WEIGHT_DECAY = 1e-4  # on standardised features
+INTERPOLATION_WEIGHTS = (0.25, 0.5, 0.75, 0.95)  # l, the random initialisation's share
 
 
 @torch.no_grad()
@@ -167,4 +175,42 @@ def mask_diagnostics(model, task, p_mask: float, draws: int = 5, seed: int = 0,
                      "target_damping": target_damping(features, scores, task.val.domains,
                                                       task.val.labels, task.n_classes,
                                                       p_mask, draws, generator)})
+    return rows
+
+
+# ----------------------------------------------------------------------------- interpolation
+def top_overlap(scores: torch.Tensor, other: torch.Tensor, p_mask: float) -> float:
+    """Mean over rows of the share of a row's ⌊P_mask·C⌋ highest `scores` that are also
+    among its ⌊P_mask·C⌋ highest `other` (1: the same channels are the likeliest masked;
+    about P_mask for unrelated rankings)."""
+    channels = scores.shape[1]
+    count = masked_count(p_mask, channels)
+    top = [F.one_hot(s.topk(count, dim=1).indices, channels).sum(1) for s in (scores, other)]
+    return float((top[0] * top[1]).sum(1).double().mean() / count)
+
+
+def _pooled_scores(model, x: torch.Tensor, domains: torch.Tensor) -> list[torch.Tensor]:
+    return [activation_scores(model.pool(f)[:, :, None, None], model.head_weight(b), domains)
+            for b, f in enumerate(model.block_features(x))]
+
+
+@torch.no_grad()
+def interpolation_agreement(trained, initial, x: torch.Tensor, domains: torch.Tensor,
+                            p_mask: float, weights=INTERPOLATION_WEIGHTS) -> list[dict]:
+    """Per block, `top_overlap` of each image's Eq. 5 scores on the trained expert (eval
+    mode) with (a) its scores on the matching network at each interpolation weight l
+    (`interpolate_parameters`: parameters l·initial + (1 − l)·trained, the trained heads
+    kept, train mode on the batch's statistics: the network NCFM's loop matches on) and
+    (b) the head weight of the image's domain alone, W^ŷ (the ranking Eq. 5 would give if
+    every channel's pooled activation were equal)."""
+    trained.eval()
+    reference = _pooled_scores(trained, x, domains)
+    rows = [{"block": block, "head_weight_only": top_overlap(
+        scores, trained.head_weight(block)[domains].to(scores), p_mask)}
+        for block, scores in enumerate(reference)]
+    work = copy.deepcopy(trained).train()
+    for weight in weights:
+        interpolate_parameters(work, initial, trained, weight)
+        for row, scores, ref in zip(rows, _pooled_scores(work, x, domains), reference):
+            row[f"interpolated_{weight:g}"] = top_overlap(ref, scores, p_mask)
     return rows
