@@ -377,3 +377,45 @@ def test_a_trained_expert_leaves_its_curves_in_the_results(tmp_path):
     assert record["expert_id"] == info["expert_id"] and record["expert_kind"] == "plain"
     expert(runner, "embedded", task, get_method("mmd"))  # loaded, not trained: no new record
     assert len(load_records(tmp_path / "r" / "experts.jsonl")) == 1
+
+
+def test_a_longer_distillation_starts_from_the_shorter_run_and_ends_where_a_fresh_one_does(
+        tmp_path):
+    """A cell that differs from a finished one only by more distill.steps takes over that
+    run's final checkpoint and goes on from there; its set is bit for bit the set of a
+    fresh run of the same length (the loop has no length-dependent setting)."""
+    import shutil
+
+    from cadm_utils.experiment.products import shorter_run, synthetic_set
+
+    profile = dict(TINY, distill=dict(TINY["distill"], class_steps="all", checkpoint_every=1),
+                   stages={"table1": {"datasets": ["embedded"], "methods": ["mmd"],
+                                      "ipcs": [1]}})
+    path = tmp_path / "extend.yaml"
+    path.write_text(yaml.safe_dump(profile, allow_unicode=True))
+    runners = {}
+
+    def made(run_dir, steps):
+        if run_dir not in runners:
+            runners[run_dir] = open_run(path, run_dir=run_dir, results_dir=tmp_path / "r",
+                                        progress=False)
+        runner, [cell] = runners[run_dir]
+        variant = runner.variant((("distill.steps", steps),))
+        return variant, cell, synthetic_set(variant, cell, variant.task(cell.dataset,
+                                                                       cell.target))
+
+    shared = tmp_path / "shared"
+    short, cell, _ = made(shared, 1)
+    assert shorter_run(short, cell) is None  # nothing shorter than 1 step exists
+    other = short.variant((("distill.lr", 0.02), ("distill.steps", 3)))
+    assert shorter_run(other, cell) is None  # another trajectory: not taken over
+    extended_runner, _, (extended, info) = made(shared, 3)
+    assert info["extended_from_step"] == 1 and info["steps"] == 3
+    assert len(info["history"]) == 3
+    shutil.copytree(shared / "experts", tmp_path / "alone" / "experts")  # the same experts
+    _, _, (fresh, fresh_info) = made(tmp_path / "alone", 3)
+    assert fresh_info["extended_from_step"] == 0
+    assert torch.equal(extended.images, fresh.images)
+    assert info["set_id"] == fresh_info["set_id"]
+    # the longest shorter run is the one taken: 3 steps before 1, for 5
+    assert shorter_run(extended_runner.variant((("distill.steps", 5),)), cell)[0] == 3

@@ -2,7 +2,9 @@
 their method's pretraining objective) and the distilled synthetic sets."""
 from __future__ import annotations
 
+import shutil
 import time
+from pathlib import Path
 
 import torch
 
@@ -144,20 +146,55 @@ def _synthetic_set(runner, cell, task: Task, final) -> tuple[SyntheticSet, dict]
         state = torch.load(final, weights_only=False)
         return SyntheticSet.from_state(state["set"]), state["info"]
     info, pool = {"pretrain_s": 0.0, "expert_ids": []}, None
+    checkpoint = runner.run_dir / "checkpoints" / final.name
     if optimised(runner, cell):
         pool, infos = expert_pool(runner, cell.dataset, task, cell.method)
         info["pretrain_s"] = sum(i["wall_s"] for i in infos)
         info["expert_ids"] = [i["expert_id"] for i in infos]
+        if not checkpoint.exists():
+            info["extended_from_step"] = extend_shorter_run(runner, cell, checkpoint)
     start = time.time()
     synthetic, history = distill(pool, task, cell.method, config, runner.sections.masking,
-                                 runner.profile["seed"], runner.device,
-                                 checkpoint=runner.run_dir / "checkpoints" / final.name,
+                                 runner.profile["seed"], runner.device, checkpoint=checkpoint,
                                  progress=runner.progress)
     info.update(distill_s=time.time() - start, steps=config.steps,
                 history=history[:: max(1, len(history) // 50)],
                 set_id=content_id(synthetic.state()))
     save_atomic({"set": synthetic.state(), "info": info}, final)
     return synthetic, info
+
+
+def shorter_run(runner, cell) -> tuple[int, Path] | None:
+    """(steps, final checkpoint) of the longest finished run of this cell's trajectory that
+    is shorter than the cell's: the same cell and settings with only distill.steps smaller.
+    No setting of the loop depends on its length and every draw comes from the checkpointed
+    generator, so that run's state is this one's after as many steps."""
+    steps = runner.sections.distill.steps
+    own = runner.store.synthetic_path(cell).name
+    prefix = own.rsplit("-", 1)[0] + "-"
+    found = None
+    for path in (runner.run_dir / "checkpoints").glob(prefix + "*.pt"):
+        if path.name == own:
+            continue
+        done = torch.load(path, weights_only=False)["step"]
+        if 0 < done < steps and (found is None or done > found[0]):
+            shorter = runner.variant((("distill.steps", done),))
+            if shorter.store.synthetic_path(cell).name == path.name:
+                found = (done, path)
+    return found
+
+
+def extend_shorter_run(runner, cell, checkpoint: Path) -> int:
+    """Start the cell's distillation from `shorter_run`'s final state where there is one
+    (copied to the cell's own checkpoint); the steps taken over (0: none)."""
+    found = shorter_run(runner, cell)
+    if found is None:
+        return 0
+    checkpoint.parent.mkdir(parents=True, exist_ok=True)
+    partial = checkpoint.with_suffix(".partial")
+    shutil.copyfile(found[1], partial)
+    partial.replace(checkpoint)
+    return found[0]
 
 
 def distill_row(runner, cell) -> dict:
