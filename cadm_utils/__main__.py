@@ -142,8 +142,8 @@ def _print_interpolation_agreements(runner, cells) -> None:
         overrides = ", ".join(f"{k}={v}" for k, v in row["overrides"].items() if k != "seed")
         print(f"{row['split']}  seed {row['seed']}  {overrides or 'profile settings'}")
         for block in row["blocks"]:
-            shares = "  ".join(f"l {key.split('_')[1]}: {value:.2f}" for key, value
-                               in block.items() if key.startswith("interpolated_"))
+            shares = "  ".join(f"l {weight:g}: {share:.2f}"
+                               for weight, share in block["interpolated"].items())
             print(f"    block {block['block'] + 1}: {shares}  | W^y alone: "
                   f"{block['head_weight_only']:.2f}")
 

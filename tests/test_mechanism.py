@@ -202,7 +202,8 @@ def test_interpolation_agreement_is_whole_without_interpolation_and_reads_the_he
     x, domains = task.train.images.float() / 255, task.train.domains
     rows = interpolation_agreement(trained, initial, x, domains, 0.5, weights=(0.0, 1.0))
     assert [r["block"] for r in rows] == list(range(N_BLOCKS))
-    assert all(0.0 <= r[k] <= 1.0 for r in rows for k in r if k != "block")
+    assert all(0.0 <= share <= 1.0 for r in rows
+               for share in [r["head_weight_only"], *r["interpolated"].values()])
     # l = 0 is the trained expert itself, but in train mode (batch statistics): with the
     # running statistics set to the batch's, it is the same network and agrees wholly
     trained.train()
@@ -215,7 +216,7 @@ def test_interpolation_agreement_is_whole_without_interpolation_and_reads_the_he
     with torch.no_grad():
         trained.block_features(x)
     rows = interpolation_agreement(trained, initial, x, domains, 0.5, weights=(0.0,))
-    assert all(r["interpolated_0"] > 0.99 for r in rows)
+    assert all(r["interpolated"][0.0] > 0.99 for r in rows)
     # where every channel's pooled activation is equal, the head weight alone ranks them
     constant = DomainAwareResNet(3, 2, width=4, resolution=16)
     with torch.no_grad():

@@ -198,19 +198,19 @@ def _pooled_scores(model, x: torch.Tensor, domains: torch.Tensor) -> list[torch.
 def interpolation_agreement(trained, initial, x: torch.Tensor, domains: torch.Tensor,
                             p_mask: float, weights=INTERPOLATION_WEIGHTS) -> list[dict]:
     """Per block, `top_overlap` of each image's Eq. 5 scores on the trained expert (eval
-    mode) with (a) its scores on the matching network at each interpolation weight l
+    mode) with (a, "interpolated": {l: share}) its scores on the matching network at each interpolation weight l
     (`interpolate_parameters`: parameters l·initial + (1 − l)·trained, the trained heads
     kept, train mode on the batch's statistics: the network NCFM's loop matches on) and
-    (b) the head weight of the image's domain alone, W^ŷ (the ranking Eq. 5 would give if
+    (b, "head_weight_only") the head weight of the image's domain alone, W^ŷ (the ranking Eq. 5 would give if
     every channel's pooled activation were equal)."""
     trained.eval()
     reference = _pooled_scores(trained, x, domains)
-    rows = [{"block": block, "head_weight_only": top_overlap(
+    rows = [{"block": block, "interpolated": {}, "head_weight_only": top_overlap(
         scores, trained.head_weight(block)[domains].to(scores), p_mask)}
         for block, scores in enumerate(reference)]
     work = copy.deepcopy(trained).train()
     for weight in weights:
         interpolate_parameters(work, initial, trained, weight)
         for row, scores, ref in zip(rows, _pooled_scores(work, x, domains), reference):
-            row[f"interpolated_{weight:g}"] = top_overlap(ref, scores, p_mask)
+            row["interpolated"][weight] = top_overlap(ref, scores, p_mask)
     return rows
