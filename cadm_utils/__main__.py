@@ -163,12 +163,15 @@ def summaries(args) -> None:
 
 def compare(args) -> None:
     from .experiment.records import current_records
-    from .reporting.paired import chosen_ipc, interval_of, paired_difference
+    from .reporting.paired import chosen_ipc, interval_of, network_noise, paired_difference
 
     first, second = args.first.split(","), args.second.split(",")
     if len(first) != len(second):
         raise ConfigError(f"--first names {len(first)} rows and --second {len(second)}: "
                           "they pair row by row")
+    if args.networks is not None and args.networks < 1:
+        raise ConfigError(f"--networks is a count of evaluation networks a set: 1 or more, "
+                          f"not {args.networks}")
     runner = _runner(args)
     records = current_records(runner)
     ipc = chosen_ipc(records, first + second, args.ipc)
@@ -178,6 +181,9 @@ def compare(args) -> None:
             raise ConfigError(f"no split has current records of both '{args.first}' and "
                               f"'{args.second}' at IPC {ipc} in profile '{args.profile}'")
         _print_units(label, units, interval, "{:5.1f}", "{:+.1f}")
+        if args.networks is not None:
+            _print_network_noise(label, network_noise(records, first, second, args.networks,
+                                                      field, ipc))
     if args.spread:
         from .reporting.analysis import spread_units
 
@@ -245,6 +251,16 @@ def _spread_row(runner, claims) -> list[str]:
     mmd, cadm = claims.paired_rows(runner.profile, "mmd", "cadm")
     units = spread_units(runner, list(mmd), list(cadm), settings["ipc"])
     return claims.spread_row(units, settings["dataset"], settings["ipc"])
+
+
+def _print_network_noise(label: str, noise: dict) -> None:
+    if noise["n"] < 2:
+        print(f"{label}: fewer than 2 units with 2 or more networks a set; no noise to read")
+        return
+    print(f"{label}: the evaluation networks make {100 * noise['network_share']:.0f} % of the "
+          f"units' variance ({noise['networks']:.1f} networks a set); half-width "
+          f"±{noise['half_width']:.1f} now, ±{noise['projected_half_width']:.1f} with "
+          f"{noise['projected_networks']} networks a set (n = {noise['n']})")
 
 
 def _print_units(label: str, units: list[tuple], interval: dict, value: str,
@@ -363,6 +379,9 @@ def build_parser() -> argparse.ArgumentParser:
     paired.add_argument("--second", required=True, help="as many rows, paired in order")
     paired.add_argument("--ipc", type=int, default=None,
                         help="the IPC of the sets (needed when the rows have several)")
+    paired.add_argument("--networks", type=int, default=None, metavar="K",
+                        help="also the evaluation networks' share of the units' variance and "
+                             "the interval the same units would have with K networks a set")
     paired.add_argument("--spread", action="store_true",
                         help="also Fig. 1(b)'s statistic of each pair of sets on disk (mean "
                              "variance across domains of the last block's Eq. 5 scores, "

@@ -52,3 +52,38 @@ def test_a_unit_is_one_ipc_and_two_ipcs_must_be_chosen_between():
     assert paired_difference(records, ["a"], ["b"], ipc=1)[1]["mean"] == -10.0
     one_ipc = [r for r in records if r["ipc"] == 10]
     assert paired_difference(one_ipc, ["a"], ["b"])[1]["mean"] == 10.0
+
+
+def test_network_noise_splits_the_units_variance_by_hand():
+    from cadm_utils.reporting.paired import network_noise
+
+    def records(method, split, values):
+        return [{"method": method, "split": split, "seed": i, "acc": v, "net": "resnet18"}
+                for i, v in enumerate(values)]
+
+    rows = (records("a", "P", [50, 54]) + records("b", "P", [40, 42])
+            + records("a", "C", [30, 36]) + records("b", "C", [31, 31])
+            + records("a", "S", [20, 22]) + records("b", "S", [10, 18])
+            + records("a", "A", [70]) + records("b", "A", [10, 20]))   # one network: left out
+    # differences 11, 2, 7: variance 61/3; networks' part (5 + 9 + 17) / 3 = 31/3;
+    # one network's spread, a + b: (10 + 18 + 34) / 3 = 62/3; the sets' part 61/3 − 31/3 = 10
+    noise = network_noise(rows, ["a"], ["b"], networks=4)
+    t = 4.302652729749464 / math.sqrt(3)                       # t(0.975, 2) / √n
+    assert noise["n"] == 3 and noise["networks"] == 2
+    assert math.isclose(noise["network_share"], 31 / 61)
+    assert math.isclose(noise["half_width"], t * math.sqrt(61 / 3))
+    assert math.isclose(noise["projected_half_width"], t * math.sqrt(10 + 62 / 3 / 4))
+    assert network_noise(rows, ["a"], ["nothing"], networks=4) == {"n": 0}
+
+
+def test_compare_reads_the_network_noise_and_refuses_a_count_below_one(capsys):
+    from cadm_utils.__main__ import main
+
+    assert main(["compare", "--profile", "bench", "--first", "cadm,cadm{seed1},cadm{seed2}",
+                 "--second", "mmd,mmd{seed1},mmd{seed2}", "--networks", "10"]) == 0
+    noise = [line for line in capsys.readouterr().out.splitlines() if "networks make" in line]
+    assert len(noise) == 2 and all("with 10 networks a set (n = 12)" in line for line in noise)
+    assert main(["compare", "--profile", "bench", "--first", "cadm", "--second", "mmd",
+                 "--networks", "0"]) == 2
+    assert "--networks is a count of evaluation networks a set: 1 or more, not 0" \
+        in capsys.readouterr().err

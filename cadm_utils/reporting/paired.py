@@ -26,13 +26,20 @@ def chosen_ipc(records: list[dict], rows: list[str], ipc: int | None) -> int | N
     return ipc if ipc is not None or not ipcs else ipcs[0]
 
 
-def unit_means(records: list[dict], method: str, field: str, ipc: int | None = None,
-               net: str = "resnet18") -> dict[str, float]:
-    """Per split, the mean of `field` over the evaluation seeds of `method`'s set there."""
+def unit_networks(records: list[dict], method: str, field: str, ipc: int | None = None,
+                  net: str = "resnet18") -> dict[str, list[float]]:
+    """Per split, `field` of each evaluation network (seed) of `method`'s set there."""
     rows = [r for r in matching(records, method=method, net=net, ipc=ipc)
             if r.get(field) is not None]
     splits = sorted({r["split"] for r in rows})
-    return {s: statistics.fmean(r[field] for r in rows if r["split"] == s) for s in splits}
+    return {s: [r[field] for r in rows if r["split"] == s] for s in splits}
+
+
+def unit_means(records: list[dict], method: str, field: str, ipc: int | None = None,
+               net: str = "resnet18") -> dict[str, float]:
+    """Per split, the mean of `field` over the evaluation seeds of `method`'s set there."""
+    return {s: statistics.fmean(values)
+            for s, values in unit_networks(records, method, field, ipc, net).items()}
 
 
 def t_interval(differences: list[float], level: float = 0.95) -> dict:
@@ -63,3 +70,37 @@ def paired_difference(records: list[dict], first: list[str], second: list[str],
 def interval_of(units: list[tuple]) -> dict:
     """The t interval of (split, first row, value, second row, value) units' differences."""
     return t_interval([u[2] - u[4] for u in units]) if units else {"n": 0}
+
+
+def network_noise(records: list[dict], first: list[str], second: list[str], networks: int,
+                  field: str = "acc", ipc: int | None = None, net: str = "resnet18") -> dict:
+    """How much of a paired difference's variance its evaluation networks make, and the
+    interval it would have on the same units with `networks` networks a set.
+
+    A unit's difference is a + b's network means, so its variance is τ² + σa²/ka + σb²/kb:
+    τ² what the sets themselves differ by, σ² one network's spread around its set's mean.
+    The network part is each unit's (s²a/ka + s²b/kb), averaged over units; τ² is the
+    units' observed variance less that part (at least 0). With K networks a set the
+    variance becomes τ² + (σa² + σb²)/K, and the half-width t(n−1)·sd/√n at the same n.
+    Units with a single network on either side have no spread to read and are left out."""
+    ipc = chosen_ipc(records, first + second, ipc)
+    pairs = []
+    for a, b in zip(first, second, strict=True):
+        ours = unit_networks(records, a, field, ipc, net)
+        theirs = unit_networks(records, b, field, ipc, net)
+        pairs += [(ours[s], theirs[s]) for s in ours
+                  if s in theirs and len(ours[s]) > 1 and len(theirs[s]) > 1]
+    if len(pairs) < 2:
+        return {"n": len(pairs)}
+    observed = statistics.variance([statistics.fmean(x) - statistics.fmean(y) for x, y in pairs])
+    network_part = statistics.fmean(statistics.variance(x) / len(x) + statistics.variance(y) / len(y)
+                                    for x, y in pairs)
+    per_network = statistics.fmean(statistics.variance(x) + statistics.variance(y)
+                                   for x, y in pairs)
+    sets_part = max(0.0, observed - network_part)
+    t = stats.t.ppf(0.975, len(pairs) - 1) / len(pairs) ** 0.5
+    return {"n": len(pairs), "networks": statistics.fmean(len(x) + len(y) for x, y in pairs) / 2,
+            "network_share": min(1.0, network_part / observed) if observed > 0 else 1.0,
+            "half_width": t * observed ** 0.5,
+            "projected_networks": networks,
+            "projected_half_width": t * (sets_part + per_network / networks) ** 0.5}
