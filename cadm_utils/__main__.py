@@ -169,6 +169,9 @@ def compare(args) -> None:
     if len(first) != len(second):
         raise ConfigError(f"--first names {len(first)} rows and --second {len(second)}: "
                           "they pair row by row")
+    if args.comparisons < 1:
+        raise ConfigError(f"--comparisons is how many comparisons are read at once: 1 or more, "
+                          f"not {args.comparisons}")
     if args.networks is not None and args.networks < 1:
         raise ConfigError(f"--networks is a count of evaluation networks a set: 1 or more, "
                           f"not {args.networks}")
@@ -181,6 +184,8 @@ def compare(args) -> None:
             raise ConfigError(f"no split has current records of both '{args.first}' and "
                               f"'{args.second}' at IPC {ipc} in profile '{args.profile}'")
         _print_units(label, units, interval, "{:5.1f}", "{:+.1f}")
+        if args.comparisons > 1:
+            _print_family_interval(label, units, args.comparisons)
         if args.networks is not None:
             _print_network_noise(label, network_noise(records, first, second, args.networks,
                                                       field, ipc))
@@ -251,6 +256,15 @@ def _spread_row(runner, claims) -> list[str]:
     mmd, cadm = claims.paired_rows(runner.profile, "mmd", "cadm")
     units = spread_units(runner, list(mmd), list(cadm), settings["ipc"])
     return claims.spread_row(units, settings["dataset"], settings["ipc"])
+
+
+def _print_family_interval(label: str, units: list[tuple], comparisons: int) -> None:
+    from .reporting.paired import t_interval
+
+    level = 1 - 0.05 / comparisons
+    interval = t_interval([u[2] - u[4] for u in units], level)
+    print(f"{label}: read as one of {comparisons} comparisons (Bonferroni), "
+          f"{100 * level:.1f} % CI [{interval['low']:+.1f}, {interval['high']:+.1f}]")
 
 
 def _print_network_noise(label: str, noise: dict) -> None:
@@ -379,6 +393,9 @@ def build_parser() -> argparse.ArgumentParser:
     paired.add_argument("--second", required=True, help="as many rows, paired in order")
     paired.add_argument("--ipc", type=int, default=None,
                         help="the IPC of the sets (needed when the rows have several)")
+    paired.add_argument("--comparisons", type=int, default=1, metavar="K",
+                        help="also the interval at level 1 − 0.05/K, for a difference read "
+                             "together with K − 1 others (Bonferroni)")
     paired.add_argument("--networks", type=int, default=None, metavar="K",
                         help="also the evaluation networks' share of the units' variance and "
                              "the interval the same units would have with K networks a set")

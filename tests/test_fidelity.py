@@ -150,9 +150,11 @@ def test_interpolation_ends_are_initial_and_trained(task):
     assert torch.allclose(w, 0.25 * initial.stem[0].weight + 0.75 * trained.stem[0].weight)
 
 
-def test_pool_draws_every_expert_and_calibrates_on_the_trained_one(task):
+@pytest.mark.parametrize("interpolation", ["parameters", "all"])
+def test_pool_draws_every_expert_and_calibrates_on_the_trained_one(task, interpolation):
     experts = [(small_model(task, 10 + k), small_model(task, 20 + k)) for k in range(3)]
-    pool = ExpertPool(experts, torch.device("cpu"), interpolate=True)
+    pool = ExpertPool(experts, torch.device("cpu"), interpolate=True,
+                      interpolation=interpolation)
     generator = torch.Generator().manual_seed(0)
     seen = set()
     for _ in range(30):
@@ -162,7 +164,8 @@ def test_pool_draws_every_expert_and_calibrates_on_the_trained_one(task):
         assert match is pool.work and match is not calib
     assert seen == {0, 1, 2}
     with pytest.raises(Exception, match="initial weights"):
-        ExpertPool([(small_model(task), None)], torch.device("cpu"), interpolate=True)
+        ExpertPool([(small_model(task), None)], torch.device("cpu"), interpolate=True,
+                   interpolation=interpolation)
 
 
 # --------------------------------------------------------------- item 5: normalised DSA

@@ -87,3 +87,24 @@ def test_compare_reads_the_network_noise_and_refuses_a_count_below_one(capsys):
                  "--networks", "0"]) == 2
     assert "--networks is a count of evaluation networks a set: 1 or more, not 0" \
         in capsys.readouterr().err
+
+
+def test_compare_widens_the_interval_for_a_family_of_comparisons(capsys):
+    from cadm_utils.__main__ import main
+
+    args = ["compare", "--profile", "bench", "--first", "cadm,cadm{seed1},cadm{seed2}",
+            "--second", "mmd,mmd{seed1},mmd{seed2}"]
+    assert main(args + ["--comparisons", "3"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    unseen = lines[-1]       # the family line follows the 95 % line of its field
+    assert unseen.startswith("unseen domain: read as one of 3 comparisons (Bonferroni), 98.3 % CI")
+
+    def bounds(line):
+        low, high = line.split("[")[1].split("]")[0].split(", ")
+        return float(low), float(high)
+
+    low95, high95 = bounds(lines[-2])
+    low, high = bounds(unseen)
+    assert low < low95 and high > high95
+    assert main(args + ["--comparisons", "0"]) == 2
+    assert "--comparisons is how many comparisons are read at once" in capsys.readouterr().err

@@ -37,10 +37,10 @@ class DistillConfig:
     calib_steps: int = setting(1, 0)
     # NCFM utils/utils.py update_feature_extractor: match on l·init + (1−l)·trained
     interpolate: bool = setting(True)
-    # what the interpolation covers: "all" floating tensors, matching in eval mode;
-    # "parameters" is NCFM's (parameters() only, BatchNorm on batch statistics, heads as
-    # trained); docs/method.md
-    interpolation: str = setting("all", choices=("all", "parameters"))
+    # what the interpolation covers: "parameters" is NCFM's (parameters() only, BatchNorm
+    # on batch statistics, heads as trained); "all" every floating tensor, matching in eval
+    # mode (what the profiles measured before NCFM's was built pin it); docs/method.md
+    interpolation: str = setting("parameters", choices=("all", "parameters"))
     # "ncfm": color + crop + cutout on normalised images; "dsa": one of DSA's six ops
     augment: str = setting("ncfm", choices=("ncfm", "dsa"))
     # NCFM condenser/compute_loss.py: one optimiser step per class in each phase, each with
@@ -80,7 +80,7 @@ class ExpertPool:
     the domain heads kept as trained (Eq. 5 from the trained expert's heads)."""
 
     def __init__(self, experts: list[tuple[torch.nn.Module, torch.nn.Module | None]],
-                 device: torch.device, interpolate: bool, interpolation: str = "all"):
+                 device: torch.device, interpolate: bool, interpolation: str):
         if interpolate and any(init is None for _, init in experts):
             raise ConfigError("interpolation needs each expert's initial weights")
         self.trained = [prepare_model(m, device).eval().requires_grad_(False) for m, _ in experts]
