@@ -77,7 +77,7 @@ def network_noise(records: list[dict], first: list[str], second: list[str], netw
     """How much of a paired difference's variance its evaluation networks make, and the
     interval it would have on the same units with `networks` networks a set.
 
-    A unit's difference is a + b's network means, so its variance is τ² + σa²/ka + σb²/kb:
+    A unit's difference is a's network mean less b's, so its variance is τ² + σa²/ka + σb²/kb:
     τ² what the sets themselves differ by, σ² one network's spread around its set's mean.
     The network part is each unit's (s²a/ka + s²b/kb), averaged over units; τ² is the
     units' observed variance less that part (at least 0). With K networks a set the
@@ -93,8 +93,8 @@ def network_noise(records: list[dict], first: list[str], second: list[str], netw
     if len(pairs) < 2:
         return {"n": len(pairs)}
     observed = statistics.variance([statistics.fmean(x) - statistics.fmean(y) for x, y in pairs])
-    network_part = statistics.fmean(statistics.variance(x) / len(x) + statistics.variance(y) / len(y)
-                                    for x, y in pairs)
+    network_part = statistics.fmean(statistics.variance(x) / len(x)
+                                    + statistics.variance(y) / len(y) for x, y in pairs)
     per_network = statistics.fmean(statistics.variance(x) + statistics.variance(y)
                                    for x, y in pairs)
     sets_part = max(0.0, observed - network_part)
