@@ -259,10 +259,10 @@ def _spread_row(runner, claims) -> list[str]:
 
 
 def _print_family_interval(label: str, units: list[tuple], comparisons: int) -> None:
-    from .reporting.paired import t_interval
+    from .reporting.paired import interval_of
 
     level = 1 - 0.05 / comparisons
-    interval = t_interval([u[2] - u[4] for u in units], level)
+    interval = interval_of(units, level)
     print(f"{label}: read as one of {comparisons} comparisons (Bonferroni), "
           f"{100 * level:.1f} % CI [{interval['low']:+.1f}, {interval['high']:+.1f}]")
 

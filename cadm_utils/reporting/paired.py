@@ -67,9 +67,9 @@ def paired_difference(records: list[dict], first: list[str], second: list[str],
     return units, interval_of(units)
 
 
-def interval_of(units: list[tuple]) -> dict:
+def interval_of(units: list[tuple], level: float = 0.95) -> dict:
     """The t interval of (split, first row, value, second row, value) units' differences."""
-    return t_interval([u[2] - u[4] for u in units]) if units else {"n": 0}
+    return t_interval([u[2] - u[4] for u in units], level) if units else {"n": 0}
 
 
 def network_noise(records: list[dict], first: list[str], second: list[str], networks: int,
