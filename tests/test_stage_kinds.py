@@ -51,3 +51,18 @@ def test_a_new_stage_kind_is_declared_once_then_planned_tabled_and_reported(monk
 def test_an_unknown_stage_kind_is_refused_naming_the_key():
     with pytest.raises(ConfigError, match=r"stages\.toy_stage\.kind.*must be one of"):
         _profile({"kind": "toy", "datasets": ["embedded"], "methods": ["mmd"], "ipcs": [1]})
+
+
+def test_fig1_draws_table1_of_every_repository_profile_methods_or_variants():
+    """06_tables' Fig. 1(a), 1(c) read the first methods table, else the first stage holding
+    several methods under their own names (pacs-dm's Table 1 is a variants stage)."""
+    from cadm_utils.profiles import load_profile
+
+    chosen = {name: tables.figure_stage(load_profile(name))
+              for name in ("smoke", "bench", "pacs-cpu", "pacs-dm", "bench-dm", "paper")}
+    assert all(stage is not None for stage in chosen.values())
+    assert chosen["bench"]["kind"] == "methods"
+    assert chosen["pacs-dm"] == load_profile("pacs-dm")["stages"]["table1"]
+    only_variants = _profile({"datasets": ["embedded"], "methods": ["mmd", "cadm"],
+                              "ipcs": [1], "variants": {"longer": {"distill.steps": 8}}})
+    assert tables.figure_stage(only_variants) is None  # no row under the methods' own names

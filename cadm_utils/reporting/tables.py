@@ -393,6 +393,18 @@ def paper_tables() -> dict[str, Table]:
     return tables
 
 
+def figure_stage(profile: dict) -> dict | None:
+    """The stage whose methods Fig. 1(a) and 1(c) compare: the first methods table (Table 1),
+    else the first stage that holds several methods under their own names (a variants stage
+    with a row of no overrides, e.g. pacs-dm's Table 1 over two pipeline seeds); None where
+    the profile has neither."""
+    stages = list(profile["stages"].values())
+    own_rows = [s for s in stages if s["kind"] == "variants" and len(s["methods"]) > 1
+                and {} in s["variants"].values()]
+    return next((s for s in stages if s["kind"] == "methods"), None) or \
+        next(iter(own_rows), None)
+
+
 def stage_title(stage: str, settings: dict) -> str:
     return settings.get("title") or STAGE_TITLES.get(stage, stage)
 
