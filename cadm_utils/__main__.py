@@ -176,7 +176,7 @@ def compare(args) -> None:
         raise ConfigError(f"--networks is a count of evaluation networks a set: 1 or more, "
                           f"not {args.networks}")
     runner = _runner(args)
-    records = current_records(runner)
+    records = _on_targets(current_records(runner), runner.profile, args.targets)
     ipc = chosen_ipc(records, first + second, args.ipc)
     for field, label in (("source_val_acc", "source val"), ("acc", "unseen domain")):
         units, interval = paired_difference(records, first, second, field, ipc)
@@ -197,6 +197,17 @@ def compare(args) -> None:
             print("Fig. 1(b) statistic: no split has both sets and CADM's expert on disk")
             return
         _print_units("Fig. 1(b)", units, interval_of(units), "{:.4f}", "{:+.4f}")
+
+
+def _on_targets(records: list[dict], profile: dict, targets: str | None) -> list[dict]:
+    """The records of the splits whose unseen domain is one of `targets` (all if None)."""
+    if targets is None:
+        return records
+    from .data import split_name
+
+    splits = {split_name(dataset, t) for dataset in profile["datasets"]
+              for t in targets.split(",")}
+    return [r for r in records if r.get("split") in splits]
 
 
 def report(args) -> None:
@@ -393,6 +404,10 @@ def build_parser() -> argparse.ArgumentParser:
     paired.add_argument("--second", required=True, help="as many rows, paired in order")
     paired.add_argument("--ipc", type=int, default=None,
                         help="the IPC of the sets (needed when the rows have several)")
+    paired.add_argument("--targets", default=None,
+                        help="only the splits with these unseen domains (comma-separated "
+                             "letters or names), e.g. to read two rows on the splits a third "
+                             "has so far")
     paired.add_argument("--comparisons", type=int, default=1, metavar="K",
                         help="also the interval at level 1 − 0.05/K, for a difference read "
                              "together with K − 1 others (Bonferroni)")

@@ -28,6 +28,18 @@ def test_an_include_takes_the_header_and_the_chosen_rows(tmp_path, monkeypatch):
     assert "footer" in whole and "| y two | 2 |" in whole
 
 
+def test_a_whole_include_keeps_its_links_pointing_at_their_files(tmp_path, monkeypatch):
+    (tmp_path / "figures" / "p").mkdir(parents=True)
+    (tmp_path / "figures" / "p" / "r.md").write_text(
+        "| a |\n|---|\n\n![trend](<trend.png>) [paper](https://x.org/a.pdf) [top](#a)\n")
+    monkeypatch.setattr(sync_docs, "ROOT", tmp_path)
+    text = "<!-- include figures/p/r.md -->\n<!-- end include -->\n"
+    deep = sync_docs.synced(text, tmp_path / "docs" / "findings" / "f.md")
+    assert "![trend](<../../figures/p/trend.png>)" in deep
+    assert "(https://x.org/a.pdf)" in deep and "(#a)" in deep
+    assert "![trend](<figures/p/trend.png>)" in sync_docs.synced(text, tmp_path / "README.md")
+
+
 def test_the_readme_is_short_and_the_docs_speak_of_the_project_only():
     assert len((REPO_ROOT / "README.md").read_text().splitlines()) <= 250
     narration = re.compile(r"\bissue \d+|\bissue's\b|GPU window|device tool|\bsession\b",
@@ -38,7 +50,7 @@ def test_the_readme_is_short_and_the_docs_speak_of_the_project_only():
 
 
 def test_every_relative_link_of_the_docs_points_to_a_file():
-    link = re.compile(r"\]\((?!https?://|#)([^)#\s]+)")
+    link = re.compile(r"\]\((?!https?://|#)<?([^)#\s>]+)")  # <target> or target
     for path in sync_docs.documents():
         for target in link.findall(path.read_text()):
             assert (path.parent / target).exists(), f"{path.relative_to(REPO_ROOT)}: {target}"

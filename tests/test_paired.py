@@ -108,3 +108,16 @@ def test_compare_widens_the_interval_for_a_family_of_comparisons(capsys):
     assert low < low95 and high > high95
     assert main(args + ["--comparisons", "0"]) == 2
     assert "--comparisons is how many comparisons are read at once" in capsys.readouterr().err
+
+
+def test_compare_reads_only_the_splits_of_the_targets_given(capsys):
+    from cadm_utils.__main__ import main
+
+    rows = ["--first", "cadm,cadm{seed1},cadm{seed2}", "--second", "mmd,mmd{seed1},mmd{seed2}"]
+    assert main(["compare", "--profile", "bench", *rows, "--targets", "P,C"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    units = [line.split()[2] for line in out if line.startswith("  unseen domain")]
+    assert set(units) == {"ACS→P", "APS→C"} and len(units) == 6
+    assert out[-1].startswith("unseen domain: first − second = ") and "n = 6" in out[-1]
+    assert main(["compare", "--profile", "bench", *rows, "--targets", "X"]) == 2
+    assert "unknown domain 'X'" in capsys.readouterr().err
