@@ -122,6 +122,11 @@ def test_a_stage_states_its_own_claims_with_table_1s_difference_between_base_met
     assert x.first == ("cadm{a}",) and x.splits == ("ACS→P", "APS→C")
     assert x.paper == pytest.approx({"ACS→P": 48.7 - 40.8, "APS→C": 39.1 - 32.4})
     assert y.paper == {}
+    # against MMD's rows at distill.steps 0 (the initialisation) the paper has no difference
+    raw["stages"]["s"]["variants"]["init"] = {"distill.steps": 0}
+    raw["stages"]["s"]["claims"] = [{"label": "w", "first": ["cadm{a}"], "second": ["mmd{init}"]}]
+    (w,) = [c for c in profile_claims(resolve_profile(raw)) if c.label == "w"]
+    assert w.second == ("mmd{init}",) and w.paper == {}
     raw["stages"]["s"]["claims"] = [{"label": "z", "first": ["a", "b"], "second": ["c"]}]
     with pytest.raises(ConfigError, match="pairs 2 rows with 1"):
         resolve_profile(raw)

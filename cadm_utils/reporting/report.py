@@ -273,8 +273,9 @@ def network_claims(profile: dict, stage: str) -> list[Claim]:
 def stated_claims(profile: dict, stage: str) -> list[Claim]:
     """A stage's own `claims` (first rows above second rows), per data set and IPC; the
     paper's difference is Table 1's between the rows' base methods where it has both (none
-    between two rows of one method)."""
+    between two rows of one method, nor against an initialisation row: the paper has none)."""
     settings = profile["stages"][stage]
+    initial = set(seed_rows(profile, REFERENCE, INITIALISATION).values())
     claims = []
     for dataset in settings["datasets"]:
         paper = paper_numbers.table1(dataset)
@@ -282,7 +283,8 @@ def stated_claims(profile: dict, stage: str) -> list[Claim]:
         for ipc in settings["ipcs"]:
             for stated in settings.get("claims", ()):
                 a, b = (_base(stated[side][0]) for side in ("first", "second"))
-                difference = paper_difference(paper, a, b, splits, ipc) if a != b else {}
+                in_paper = a != b and not initial & {*stated["first"], *stated["second"]}
+                difference = paper_difference(paper, a, b, splits, ipc) if in_paper else {}
                 claims.append(Claim(stated["label"], dataset, ipc, tuple(stated["first"]),
                                     tuple(stated["second"]), tuple(splits), difference))
     return claims
