@@ -127,6 +127,11 @@ def test_a_stage_states_its_own_claims_with_table_1s_difference_between_base_met
     raw["stages"]["s"]["claims"] = [{"label": "w", "first": ["cadm{a}"], "second": ["mmd{init}"]}]
     (w,) = [c for c in profile_claims(resolve_profile(raw)) if c.label == "w"]
     assert w.second == ("mmd{init}",) and w.paper == {}
+    # also where the initialisation row changes the evaluation too
+    raw["stages"]["s"]["variants"]["init_long"] = {"distill.steps": 0, "evaluate.steps": 2}
+    raw["stages"]["s"]["claims"] = [{"label": "v", "first": ["cadm"], "second": ["mmd{init_long}"]}]
+    (v,) = [c for c in profile_claims(resolve_profile(raw)) if c.label == "v"]
+    assert v.paper == {}
     raw["stages"]["s"]["claims"] = [{"label": "z", "first": ["a", "b"], "second": ["c"]}]
     with pytest.raises(ConfigError, match="pairs 2 rows with 1"):
         resolve_profile(raw)

@@ -275,7 +275,7 @@ def stated_claims(profile: dict, stage: str) -> list[Claim]:
     paper's difference is Table 1's between the rows' base methods where it has both (none
     between two rows of one method, nor against an initialisation row: the paper has none)."""
     settings = profile["stages"][stage]
-    initial = set(seed_rows(profile, REFERENCE, INITIALISATION).values())
+    initial = initialisation_rows(profile)
     claims = []
     for dataset in settings["datasets"]:
         paper = paper_numbers.table1(dataset)
@@ -288,6 +288,14 @@ def stated_claims(profile: dict, stage: str) -> list[Claim]:
                 claims.append(Claim(stated["label"], dataset, ipc, tuple(stated["first"]),
                                     tuple(stated["second"]), tuple(splits), difference))
     return claims
+
+
+def initialisation_rows(profile: dict) -> set[str]:
+    """Every row whose overrides set distill.steps to 0 (an initialisation, evaluated as
+    decoded), whatever else they set (an evaluation protocol, a seed)."""
+    return {f"{method}{{{row}}}" for settings in profile["stages"].values()
+            for row, overrides in (settings.get("variants") or {}).items()
+            if overrides.get(LENGTH) == 0 for method in settings.get("methods", ())}
 
 
 def _base(row: str) -> str:
