@@ -266,6 +266,11 @@ def _spread_row(runner, claims) -> list[str]:
     settings = runner.profile["analysis"]
     mmd, cadm = claims.paired_rows(runner.profile, "mmd", "cadm")
     units = spread_units(runner, list(mmd), list(cadm), settings["ipc"])
+    if not units:  # rather than a "not measured" row over one that was measured
+        raise ConfigError(f"--spread: no split has Table 1's MMD and CADM sets and CADM's "
+                          f"expert on disk under {runner.run_dir}/ (sets are not kept in the "
+                          "repository): re-make them with python -m cadm_utils run --profile "
+                          f"{runner.profile['name']} --stages table1, or report without --spread")
     return claims.spread_row(units, settings["dataset"], settings["ipc"])
 
 

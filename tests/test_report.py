@@ -108,6 +108,25 @@ def test_the_report_command_writes_its_table(tmp_path, capsys):
     assert "Verdicts: *supported*" in text and "written:" in capsys.readouterr().out
 
 
+def test_the_spread_row_needs_sets_on_disk_and_writes_nothing_without_them(tmp_path, capsys,
+                                                                          monkeypatch):
+    from cadm_utils.__main__ import main
+    from cadm_utils.reporting import analysis
+
+    argv = ["report", "--profile", "bench", "--spread", "--figures-dir", str(tmp_path)]
+    monkeypatch.setattr(analysis, "spread_units", lambda runner, first, second, ipc: [])
+    assert main(argv) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error: --spread: no split has") and error.count("\n") == 1
+    assert not (tmp_path / "report.md").exists()
+    units = [("P", "mmd", 0.004, "cadm", 0.002), ("C", "mmd", 0.005, "cadm", 0.001)]
+    monkeypatch.setattr(analysis, "spread_units", lambda runner, first, second, ipc: units)
+    assert main(argv) == 0
+    row = next(line for line in (tmp_path / "report.md").read_text().splitlines()
+               if line.startswith("| Fig. 1(b)"))
+    assert "| +3.0 [" in row and "| 2 |" in row  # mean of (2, 4) ×1000, two units
+
+
 def test_a_stage_states_its_own_claims_with_table_1s_difference_between_base_methods():
     from cadm_utils.errors import ConfigError
     from cadm_utils.settings import resolve_profile
