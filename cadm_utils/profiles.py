@@ -1,6 +1,7 @@
 """Profiles: YAML files in profiles/ that override the defaults of settings.py (smoke, paper).
 A profile may `extends: <profile>`: it is then that profile's YAML with its own values
-merged over it (mappings merged key by key, anything else replaced)."""
+merged over it (mappings merged key by key, anything else replaced; a key set to null is
+dropped, so that an extending profile can leave out a stage)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -44,9 +45,13 @@ def raw_profile(name_or_path: str | Path, chain: tuple = ()) -> dict:
 
 
 def merged(base: dict, own: dict) -> dict:
-    """`own` over `base`: mappings merged key by key, anything else replaced."""
+    """`own` over `base`: mappings merged key by key, anything else replaced, a key whose
+    own value is null dropped."""
     out = dict(base)
     for key, value in own.items():
+        if value is None and key in out:
+            del out[key]
+            continue
         both_maps = isinstance(value, dict) and isinstance(out.get(key), dict)
         out[key] = merged(out[key], value) if both_maps else value
     return out

@@ -81,6 +81,10 @@ RUN_DEFAULTS = {
     "precision": "float32",     # float64: CPU only, for checks that must hold on any processor
     "cuda_path": False,         # bf16 autocast + channels_last on the CPU too (tests of the GPU path)
     "compare_with_paper": False,
+    # a second evaluation of the same sets, as setting overrides (e.g. {evaluate.protocol:
+    # ncfm}): the report writes each headline claim under both where rows with these
+    # overrides exist (reporting/report.py protocol_rows); {}: none
+    "second_evaluation": {},
     # the order of a time-budgeted run (experiment/budget.py priority): `stages`, groups of
     # stages in order; `groups`, groups of rows in order, each {methods: [...], ipcs: [...]}
     # (a key left out matches every row; {} places the rows no other group names); `ipc`
@@ -141,7 +145,7 @@ def stage_kind(settings: dict) -> str:
 KEYED_UNLESS = {"distill.class_steps": "all", "evaluate.protocol": "dm",
                 "pretrain.keep": "last", "pretrain.protocol": "dm",
                 "pretrain.heads": "trained", "distill.interpolation": "all",
-                "full_data.epochs": 0}
+                "full_data.epochs": 0, "evaluate.dsa": "pixels"}
 # evaluate settings that decide which records exist or how they are computed, not their
 # values (stacked networks end where sequential ones do, tests/test_stacked.py): in no key
 HOW_NOT_WHAT = ("seeds", "stack_seeds")
@@ -255,8 +259,11 @@ def resolve_profile(raw: dict) -> dict:
     name = str(raw.get("name", "?"))
     if missing:
         raise ConfigError(f"profile '{name}' lacks {', '.join(missing)}")
-    rest = {k: v for k, v in raw.items() if k not in ("name", "datasets", "stages")}
+    rest = {k: v for k, v in raw.items()
+            if k not in ("name", "datasets", "stages", "second_evaluation")}
     profile = _merge(name, defaults(), rest)
+    profile["second_evaluation"] = _check_overrides(name, "second_evaluation",
+                                                    raw.get("second_evaluation") or {})
     profile["name"] = name
     profile["datasets"] = _check_datasets(name, raw["datasets"])
     profile["stages"] = _check_stages(name, raw["stages"])
@@ -374,20 +381,26 @@ def _check_variants(name: str, key: str, variants) -> dict:
     override is checked like the profile value it replaces."""
     if not isinstance(variants, dict) or not variants:
         _fail(name, key, f"must map row names to setting overrides, got {variants!r}")
-    out, every = {}, defaults()
-    for row, overrides in variants.items():
-        overrides = dict(overrides or {})
-        for path, value in overrides.items():
-            if path in TOP_LEVEL_OVERRIDES:
-                _check_leaf(name, str(path), value, RUN_DEFAULTS[path])
-                continue
-            section, _, leaf = str(path).partition(".")
-            if section not in every or not isinstance(every[section], dict) or \
-                    leaf not in every[section]:
-                _fail(name, f"{key}.{row}", f"overrides an unknown setting '{path}'")
-            _check_leaf(name, str(path), value, every[section][leaf])
-        out[str(row)] = overrides
-    return out
+    return {str(row): _check_overrides(name, f"{key}.{row}", overrides)
+            for row, overrides in variants.items()}
+
+
+def _check_overrides(name: str, key: str, overrides) -> dict:
+    """Setting overrides {dotted path: value}, each checked like the profile value it
+    replaces."""
+    if not isinstance(overrides, dict):
+        _fail(name, key, f"must map settings to values, got {overrides!r}")
+    every = defaults()
+    for path, value in overrides.items():
+        if path in TOP_LEVEL_OVERRIDES:
+            _check_leaf(name, str(path), value, RUN_DEFAULTS[path])
+            continue
+        section, _, leaf = str(path).partition(".")
+        if section not in every or not isinstance(every[section], dict) or \
+                leaf not in every[section]:
+            _fail(name, key, f"overrides an unknown setting '{path}'")
+        _check_leaf(name, str(path), value, every[section][leaf])
+    return dict(overrides)
 
 
 def with_overrides(profile: dict, overrides: dict) -> dict:

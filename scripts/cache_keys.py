@@ -22,7 +22,8 @@ from cadm_utils.experiment.products import optimised  # noqa: E402
 from cadm_utils.experiment.runner import Runner  # noqa: E402
 from cadm_utils.profiles import load_profile  # noqa: E402
 
-PROFILES = ("ci", "smoke", "bench", "bench-dm", "pacs-cpu", "pacs-dm", "paper", "gpu-short")
+PROFILES = ("ci", "smoke", "bench", "bench-dm", "bench-dm-pixels", "pacs-cpu", "pacs-dm",
+            "pacs-dm-pixels", "paper", "gpu-short")
 SNAPSHOT = ROOT / "tests" / "cache_keys.json"
 
 

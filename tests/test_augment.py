@@ -65,3 +65,79 @@ def test_cutmix_pastes_one_box_from_the_partner_and_reports_the_kept_share():
         torch.testing.assert_close(own_share, torch.full_like(own_share, ratio))
     assert 0 < sum(r < 1 for r in ratios) < len(ratios)  # some batches mixed, some not (p 0.5)
     assert cutmix(x, labels, torch.Generator().manual_seed(0), p=0.0)[2] == 1.0
+
+
+# ------------------------------------------------- the evaluation's DSA, as DM's DiffAugment
+# DM's data are normalised when loaded (VICO-UoE/DatasetCondensation utils.py get_dataset),
+# so its DSA sees (x − MEAN) / STD: every fill is the mean colour, brightness moves by a
+# fraction of the channel's std. Checked here with the constants alone, not the code's
+# normalisation.
+IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+IMAGENET_STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+
+
+def mean_colour_images(n: int = 6, size: int = 16) -> torch.Tensor:
+    return IMAGENET_MEAN.expand(n, 3, size, size).clone()
+
+
+def largest_departure(augmented: torch.Tensor) -> torch.Tensor:
+    """Per channel, the largest |pixel − MEAN| in units of that channel's STD."""
+    return ((augmented - IMAGENET_MEAN).abs() / IMAGENET_STD).amax(dim=(0, 2, 3))
+
+
+def every_operation_draw(n: int, seed: int = 0):
+    """Each of DSA's six operations with per-image draws, extremes included."""
+    generator = torch.Generator().manual_seed(seed)
+    for op in OPS:
+        values = {k: torch.rand(n, generator=generator) for k in "abcd"}
+        values = {k: torch.cat([v[:-2], torch.tensor([0.0, 1.0])]) for k, v in values.items()}
+        yield op, [DsaParams(op, values)]
+
+
+def test_the_evaluations_dsa_keeps_a_mean_colour_image_within_half_a_std():
+    from cadm_utils.method.augment import in_normalised_space
+
+    for op, params in every_operation_draw(6):
+        moved = largest_departure(in_normalised_space(mean_colour_images(), params))
+        assert (moved <= 0.5 + 1e-5).all(), (op, moved)
+
+
+def test_the_same_operations_on_pixels_leave_that_band():
+    """The check above fails for DSA on [0, 1] pixels (black fills, brightness ±0.5)."""
+    from cadm_utils.method.augment import apply_all
+
+    escaped = {op for op, params in every_operation_draw(6)
+               if (largest_departure(apply_all(mean_colour_images(), params)) > 0.5).any()}
+    assert {"color", "crop", "cutout"} <= escaped
+
+
+def test_the_evaluations_dsa_draws_keep_the_band_through_the_training_path():
+    from cadm_utils.method.train import augment_batch
+
+    generator = torch.Generator().manual_seed(3)
+    for _ in range(40):  # every operation is drawn in 40 batches
+        moved = largest_departure(augment_batch(mean_colour_images(), "dsa", generator))
+        assert (moved <= 0.5 + 1e-5).all()
+    pixels = [largest_departure(augment_batch(mean_colour_images(), "dsa_pixels", generator))
+              for _ in range(40)]
+    assert any((m > 0.5).any() for m in pixels)
+
+
+def test_a_brightness_draw_moves_each_channel_by_its_std():
+    from cadm_utils.method.augment import in_normalised_space
+
+    x = torch.rand(3, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    b = torch.tensor([0.0, 0.3, 1.0])
+    # saturation factor 2·0.5 = 1 and contrast factor 0.5 + 0.5 = 1: brightness alone
+    brightness = DsaParams("color", {"a": b, "b": torch.full((3,), 0.5),
+                                     "c": torch.full((3,), 0.5), "d": torch.zeros(3)})
+    moved = in_normalised_space(x, [brightness]) - x
+    expected = (b.view(3, 1, 1, 1) - 0.5) * IMAGENET_STD
+    assert torch.allclose(moved, expected.expand_as(moved), atol=1e-5)
+
+
+def test_the_evaluation_trains_with_the_dsa_its_profile_names():
+    from cadm_utils.method.train import EvaluateConfig
+
+    assert EvaluateConfig(epochs=2).train_config().augment == "dsa"
+    assert EvaluateConfig(epochs=2, dsa="pixels").train_config().augment == "dsa_pixels"

@@ -26,7 +26,7 @@ def full_data_config(runner, dataset: str) -> TrainConfig:
 
 def evaluation_config(runner) -> TrainConfig:
     """The profile's training of the evaluation networks (DSA on)."""
-    return TrainConfig(augment="dsa", **runner.store.evaluation_values())
+    return runner.sections.evaluate.train_config()
 
 
 def run_cell(runner, cell, seeds: list[int] | None = None) -> list[dict]:

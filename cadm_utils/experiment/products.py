@@ -19,6 +19,7 @@ from ..method.train import TrainConfig, accuracy, train_classifier
 from ..profiles import pretrain_epochs
 from ..runtime import product_lock, save_atomic
 from .records import append_record, base_record
+from .shipped import shipped_state
 from .store import content_id
 
 
@@ -134,7 +135,8 @@ def optimised(runner, cell) -> bool:
 
 def synthetic_set(runner, cell, task: Task) -> tuple[SyntheticSet, dict]:
     """Distilled set of a cell (cached), with wall times, the loss history, its content id
-    and its experts' ids. Two processes that want the same set make it once."""
+    and its experts' ids: from runs/<profile>/synthetic/, else the repository's shipped
+    copy (sets/<profile>/), else made. Two processes that want the same set make it once."""
     final = runner.store.synthetic_path(cell)
     with product_lock(final):
         return _synthetic_set(runner, cell, task, final)
@@ -145,6 +147,10 @@ def _synthetic_set(runner, cell, task: Task, final) -> tuple[SyntheticSet, dict]
     if final.exists():
         state = torch.load(final, weights_only=False)
         return SyntheticSet.from_state(state["set"]), state["info"]
+    shipped = shipped_state(runner.profile["name"], final.name)
+    if shipped is not None:
+        save_atomic(shipped, final)
+        return SyntheticSet.from_state(shipped["set"]), shipped["info"]
     info, pool = {"pretrain_s": 0.0, "expert_ids": []}, None
     checkpoint = runner.run_dir / "checkpoints" / final.name
     if optimised(runner, cell):

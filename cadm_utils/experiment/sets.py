@@ -23,6 +23,7 @@ from .cells import Cell, plan_cells
 from .evaluation import evaluation_config, train_eval_nets
 from .parallel import job_threads
 from .records import append_record, base_record, current_records, matching
+from .shipped import product_of
 from .store import _safe, content_id
 
 FORMAT = "cadm-set/1"
@@ -59,6 +60,7 @@ def export_sets(runner, out: Path, cells: list[Cell] | None = None, form: str = 
         entries.append({"file": target.relative_to(out).as_posix(), "sha256": file_sha256(target),
                         "set_id": state["info"]["set_id"], "method": cell.method.name,
                         "dataset": cell.dataset, "split": split, "ipc": cell.ipc,
+                        "run_file": path.name, "product": product_of(state["info"]),
                         "records": payload["info"]["records"]})
     write_atomic(out / "manifest.json", lambda tmp: tmp.write_text(
         json.dumps({"format": FORMAT, "form": form, "profile": runner.profile["name"],

@@ -3,6 +3,12 @@
 As in the reference DSA code (mode 'S'), each call picks one operation group at random
 and applies it; `shared=True` draws one set of parameters for the whole batch (used with
 the same `DsaParams` for the real and the synthetic batch), `shared=False` one per image.
+
+The reference codes run DSA on normalised tensors (DM's and NCFM's data are normalised when
+loaded: VICO-UoE/DatasetCondensation utils.py get_dataset, DiffAugment), so a brightness
+draw moves a pixel by up to ±0.5 std and crop, scale, rotate and cutout fill with 0 in
+normalised space, the mean colour. This project's images are [0, 1] pixels (the networks
+normalise inside), so `in_normalised_space` wraps the operations to act as there.
 """
 from __future__ import annotations
 
@@ -87,26 +93,38 @@ def sample_augmentation(kind: str, generator: torch.Generator) -> list[DsaParams
     return [sample_dsa(1, generator, shared=True)]
 
 
-def augment_for_distillation(x: torch.Tensor, kind: str, params: list[DsaParams]) -> torch.Tensor:
-    """'ncfm': the operations act on normalised images, as in NCFM and DM (which normalise
-    before DSA): brightness moves by a fraction of the channel's std, and crop and cutout
-    fill with the mean colour instead of black. 'dsa': on [0, 1] pixels."""
-    if kind != "ncfm":
-        for p in params:
-            x = apply_dsa(x, p)
-        return x
+def apply_all(x: torch.Tensor, params: list[DsaParams]) -> torch.Tensor:
+    """The operations of `params` in sequence."""
+    for p in params:
+        x = apply_dsa(x, p)
+    return x
+
+
+def in_normalised_space(x: torch.Tensor, params: list[DsaParams]) -> torch.Tensor:
+    """`apply_all` on the normalised image (x − MEAN) / STD, returned as [0, 1]-scale
+    pixels: what the operations do in DM and NCFM, whose tensors are normalised when loaded.
+    An image of the mean colour is 0 there, so every fill is the mean colour, and a
+    brightness draw b moves channel c by (b − 0.5)·STD[c]."""
     from .models import MEAN, STD
 
     mean = x.new_tensor(MEAN).view(1, 3, 1, 1)
     std = x.new_tensor(STD).view(1, 3, 1, 1)
-    z = (x - mean) / std
-    for p in params:
-        z = apply_dsa(z, p)
-    return z * std + mean
+    return apply_all((x - mean) / std, params) * std + mean
 
 
-def dsa(x: torch.Tensor, generator: torch.Generator, shared: bool = False) -> torch.Tensor:
-    return apply_dsa(x, sample_dsa(len(x), generator, shared))
+def augment_for_distillation(x: torch.Tensor, kind: str, params: list[DsaParams]) -> torch.Tensor:
+    """'ncfm': the operations act on normalised images, as in NCFM and DM (which normalise
+    before DSA). 'dsa': on [0, 1] pixels."""
+    return in_normalised_space(x, params) if kind == "ncfm" else apply_all(x, params)
+
+
+def dsa(x: torch.Tensor, generator: torch.Generator, normalised: bool = True) -> torch.Tensor:
+    """DM's evaluation augmentation (utils.py `epoch(..., aug=True)` → `DiffAugment(img,
+    args.dsa_strategy, param=args.dsa_param)`, seed −1, mode 'S'): one of the six operations
+    a batch, its parameters drawn per image, on normalised images (`normalised=False`: on
+    [0, 1] pixels, this project's evaluation before it followed DM there)."""
+    params = [sample_dsa(len(x), generator, shared=False)]
+    return in_normalised_space(x, params) if normalised else apply_all(x, params)
 
 
 def crop_flip(x: torch.Tensor, generator: torch.Generator, pad: int = 4) -> torch.Tensor:

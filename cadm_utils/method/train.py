@@ -16,7 +16,9 @@ from ..runtime import autocast, prepare_model, to_float
 from ..schema import check_fields, setting
 from .augment import crop_flip, cutmix, dsa
 
-AUGMENTATIONS = ("crop_flip", "dsa", "none")
+# "dsa": DM's evaluation augmentation on normalised images (augment.dsa); "dsa_pixels": the
+# same on [0, 1] pixels (fills black, brightness ±0.5 px), kept for the profiles that pin it
+AUGMENTATIONS = ("crop_flip", "dsa", "dsa_pixels", "none")
 # "dm": SGD with momentum, lr ×0.1 at half the epochs (DM's evaluation, utils.py
 # evaluate_synset). "ncfm": NCFM's evaluation (condenser/evaluate.py, utils/train_val.py
 # train_epoch, config/ipc*/*.yaml): AdamW with weight decay 0.01, lr ×0.5 after each fifth
@@ -74,12 +76,25 @@ class EvaluateConfig:
     # PROTOCOLS: DM's SGD schedule; "ncfm": NCFM's evaluation (AdamW, its adamw_lr 0.001,
     # cut-mix), behind DM's on the source val images of the bench and pacs-cpu profiles
     protocol: str = setting("dm", choices=("dm", "ncfm"))
+    # where DSA acts: "normalised", as DM's evaluate_synset (its tensors are normalised when
+    # loaded; fills are the mean colour, brightness ±0.5 std); "pixels": on [0, 1] pixels
+    # (black fills, brightness ±0.5), the records of the profiles that pin it
+    dsa: str = setting("normalised", choices=("normalised", "pixels"))
 
     def __post_init__(self):
         check_fields(self, "evaluate.")
         if (self.steps > 0) == (self.epochs > 0):
             raise ConfigError("evaluate needs exactly one of steps and epochs "
                               "(a positive integer)")
+
+    def train_config(self) -> TrainConfig:
+        """How the evaluation networks train. As DM's evaluate_synset (VICO-UoE/
+        DatasetCondensation utils.py): SGD with momentum 0.9 and weight decay 5e-4 at `lr`,
+        lr ×0.1 at half the length, DSA on every batch (`dsa`); NCFM's schedule instead
+        under protocol "ncfm"."""
+        return TrainConfig(epochs=self.epochs, steps=self.steps, batch_size=self.batch_size,
+                           lr=self.lr, protocol=self.protocol,
+                           augment="dsa" if self.dsa == "normalised" else "dsa_pixels")
 
 
 @dataclass(frozen=True)
@@ -110,8 +125,8 @@ class DomainGapConfig:
 def augment_batch(x: torch.Tensor, kind: str, generator: torch.Generator) -> torch.Tensor:
     if kind == "crop_flip":
         return crop_flip(x, generator)
-    if kind == "dsa":
-        return dsa(x, generator, shared=False)
+    if kind in ("dsa", "dsa_pixels"):
+        return dsa(x, generator, normalised=kind == "dsa")
     return x
 
 
