@@ -228,28 +228,41 @@ def export_sets(args) -> None:
     chosen = {k: v for k, v in chosen_cells(args).items() if k != "data_root"}
     cells = plan_cells(runner.profile, **chosen) if any(chosen.values()) else None
     entries = export(runner, Path(args.out), cells, args.form, args.seed)
+    if not entries:  # nothing written, not even a manifest
+        raise ConfigError(f"no distilled set of the chosen cells is on disk, so nothing was "
+                          f"written. {_where_products_come_from(runner, 'synthetic sets')}")
     for entry in entries:
         print(f"{entry['file']}  set {entry['set_id']}  sha256 {entry['sha256'][:12]}")
     print(f"{len(entries)} sets and manifest.json in {args.out}")
-    if not entries:
-        print(_where_products_come_from(runner, "synthetic sets"))
 
 
 def evaluate_set(args) -> None:
     import statistics
 
-    from .experiment.sets import evaluate_set as evaluate
+    from .experiment.sets import evaluate_set as evaluate, set_file_info
 
+    info = set_file_info(Path(args.file))
+    dataset = args.dataset or (info or {}).get("dataset")
+    split = str((info or {}).get("split") or "")
+    target = args.target or (split.split("→")[1] if "→" in split else None)
+    if dataset is None or target is None:
+        raise ConfigError(f"{args.file} names no split: give --dataset and --target")
     runner = _runner(args, progress=not args.quiet)
+    out = Path(args.results_dir or runner.run_dir) / "evaluated_sets.jsonl"
+    if info is None:
+        print(f"note: {args.file} carries no split (not a file of this project's), so its "
+              f"source domains are unknown: it may be scored on any target, here {target}")
+    elif info.get("profile") not in (None, runner.profile["name"]):
+        print(f"note: {args.file} was made under profile '{info['profile']}' and is "
+              f"evaluated here under profile '{runner.profile['name']}'")
     seeds = list(range(args.seeds)) if args.seeds else None
-    records = evaluate(runner, Path(args.file), args.dataset, args.target, seeds,
+    records = evaluate(runner, Path(args.file), dataset, target, seeds, out=out,
                        threads=args.threads)
     for r in records:
         print(f"seed {r['seed']}: unseen domain {r['acc']:.1f} %, source val "
               f"{r['source_val_acc']:.1f} %")
     print(f"{records[0]['split']}: unseen domain {statistics.fmean(r['acc'] for r in records):.1f}"
-          f" % over {len(records)} seeds; records in "
-          f"{runner.results_dir / 'evaluated_sets.jsonl'}")
+          f" % over {len(records)} seeds; records in {out}")
 
 
 def _where_products_come_from(runner, what: str) -> str:
@@ -455,8 +468,11 @@ def build_parser() -> argparse.ArgumentParser:
                                                          "with the profile's protocol")
     evaluator.add_argument("file")
     add_profile_options(evaluator)
-    evaluator.add_argument("--dataset", required=True)
-    evaluator.add_argument("--target", required=True)
+    evaluator.add_argument("--dataset", default=None,
+                           help="default: the data set the file names (this project's files)")
+    evaluator.add_argument("--target", default=None,
+                           help="the unseen domain (default: the one the file was made for; "
+                                "a domain it was made from is refused)")
     evaluator.add_argument("--seeds", type=int, default=None,
                            help="evaluation seeds 0..N-1 (default: the profile's)")
     evaluator.add_argument("--threads", type=int, default=None,

@@ -148,3 +148,29 @@ def file_sha256(path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def writable_folder(folder, option: str) -> None:
+    """Make sure files can be written in `folder` before any long work: create it (and its
+    parents) and a probe file in it, then remove the probe and every folder made here.
+    DataError (one line, naming `option`) where a file stands in the path or the place is
+    not writable; nothing is left behind either way."""
+    from .errors import DataError
+
+    folder = Path(folder)
+    blocking = next((p for p in [folder, *folder.parents] if p.exists()), None)
+    if blocking is not None and not blocking.is_dir():
+        raise DataError(f"{option} {folder}: {blocking} is a file, not a folder")
+    made = [p for p in [folder, *folder.parents] if not p.exists()]
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-probe-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as error:
+        raise DataError(f"{option} {folder}: cannot write there ({error.strerror or error})"
+                        ) from None
+    finally:
+        for path in made:  # deepest first
+            if path.is_dir() and not any(path.iterdir()):
+                path.rmdir()

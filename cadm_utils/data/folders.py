@@ -107,7 +107,7 @@ def scan_folder(spec: DatasetSpec, root: Path) -> list[tuple[str, str, str, int]
             class_files = _image_files(domain_dir / class_name)
             if not class_files:
                 raise DataError(f"empty class folder: {domain_dir / class_name}")
-            files += [(domain, class_name, entry.name, entry.stat().st_size)
+            files += [(domain, class_name, entry.name, file_stamp(entry))
                       for entry in class_files]
     reference = classes_by_domain[spec.domains[0]]
     for domain, classes in classes_by_domain.items():
@@ -115,6 +115,13 @@ def scan_folder(spec: DatasetSpec, root: Path) -> list[tuple[str, str, str, int]
             odd = sorted(classes ^ reference)[0]
             raise DataError(f"class '{odd}' is not in every domain: check {base / domain}")
     return files
+
+
+def file_stamp(entry: os.DirEntry) -> list[int]:
+    """What the decoded-image cache keys a file by besides its path: its size and its
+    modification time (ns), so that a changed or replaced image is decoded again."""
+    stat = entry.stat()
+    return [stat.st_size, stat.st_mtime_ns]
 
 
 def _wanted_classes(spec: DatasetSpec, domain_dir: Path, class_dirs: list[str]) -> list[str]:
@@ -137,14 +144,17 @@ def _image_files(folder: Path) -> list[os.DirEntry]:
                        and Path(e.name).suffix.lower() in IMAGE_SUFFIXES), key=lambda e: e.name)
 
 
-def cache_key(spec: DatasetSpec, files: list, resolution: int) -> str:
-    digest = hashlib.sha1(json.dumps([spec.name, resolution, files]).encode()).hexdigest()
+def cache_key(spec: DatasetSpec, base: Path, files: list, resolution: int) -> str:
+    """The decoded images' cache entry: the folder, and each file's path, size and
+    modification time (scan_folder), at this resolution."""
+    digest = hashlib.sha1(json.dumps([spec.name, str(Path(base).resolve()), resolution,
+                                      files]).encode()).hexdigest()
     return f"{spec.name}-{resolution}px-{digest[:16]}"
 
 
 def cached_decode(spec: DatasetSpec, base: Path, files: list, resolution: int,
                   cache_dir: Path, progress: bool) -> torch.Tensor:
-    path = cache_dir / f"{cache_key(spec, files, resolution)}.pt"
+    path = cache_dir / f"{cache_key(spec, base, files, resolution)}.pt"
     if path.exists():
         return torch.load(path, weights_only=True)
     images = decode_images([base / d / c / n for d, c, n, _ in files], resolution, progress)

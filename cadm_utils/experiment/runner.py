@@ -77,7 +77,14 @@ class Runner:
             return self
         return self.spec
 
+    def check_dataset(self, dataset: str) -> None:
+        """ConfigError (one line) for a data set the profile does not have."""
+        if dataset not in self.profile["datasets"]:
+            raise ConfigError(f"profile '{self.profile['name']}' has no data set '{dataset}' "
+                              f"(its data sets: {', '.join(self.profile['datasets'])})")
+
     def data(self, dataset: str):
+        self.check_dataset(dataset)
         if dataset not in self._data:
             resolution = self.profile["datasets"][dataset].get("resolution")
             self._data[dataset] = load_dataset(dataset, self.data_root, resolution,

@@ -15,10 +15,11 @@ from pathlib import Path
 
 import torch
 
+from ..data import registered, split_name
 from ..errors import DataError
 from ..method.methods import RandomReal
 from ..method.synthetic import SyntheticSet
-from ..runtime import file_sha256, save_atomic, torch_threads, write_atomic
+from ..runtime import file_sha256, save_atomic, torch_threads, writable_folder, write_atomic
 from .cells import Cell, plan_cells
 from .evaluation import evaluation_config, train_eval_nets
 from .parallel import job_threads
@@ -40,18 +41,23 @@ def export_sets(runner, out: Path, cells: list[Cell] | None = None, form: str = 
     """The distilled sets of `cells` (default: every cell of the profile; only those of
     pipeline seed `seed` when given) that are on disk, written in `form` under `out` as
     <method>/<dataset>/<split>/IPC<n>.pt, and out/manifest.json (file, sha256, set id, the
-    records' accuracies); returns the manifest's entries."""
+    records' accuracies, the run's file name and provenance); returns the manifest's
+    entries. With no set on disk it writes nothing and returns []. DataError before any
+    write where `out` cannot be written."""
     if form not in FORMS:
         raise DataError(f"unknown set form {form!r}: one of {', '.join(FORMS)}")
-    out, records, entries = Path(out), current_records(runner), []
+    out, entries = Path(out), []
     by_path = {}  # one file per set: a row that changes only the evaluation shares its base's
     for cell in plan_cells(runner.profile) if cells is None else cells:
         if cell.ipc and cell.net == "resnet18" and \
                 seed in (None, runner.for_cell(cell).profile["seed"]):
             by_path.setdefault(runner.for_cell(cell).store.synthetic_path(cell), cell)
+    by_path = {path: cell for path, cell in by_path.items() if path.exists()}
+    if not by_path:
+        return []
+    writable_folder(out, "--out")
+    records = current_records(runner)
     for path, cell in by_path.items():
-        if not path.exists():
-            continue
         split = runner.task(cell.dataset, cell.target).name
         state = torch.load(path, weights_only=False)
         payload = set_payload(runner, cell, split, state, records, form)
@@ -164,19 +170,62 @@ def _check_pair(path, images, labels, n_classes: int, resolution: int) -> None:
                         f"expected classes 0..{n_classes - 1} of this data set")
 
 
+def set_file_info(path: Path) -> dict | None:
+    """The metadata a set file of this project carries (`info`: split, profile, ...), None
+    for a file without it (DM's form from elsewhere, a bare pair). DataError as
+    read_set_file's where the file cannot be read."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"set file not found: {path}")
+    try:
+        content = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise DataError(f"not a tensor file that torch.load can read safely: {path} "
+                        f"({type(error).__name__})") from None
+    info = content.get("info") if isinstance(content, dict) else None
+    return info if isinstance(info, dict) else None
+
+
+def check_unseen_target(path: Path, info: dict | None, dataset: str, target: str) -> None:
+    """A set is scored on a domain it was not made from: DataError naming the set's split
+    where `target` is one of its source domains (or its data set differs)."""
+    if not info or not info.get("split"):
+        return
+    split = str(info["split"])
+    if info.get("dataset") not in (None, dataset):
+        raise DataError(f"{path} is a set of {info['dataset']} (split {split}), not of {dataset}")
+    entry = registered(dataset)
+    wanted = split_name(dataset, target)  # raises on an unknown domain
+    if wanted == split:
+        return
+    if split == "in-domain":
+        raise DataError(f"{path} was made from every domain of {dataset} (in-domain): no "
+                        "domain is unseen by it")
+    sources = [entry.domains[entry.letters.index(letter)] for letter in split.split("→")[0]]
+    raise DataError(f"{path} was made from {', '.join(sources)} for "
+                    f"{entry.domains[entry.letters.index(split.split('→')[1])]} (split {split}): "
+                    f"{target} is one of its source domains, so its accuracy there is not "
+                    "unseen-domain accuracy")
+
+
 def evaluate_set(runner, path: Path, dataset: str, target: str, seeds=None,
                  out: Path | None = None, threads: int | None = None) -> list[dict]:
     """Train the profile's evaluation networks (ResNet-18, its protocol and seeds) on the
     file's images and test each on the unseen domain and the source validation images;
-    one record per seed, appended to `out` (default results/<profile>/evaluated_sets.jsonl).
-    On the CPU each network trains on `threads` threads (default: what one of the
-    profile's workers has, as in its run), since the trained network depends on them."""
+    one record per seed, appended to `out` (default runs/<profile>/evaluated_sets.jsonl,
+    which git ignores). A file that carries its split is refused on one of its source
+    domains. Every input is checked before training. On the CPU each network trains on
+    `threads` threads (default: what one of the profile's workers has, as in its run),
+    since the trained network depends on them."""
     from ..method.train import accuracy
 
+    runner.check_dataset(dataset)
+    check_unseen_target(path, set_file_info(path), dataset, target)
+    out = Path(out or runner.run_dir / "evaluated_sets.jsonl")
     task = runner.task(dataset, target)
     images, labels = read_set_file(path, task.n_classes, task.train.resolution)
-    seeds = list(range(runner.profile["evaluate"]["seeds"])) if seeds is None else seeds
-    out = Path(out or runner.results_dir / "evaluated_sets.jsonl")
+    writable_folder(out.parent, "records folder")
+    seeds = list(range(runner.sections.evaluate.seeds)) if seeds is None else seeds
     method = RandomReal(f"file:{Path(path).name}")
     cell = Cell("evaluate_set", dataset, target, method, 0)
     set_id = content_id({"images": images, "labels": labels})
