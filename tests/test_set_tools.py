@@ -12,7 +12,7 @@ import torch
 from cadm_utils.__main__ import main
 from .conftest import REPO_ROOT
 
-SHIPPED = REPO_ROOT / "sets" / "pacs-dm" / "mmd" / "pacs" / "ACS-to-P" / "IPC10.pt"
+SHIPPED = REPO_ROOT / "sets" / "pacs-dm-pixels" / "mmd" / "pacs" / "ACS-to-P" / "IPC10.pt"
 
 
 def one_error_line(capsys) -> str:
@@ -43,7 +43,7 @@ def test_a_data_set_the_profile_lacks_is_one_line(tmp_path, capsys, profile, dat
 
 
 def test_a_target_the_set_was_made_from_is_refused_with_its_split(tmp_path, capsys):
-    assert main(["evaluate-set", str(SHIPPED), "--profile", "pacs-dm", "--target", "S",
+    assert main(["evaluate-set", str(SHIPPED), "--profile", "pacs-dm-pixels", "--target", "S",
                  "--data-root", str(tmp_path / "no-data-needed"),
                  "--results-dir", str(tmp_path / "r"), "--quiet"]) == 2
     line = one_error_line(capsys)
@@ -55,7 +55,7 @@ def test_a_target_the_set_was_made_from_is_refused_with_its_split(tmp_path, caps
 def test_the_target_defaults_to_the_one_the_set_was_made_for(tmp_path, capsys):
     """With no --target (and no --dataset) the file's split decides; the data root is then
     the first thing missing."""
-    assert main(["evaluate-set", str(SHIPPED), "--profile", "pacs-dm", "--results-dir",
+    assert main(["evaluate-set", str(SHIPPED), "--profile", "pacs-dm-pixels", "--results-dir",
                  str(tmp_path / "r"), "--data-root", str(tmp_path / "absent"), "--quiet"]) == 2
     assert "data root not found" in one_error_line(capsys)
 
@@ -173,3 +173,38 @@ def test_the_shipped_manifest_names_each_sets_run_file():
     manifest = json.loads((SHIPPED.parents[3] / "manifest.json").read_text())
     assert all(entry["run_file"].endswith(".pt") and entry["product"]["set_id"] == entry["set_id"]
                for entry in manifest["sets"])
+
+
+def test_a_missing_run_set_is_taken_from_a_shipped_copy_checked_by_sha256(
+        ci_runner_with_a_set, tmp_path, monkeypatch):
+    """A re-evaluation on a fresh clone remakes no set: the pipeline takes the shipped file
+    whose manifest names the run's set file, after its SHA-256 check."""
+    from cadm_utils.errors import DataError
+    from cadm_utils.experiment import shipped
+    from cadm_utils.experiment.products import synthetic_set
+    from cadm_utils.experiment.runner import Runner
+    from cadm_utils.experiment.sets import export_sets
+    from cadm_utils.experiment.store import content_id
+
+    made = ci_runner_with_a_set
+    [entry] = export_sets(made, tmp_path / "sets" / "ci", form="stored")
+    monkeypatch.setattr(shipped, "SETS_DIR", tmp_path / "sets")
+    fresh = Runner(made.profile, results_dir=tmp_path / "r", run_dir=tmp_path / "w",
+                   progress=False)
+    [cell] = [c for c in _ci_cells() if c.method.name == "mmd"]
+    synthetic, info = synthetic_set(fresh, cell, fresh.task(cell.dataset, cell.target))
+    assert info["set_id"] == entry["set_id"] == content_id(synthetic.state())
+    assert not (tmp_path / "w" / "experts").exists()  # no expert was trained
+    assert (tmp_path / "w" / "synthetic" / entry["run_file"]).exists()
+    shipped_file = tmp_path / "sets" / "ci" / entry["file"]
+    shipped_file.write_bytes(shipped_file.read_bytes()[:-1])  # truncated
+    with pytest.raises(DataError, match="SHA-256 differs"):
+        shipped.shipped_state(entry["run_file"])
+
+
+def _ci_cells():
+    from cadm_utils.experiment.cells import plan_cells
+    from cadm_utils.profiles import load_profile
+
+    return plan_cells(load_profile("ci"), stages="table1", methods="mmd", targets="P",
+                      ipcs="1")

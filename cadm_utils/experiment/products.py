@@ -147,7 +147,7 @@ def _synthetic_set(runner, cell, task: Task, final) -> tuple[SyntheticSet, dict]
     if final.exists():
         state = torch.load(final, weights_only=False)
         return SyntheticSet.from_state(state["set"]), state["info"]
-    shipped = shipped_state(runner.profile["name"], final.name)
+    shipped = shipped_state(final.name)
     if shipped is not None:
         save_atomic(shipped, final)
         return SyntheticSet.from_state(shipped["set"]), shipped["info"]

@@ -1,7 +1,9 @@
 """Distilled sets shipped with the repository (sets/<profile>/, `export-sets --form stored`)
 as a source of products: a cell whose set is not in runs/<profile>/synthetic/ takes the
-shipped one when the manifest names it (`run_file`), after checking its SHA-256, so that a
-re-evaluation on a fresh clone remakes no expert and no set."""
+shipped one that a manifest names with the same run file (`run_file`: the set's cache key,
+the same for every profile that makes that very set, so pacs-dm-pixels and pacs-dm share
+theirs), after checking its SHA-256, so that a re-evaluation on a fresh clone remakes no
+expert and no set."""
 from __future__ import annotations
 
 import json
@@ -19,28 +21,23 @@ SETS_DIR = REPO_ROOT / "sets"
 PRODUCT_FIELDS = ("set_id", "expert_ids", "steps", "history", "pretrain_s", "distill_s")
 
 
-def manifest_path(profile_name: str, sets_dir: Path = SETS_DIR) -> Path:
-    return Path(sets_dir) / profile_name / "manifest.json"
-
-
-def shipped_entry(profile_name: str, run_file: str, sets_dir: Path = SETS_DIR) -> dict | None:
-    """The manifest entry of the shipped set that is the run's `run_file`, None if none."""
-    path = manifest_path(profile_name, sets_dir)
-    if not path.exists():
-        return None
-    for entry in json.loads(path.read_text()).get("sets", []):
-        if entry.get("run_file") == run_file:
-            return entry
+def shipped_entry(run_file: str, sets_dir: Path | None = None) -> tuple[Path, dict] | None:
+    """(the shipped file, its manifest entry) of the set that is the run's `run_file`,
+    None where no manifest under `sets_dir` names it."""
+    for manifest in sorted(Path(sets_dir or SETS_DIR).glob("*/manifest.json")):
+        for entry in json.loads(manifest.read_text()).get("sets", []):
+            if entry.get("run_file") == run_file:
+                return manifest.parent / entry["file"], entry
     return None
 
 
-def shipped_state(profile_name: str, run_file: str, sets_dir: Path = SETS_DIR) -> dict | None:
+def shipped_state(run_file: str, sets_dir: Path | None = None) -> dict | None:
     """The run-cache state ({"set", "info"}) of a shipped set, None where none is shipped.
     DataError (one line) when the file is missing or not what its manifest says."""
-    entry = shipped_entry(profile_name, run_file, sets_dir)
-    if entry is None:
+    found = shipped_entry(run_file, sets_dir)
+    if found is None:
         return None
-    file = manifest_path(profile_name, sets_dir).parent / entry["file"]
+    file, entry = found
     if not file.is_file():
         raise DataError(f"{file}: listed in its manifest but missing")
     if file_sha256(file) != entry["sha256"]:
@@ -49,9 +46,7 @@ def shipped_state(profile_name: str, run_file: str, sets_dir: Path = SETS_DIR) -
     content = torch.load(file, map_location="cpu", weights_only=True)
     stored = {k: v.float() if isinstance(v, torch.Tensor) and v.is_floating_point() else v
               for k, v in content["stored"].items()}
-    product = dict(entry["product"])
-    product.setdefault("set_id", entry["set_id"])
-    return {"set": stored, "info": product}
+    return {"set": stored, "info": {"set_id": entry["set_id"], **entry["product"]}}
 
 
 def product_of(info: dict) -> dict:
