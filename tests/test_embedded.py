@@ -1,15 +1,11 @@
-import time
-
 import torch
 
 from cadm_utils.data import TRAIN, VAL, leave_one_domain_out, load_dataset
 from cadm_utils.data.embedded import CLASSES, DOMAINS
 
 
-def test_generation_is_fast_and_deterministic():
-    start = time.perf_counter()
+def test_generation_is_deterministic():
     a = load_dataset("embedded", seed=0)
-    assert time.perf_counter() - start < 10.0
     b = load_dataset("embedded", seed=0)
     c = load_dataset("embedded", seed=1)
     assert torch.equal(a.images, b.images)

@@ -1,4 +1,3 @@
-import time
 
 import pytest
 import torch
@@ -36,10 +35,8 @@ def tiny_profile(tmp_path):
 
 @pytest.mark.slow
 def test_end_to_end_mmd_and_cadm_on_embedded(tiny_profile, tmp_path):
-    start = time.perf_counter()
     dirs = {"results_dir": tmp_path / "results", "run_dir": tmp_path / "runs"}
     records = run_pipeline(tiny_profile, progress=False, **dirs)
-    assert time.perf_counter() - start < 180
     methods = sorted({r["method"] for r in records})
     assert methods == ["cadm", "full", "mmd", "random"]
     assert len(records) == 4 * 3  # three seeds per cell
@@ -70,11 +67,9 @@ def test_plan_filters_and_rejects_unknown_names(tiny_profile):
 
 
 def test_impossible_ipc_fails_before_training(tiny_profile, tmp_path):
-    start = time.perf_counter()
     with pytest.raises(ConfigError, match="impossible IPC 999"):
         run_pipeline(tiny_profile, ipcs="999", progress=False, results_dir=tmp_path / "r",
                      run_dir=tmp_path / "runs")
-    assert time.perf_counter() - start < 20
     assert not (tmp_path / "r").exists() and not (tmp_path / "runs").exists()
 
 

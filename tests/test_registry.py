@@ -9,7 +9,8 @@ import yaml
 from cadm_utils.data import split_name
 from cadm_utils.errors import ConfigError
 from cadm_utils.experiment.cells import plan_cells
-from cadm_utils.experiment.pipeline import needed_experts, run_pipeline
+from cadm_utils.experiment.pipeline import run_pipeline
+from cadm_utils.experiment.planning import needed_experts
 from cadm_utils.experiment.runner import Runner
 from cadm_utils.method import methods
 from cadm_utils.method.losses import class_means

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from ..method.methods import PROPOSED, REFERENCE, Method, get_method
 from ..profiles import REPO_ROOT, pretrain_epochs
+from .planning import missing_products
 from .records import load_records, matching
 
 TIMINGS = REPO_ROOT / "results" / "step_speed.jsonl"
@@ -68,8 +69,6 @@ def measured_seconds(runner, cell, seeds: int, records: list[dict]) -> float | N
     and network) already run, or None when none has: its evaluations, plus a distillation
     only if its set is not on disk and an expert's training only if its experts are not (a
     variant row that only changes the evaluation, or the loop, reuses them)."""
-    from .pipeline import missing_products
-
     alike = matching(records, method=cell.method.name, ipc=cell.ipc, net=cell.net) or \
         matching(records, ipc=cell.ipc, net=cell.net)
     if not alike:

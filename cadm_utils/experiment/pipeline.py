@@ -3,12 +3,9 @@ the sets and evaluate, in parallel where the profile asks for workers or a launc
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from pathlib import Path
 
-from ..data import split_name
 from ..errors import ConfigError
 from ..method.mechanism import interpolation_agreement
-from ..method.methods import Method
 from ..method.models import resolve_stem
 from ..method.synthetic import check_ipc
 from ..profiles import load_profile
@@ -16,8 +13,10 @@ from ..runtime import to_float
 from .cells import Cell, plan_cells
 from .cost import cell_evaluation_work, distill_work, expert_work
 from .parallel import run_jobs, worker_cache
+from .planning import (ExpertKey, distilled_cells, expert_path, missing_products,
+                       needed_experts)
 from .evaluation import evaluation_config, run_cell
-from .products import distill_row, expert, expert_with_heads, new_model, optimised
+from .products import distill_row, expert, expert_with_heads, new_model
 from .records import load_records, seeds_to_run
 from .runner import Runner
 from .store import short_hash
@@ -54,17 +53,6 @@ def cells_with_work(runner: Runner, cells: list[Cell]) -> list[Cell]:
 
 
 @dataclass(frozen=True)
-class ExpertKey:
-    """One pool expert that cells use: its variant row's overrides, split, method (whose
-    expert kind it is) and index in the pool."""
-    overrides: tuple
-    dataset: str
-    target: str
-    method: Method
-    index: int
-
-
-@dataclass(frozen=True)
 class ExpertJob:
     handle: object  # the runner, or what rebuilds it in a worker (Runner.job_handle)
     key: ExpertKey
@@ -81,37 +69,6 @@ class EvaluateJob:
     handle: object
     cell: Cell
     seeds: list
-
-
-def needed_experts(runner: Runner, cells: list[Cell]) -> list[ExpertKey]:
-    """Every pool expert the cells use, one per expert kind (methods of one kind share
-    their experts)."""
-    by_kind = {}
-    for c in cells:
-        if optimised(runner.for_cell(c), c):
-            for index in range(runner.for_cell(c).sections.pretrain.experts):
-                kind_key = (c.overrides, c.dataset, c.target, c.method.expert_kind, index)
-                by_kind.setdefault(kind_key, ExpertKey(c.overrides, c.dataset, c.target,
-                                                       c.method, index))
-    return [by_kind[k] for k in sorted(by_kind, key=repr)]
-
-
-def distilled_cells(runner: Runner, cells: list[Cell]) -> list[Cell]:
-    """One cell per synthetic set (a set shared by two tables, or by a method and a variant
-    row that changes only the evaluation, is distilled once)."""
-    unique = {runner.for_cell(c).store.synthetic_path(c): c for c in cells
-              if c.ipc and c.method.distills}
-    return list(unique.values())
-
-
-def missing_products(runner: Runner, cells: list[Cell]) -> tuple[list[tuple], list[Cell]]:
-    """The experts (keys, each file once) and the sets (one cell per set) that the cells
-    need and that are not on disk yet."""
-    by_path = {_expert_path(runner, key): key for key in needed_experts(runner, cells)}
-    experts = [key for path, key in by_path.items() if not path.exists()]
-    sets = [cell for cell in distilled_cells(runner, cells)
-            if not runner.for_cell(cell).store.synthetic_path(cell).exists()]
-    return experts, sets
 
 
 def make_missing(runner: Runner, cells: list[Cell], distill: bool = True) -> None:
@@ -132,18 +89,13 @@ def make_missing(runner: Runner, cells: list[Cell], distill: bool = True) -> Non
              "distill", runner.progress, launcher=runner.launcher)
 
 
-def _expert_path(runner: Runner, key: ExpertKey) -> Path:
-    return runner.variant(key.overrides).store.expert_path(
-        key.dataset, split_name(key.dataset, key.target), key.method, key.index)
-
-
 def pretrain_experts(runner: Runner, cells: list[Cell]) -> list[dict]:
     """The experts of the cells that still need work (trained here when missing) and those
     on disk, with their accuracy on the source validation images. Cells whose records are
     complete need no expert: nothing is retrained for them."""
     make_missing(runner, cells_with_work(runner, cells), distill=False)
     return [_expert_job(ExpertJob(runner, key)) for key in needed_experts(runner, cells)
-            if _expert_path(runner, key).exists()]
+            if expert_path(runner, key).exists()]
 
 
 def trained_experts(runner: Runner, cells: list[Cell]) -> list[dict]:
@@ -151,7 +103,7 @@ def trained_experts(runner: Runner, cells: list[Cell]) -> list[dict]:
     overrides, its seed and its accuracy on the source validation images."""
     rows = []
     for key in needed_experts(runner, cells):
-        path = _expert_path(runner, key)
+        path = expert_path(runner, key)
         if path.exists():
             seed = runner.variant(key.overrides).profile["seed"] + key.index
             rows.append({"overrides": dict(key.overrides), "seed": seed, "file": path.name,
@@ -166,7 +118,7 @@ def interpolation_agreements(runner: Runner, cells: list[Cell]) -> list[dict]:
     pool does (products.expert_pool)."""
     return [_agreement_row(runner.variant(key.overrides), key)
             for key in needed_experts(runner, cells)
-            if key.method.has_domain_heads and _expert_path(runner, key).exists()]
+            if key.method.has_domain_heads and expert_path(runner, key).exists()]
 
 
 def _agreement_row(runner: Runner, key: ExpertKey) -> dict:
@@ -185,7 +137,7 @@ def expert_records(runner: Runner, cells: list[Cell]) -> list[dict]:
     """The stored record (results/<profile>/experts.jsonl: curves per epoch, source val,
     heads per block) of each expert the cells use, where one was written; these render on
     a fresh clone, where no expert file is on disk."""
-    files = [_expert_path(runner, key).name for key in needed_experts(runner, cells)]
+    files = [expert_path(runner, key).name for key in needed_experts(runner, cells)]
     latest = {r["file"]: r for r in load_records(runner.results_dir / "experts.jsonl")}
     return [latest[name] for name in dict.fromkeys(files) if name in latest]
 
