@@ -85,6 +85,9 @@ RUN_DEFAULTS = {
     # ncfm}): the report writes each headline claim under both where rows with these
     # overrides exist (reporting/report.py protocol_rows); {}: none
     "second_evaluation": {},
+    # a profile whose records of the same rows were made under an earlier evaluation (e.g.
+    # DSA on [0, 1] pixels): the report shows its headline claims beside; None: none
+    "earlier_evaluation": None,
     # the order of a time-budgeted run (experiment/budget.py priority): `stages`, groups of
     # stages in order; `groups`, groups of rows in order, each {methods: [...], ipcs: [...]}
     # (a key left out matches every row; {} places the rows no other group names); `ipc`

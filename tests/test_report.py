@@ -242,3 +242,44 @@ def test_the_trend_pairs_each_length_by_seed_against_mmd_and_the_initialisation(
     assert points[("MMD above its initialisation", 400)]["paper"] is None
     del profile["stages"]["length"]
     assert trend_claims(profile) == []
+
+
+def test_a_headline_claim_maps_to_the_rows_of_the_second_evaluation():
+    from cadm_utils.profiles import load_profile
+    from cadm_utils.reporting.report import headline_claims, under_second_evaluation
+
+    profile = load_profile("pacs-dm")
+    claims = {c.label: c for c in headline_claims(profile)}
+    mmd_init = under_second_evaluation(profile, claims["MMD above its initialisation"])
+    assert mmd_init.first == ("mmd{ncfm}", "mmd{ncfm_seed1}")
+    assert mmd_init.second == ("mmd{ncfm_init}", "mmd{ncfm_init_seed1}")
+    cadm_mmd = next(c for label, c in claims.items() if label.startswith("CADM above MMD"))
+    assert under_second_evaluation(profile, cadm_mmd).first == ("cadm{ncfm}", "cadm{ncfm_seed1}")
+    assert under_second_evaluation(load_profile("pacs-dm-pixels"), cadm_mmd) is None
+
+
+def test_two_evaluations_on_opposite_sides_of_0_are_flagged():
+    from cadm_utils.reporting.report import evaluations_agree
+
+    above = {"n": 8, "low": 0.5, "high": 3.0}
+    below = {"n": 8, "low": -4.0, "high": -0.2}
+    spans = {"n": 8, "low": -1.0, "high": 2.0}
+    assert evaluations_agree(above, below) == "**opposite sides of 0**"
+    assert evaluations_agree(above, dict(above)) == "both above 0"
+    assert evaluations_agree(above, spans) == "above 0 / spans 0"
+    assert evaluations_agree(above, {"n": 1, "low": 1.0, "high": 1.0}) == "–"
+
+
+def test_the_earlier_records_read_the_same_claims_as_before():
+    """pacs-dm-pixels holds pacs-dm's records made with DSA on [0, 1] pixels: its keys are
+    the earlier ones, so the report reads them as they were."""
+    from cadm_utils.experiment.runner import Runner
+    from cadm_utils.profiles import load_profile
+    from cadm_utils.reporting.report import evaluations_table
+
+    runner = Runner(load_profile("pacs-dm"), results_dir="/nonexistent", device="cpu",
+                    progress=False)
+    earlier = Runner(load_profile("pacs-dm-pixels"), device="cpu", progress=False)
+    table = evaluations_table(runner, earlier)
+    assert table.rows[0][0] == "MMD above its initialisation"
+    assert table.rows[0][2] == "not measured" and "(n 8," in table.rows[0][-1]

@@ -326,6 +326,97 @@ def _splits(profile: dict, settings: dict, dataset: str) -> list[str]:
     return ["in-domain" if t == "in-domain" else split_name(dataset, t) for t in targets]
 
 
+# --------------------------------------------------------- headline claims, two evaluations
+def headline_claims(profile: dict) -> list[Claim]:
+    """The claims a reader looks at first: MMD and CADM above their initialisation, then the
+    first stage's own claims (Table 1's CADM above MMD)."""
+    first_stage = next(iter(profile["stages"]))
+    return initialisation_claims(profile) + stated_claims(profile, first_stage)
+
+
+def row_overrides(profile: dict) -> dict[str, dict]:
+    """{row name: its setting overrides} of every row of the profile's stages."""
+    rows = {}
+    for settings in profile["stages"].values():
+        for method in settings.get("methods", ()):
+            for row, overrides in (settings.get("variants") or {"": {}}).items():
+                rows.setdefault(f"{method}{{{row}}}" if overrides else method, dict(overrides))
+    return rows
+
+
+def counterpart(profile: dict, row: str, extra: dict) -> str | None:
+    """The row of the same method whose overrides are `row`'s plus `extra` (None if the
+    profile has none)."""
+    rows = row_overrides(profile)
+    wanted = {**rows.get(row, {}), **extra}
+    return next((name for name, overrides in rows.items()
+                 if _base(name) == _base(row) and overrides == wanted), None)
+
+
+def under_second_evaluation(profile: dict, claim: Claim) -> Claim | None:
+    """The claim on the rows that read the same sets with `second_evaluation`."""
+    extra = profile["second_evaluation"]
+    first = [counterpart(profile, row, extra) for row in claim.first]
+    second = [counterpart(profile, row, extra) for row in claim.second]
+    if not extra or None in first + second:
+        return None
+    return Claim(claim.label, claim.dataset, claim.ipc, tuple(first), tuple(second),
+                 claim.splits, claim.paper, claim.net, claim.steps)
+
+
+def evaluations_agree(one: dict, other: dict) -> str:
+    """Whether two intervals of one claim point the same way: "opposite sides of 0" (flagged)
+    where one lies above 0 and the other below; else where each stands."""
+    if one.get("n", 0) < 2 or other.get("n", 0) < 2:
+        return "–"
+    sides = [("above 0" if i["low"] > 0 else "below 0" if i["high"] < 0 else "spans 0")
+             for i in (one, other)]
+    if {"above 0", "below 0"} == set(sides):
+        return "**opposite sides of 0**"
+    return f"both {sides[0]}" if sides[0] == sides[1] else f"{sides[0]} / {sides[1]}"
+
+
+def _with_n(interval: dict) -> str:
+    if interval.get("n", 0) == 0:
+        return "not measured"
+    half = "" if interval["n"] < 2 else f", ±{(interval['high'] - interval['low']) / 2:.1f}"
+    return f"{_with_interval(interval)} (n {interval['n']}{half})"
+
+
+EVALUATIONS_HEADER = ["claim", "paper", "DM's evaluation", "source val", "second evaluation",
+                      "source val", "the two evaluations", "earlier records"]
+
+
+def evaluations_table(runner, earlier_runner=None) -> Table | None:
+    """Each headline claim under the profile's evaluation and its `second_evaluation`
+    (unseen domain and source val, interval, n, half-width), whether the two point the same
+    way, and the same claim on the `earlier_evaluation` profile's records. None for a
+    profile with neither."""
+    profile = runner.profile
+    if not profile["second_evaluation"] and earlier_runner is None:
+        return None
+    records = current_records(runner)
+    earlier = current_records(earlier_runner) if earlier_runner is not None else []
+    rows = []
+    for claim in headline_claims(profile):
+        unseen = claim_units(records, claim)[1]
+        other = under_second_evaluation(profile, claim)
+        other_unseen = claim_units(records, other)[1] if other else {"n": 0}
+        rows.append([claim.label, _signed(paper_mean(claim, claim_units(records, claim)[0])),
+                     _with_n(unseen), _with_n(claim_units(records, claim, "source_val_acc")[1]),
+                     _with_n(other_unseen),
+                     _with_n(claim_units(records, other, "source_val_acc")[1]) if other
+                     else "not measured",
+                     evaluations_agree(unseen, other_unseen),
+                     _with_n(claim_units(earlier, claim)[1]) if earlier_runner else "–"])
+    second = ", ".join(f"{k} {v}" for k, v in profile["second_evaluation"].items()) or "none"
+    earlier_name = profile["earlier_evaluation"] or "none"
+    return Table(f"The headline claims under both evaluations of {profile['name']} (second: "
+                 f"{second}) and on the earlier records ({earlier_name}); unseen-domain "
+                 "accuracy % unless marked, paired over split × distilled set",
+                 EVALUATIONS_HEADER, rows)
+
+
 # ----------------------------------------------------------------------------- figures
 def domain_gap_row(path: Path) -> list[str] | None:
     """Fig. 1(a): accuracy on the source domains' held-out images above the unseen domain's,
@@ -368,6 +459,17 @@ def report_table(runner, extra_rows=()) -> Table:
                  "distilled set)", HEADER, rows)
 
 
+def earlier_runner(runner):
+    """The runner of the profile's `earlier_evaluation` (its own records), or None."""
+    name = runner.profile["earlier_evaluation"]
+    if not name:
+        return None
+    from ..experiment.runner import Runner
+    from ..profiles import load_profile
+
+    return Runner(load_profile(name), runner.data_root, device="cpu", progress=False)
+
+
 def report_markdown(table: Table) -> str:
     return (table.markdown() + "\nVerdicts: " + VERDICT_RULE + ". Units: one distilled set "
             "on one split, its evaluation seeds averaged; the interval is Student's t over "
@@ -383,6 +485,9 @@ def write_report(runner, extra_rows=(), figures_dir=None) -> Path:
     path = Path(figures_dir or runner.figures_dir) / "report.md"
     path.parent.mkdir(parents=True, exist_ok=True)
     text = report_markdown(report_table(runner, extra_rows))
+    evaluations = evaluations_table(runner, earlier_runner(runner))
+    if evaluations is not None:
+        text += "\n" + evaluations.markdown()
     if (path.parent / f"{TREND_FIGURE}.png").exists():  # drawn by 06_tables
         text += (f"\n![The paired differences against the distillation length, 95 % "
                  f"intervals](<{TREND_FIGURE}.png>)\n")
