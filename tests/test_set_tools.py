@@ -208,3 +208,19 @@ def _ci_cells():
 
     return plan_cells(load_profile("ci"), stages="table1", methods="mmd", targets="P",
                       ipcs="1")
+
+
+def test_a_shipped_set_needs_no_expert(ci_runner_with_a_set, tmp_path, monkeypatch):
+    from cadm_utils.experiment import shipped
+    from cadm_utils.experiment.planning import missing_products
+    from cadm_utils.experiment.runner import Runner
+    from cadm_utils.experiment.sets import export_sets
+
+    made = ci_runner_with_a_set
+    fresh = Runner(made.profile, results_dir=tmp_path / "r", run_dir=tmp_path / "w",
+                   progress=False)
+    cells = _ci_cells()
+    assert missing_products(fresh, cells) != ([], [])  # nothing shipped: expert and set
+    export_sets(made, tmp_path / "sets" / "ci", form="stored")
+    monkeypatch.setattr(shipped, "SETS_DIR", tmp_path / "sets")
+    assert missing_products(fresh, cells) == ([], [])

@@ -9,6 +9,7 @@ from ..data import split_name
 from ..method.methods import Method
 from .cells import Cell
 from .products import optimised
+from .shipped import shipped_entry
 
 
 @dataclass(frozen=True)
@@ -49,11 +50,18 @@ def distilled_cells(runner, cells: list[Cell]) -> list[Cell]:
     return list(unique.values())
 
 
+def set_at_hand(runner, cell: Cell) -> bool:
+    """Whether the cell's set is in the run's store or shipped with the repository."""
+    path = runner.for_cell(cell).store.synthetic_path(cell)
+    return path.exists() or shipped_entry(path.name) is not None
+
+
 def missing_products(runner, cells: list[Cell]) -> tuple[list[ExpertKey], list[Cell]]:
     """The experts (keys, each file once) and the sets (one cell per set) that the cells
-    need and that are not on disk yet."""
-    by_path = {expert_path(runner, key): key for key in needed_experts(runner, cells)}
+    need and that are not on disk yet: a set at hand (made, or shipped) needs no expert."""
+    making = [cell for cell in cells if not (cell.ipc and set_at_hand(runner, cell))]
+    by_path = {expert_path(runner, key): key for key in needed_experts(runner, making)}
     experts = [key for path, key in by_path.items() if not path.exists()]
-    sets = [cell for cell in distilled_cells(runner, cells)
+    sets = [cell for cell in distilled_cells(runner, making)
             if not runner.for_cell(cell).store.synthetic_path(cell).exists()]
     return experts, sets
