@@ -66,7 +66,7 @@ def distill_run(experts, task, method, config, device):
 
 def eval_run(task, images, labels, args, device, stacked: bool):
     seeds = list(range(args.eval_seeds))
-    evaluate = load_profile("paper")["evaluate"]  # its protocol and rate are timed
+    evaluate = load_profile("paper").sections.evaluate  # its protocol and rate are timed
 
     def nets():
         return [build_eval_net("resnet18", task.n_classes, task.n_domains, args.resolution,
@@ -74,7 +74,7 @@ def eval_run(task, images, labels, args, device, stacked: bool):
 
     def run(n):
         config = TrainConfig(steps=n, batch_size=args.eval_batch, augment="dsa",
-                             protocol=evaluate["protocol"], lr=evaluate["lr"])
+                             protocol=evaluate.protocol, lr=evaluate.lr)
         if stacked:
             train_classifiers_stacked(nets(), images, labels, config, seeds, device,
                                       progress=False)

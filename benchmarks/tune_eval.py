@@ -67,7 +67,7 @@ def trial(job) -> dict:
                            progress=False)
     seconds = time.perf_counter() - start
     cpu = torch.device("cpu")
-    return {"profile": runner.profile["name"], "split": task.name, "row": cell.method.name,
+    return {"profile": runner.profile.name, "split": task.name, "row": cell.method.name,
             "ipc": cell.ipc, "set_id": info["set_id"], "epochs": epochs, "seed": seed,
             "source_val_acc": round(accuracy(net, task.val.images, task.val.labels, cpu), 2),
             "loss_first": round(epoch_losses[0], 4), "loss_last": round(epoch_losses[-1], 4),

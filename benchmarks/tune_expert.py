@@ -63,7 +63,7 @@ def expert_rows(runner: Runner, dataset: str, target: str, method, rates, expert
             model, info = expert(variant, dataset, task, method, index)
             heads = expert_heads(variant, dataset, task, method, index)
             row = {"split": task.name, "kind": method.expert_kind, "lr": rate,
-                   "protocol": protocol, "grl_weight": variant.profile["model"]["grl_weight"],
+                   "protocol": protocol, "grl_weight": variant.sections.model.grl_weight,
                    "index": index, "source_val_acc": round(info["source_val_acc"], 1),
                    "wall_s": round(info["wall_s"], 1), "expert_id": info["expert_id"]}
             if heads is None:
@@ -100,8 +100,8 @@ def main() -> None:
         protocols = parse_protocols(args.protocols)
         runner = Runner(load_profile(args.profile), data_root=args.data_root,
                         run_dir=args.run_dir)
-        dataset = args.dataset or next(iter(runner.profile["datasets"]))
-        if dataset not in runner.profile["datasets"] or args.experts < 1:
+        dataset = args.dataset or next(iter(runner.profile.datasets))
+        if dataset not in runner.profile.datasets or args.experts < 1:
             raise ConfigError(f"data set '{dataset}' is not in the profile or --experts < 1")
         runner.task(dataset, args.target)  # checks the data root and the domain first
     except CadmError as error:
@@ -115,7 +115,7 @@ def main() -> None:
             path = Path(args.out)
             path.parent.mkdir(parents=True, exist_ok=True)
             with open(path, "a") as handle:
-                handle.write(json.dumps({**row, "profile": runner.profile["name"],
+                handle.write(json.dumps({**row, "profile": runner.profile.name,
                                          "commit": commit}) + "\n")
 
 

@@ -41,7 +41,7 @@ def domain_gap(args) -> None:
     from .profiles import load_profile
     from .settings import Sections
 
-    settings = Sections.of(load_profile(args.profile)).domain_gap
+    settings = load_profile(args.profile).sections.domain_gap
     given = {key: getattr(args, key) for key in ("width", "epochs", "seeds")
              if getattr(args, key) is not None}
     measure_domain_gap(args.dataset, args.data_root, args.resolution, replace(settings, **given),
@@ -95,8 +95,8 @@ def check(args) -> None:
     for section, key in CHECKED_SETTINGS:
         file, source = setting_source(args.profile, section, key)
         where = f"  ({file}: {source})" if source else f"  ({file})" if file else ""
-        print(f"  {section}.{key} = {profile[section][key]}{where}")
-    if profile["device"] != "cpu":
+        print(f"  {section}.{key} = {getattr(getattr(profile.sections, section), key)}{where}")
+    if profile.device != "cpu":
         print(estimate_line(profile, cells))
 
 
@@ -128,7 +128,7 @@ def experts(args) -> None:
     if args.write:
         from .reporting.tables import expert_heads_table
 
-        table = expert_heads_table(rows, runner.profile["name"])
+        table = expert_heads_table(rows, runner.profile.name)
         print(f"written: {', '.join(str(p) for p in table.write(runner.figures_dir, 'experts'))}")
 
 
@@ -205,7 +205,7 @@ def _on_targets(records: list[dict], profile: dict, targets: str | None) -> list
         return records
     from .data import split_name
 
-    splits = {split_name(dataset, t) for dataset in profile["datasets"]
+    splits = {split_name(dataset, t) for dataset in profile.datasets
               for t in targets.split(",")}
     return [r for r in records if r.get("split") in splits]
 
@@ -252,9 +252,9 @@ def evaluate_set(args) -> None:
     if info is None:
         print(f"note: {args.file} carries no split (not a file of this project's), so its "
               f"source domains are unknown: it may be scored on any target, here {target}")
-    elif info.get("profile") not in (None, runner.profile["name"]):
+    elif info.get("profile") not in (None, runner.profile.name):
         print(f"note: {args.file} was made under profile '{info['profile']}' and is "
-              f"evaluated here under profile '{runner.profile['name']}'")
+              f"evaluated here under profile '{runner.profile.name}'")
     seeds = list(range(args.seeds)) if args.seeds else None
     records = evaluate(runner, Path(args.file), dataset, target, seeds, out=out,
                        threads=args.threads)
@@ -267,24 +267,25 @@ def evaluate_set(args) -> None:
 
 def _where_products_come_from(runner, what: str) -> str:
     """The hint printed when none of a profile's products is on disk."""
-    name = runner.profile["name"]
+    name = runner.profile.name
     return (f"The {what} of profile {name} are made by its run and cached in {runner.run_dir}/ "
             f"(not in the repository): ./run_all.sh --profile {name} [--data-root DIR], or "
             f"python -m cadm_utils run --profile {name} for chosen cells.")
 
 
 def _spread_row(runner, claims) -> list[str]:
-    from .reporting.analysis import spread_units
+    from .reporting.analysis import SPREAD_FILE, recorded_spread_units
 
-    settings = runner.profile["analysis"]
+    settings = runner.sections.analysis
     mmd, cadm = claims.paired_rows(runner.profile, "mmd", "cadm")
-    units = spread_units(runner, list(mmd), list(cadm), settings["ipc"])
+    units = recorded_spread_units(runner, list(mmd), list(cadm), settings.ipc)
     if not units:  # rather than a "not measured" row over one that was measured
         raise ConfigError(f"--spread: no split has Table 1's MMD and CADM sets and CADM's "
-                          f"expert on disk under {runner.run_dir}/ (sets are not kept in the "
-                          "repository): re-make them with python -m cadm_utils run --profile "
-                          f"{runner.profile['name']} --stages table1, or report without --spread")
-    return claims.spread_row(units, settings["dataset"], settings["ipc"])
+                          f"expert on disk under {runner.run_dir}/, nor a unit of the current "
+                          f"sets in {runner.results_dir / SPREAD_FILE}: make them with python "
+                          f"-m cadm_utils run --profile {runner.profile.name} --stages table1, "
+                          "or report without --spread")
+    return claims.spread_row(units, settings.dataset, settings.ipc)
 
 
 def _print_family_interval(label: str, units: list[tuple], comparisons: int) -> None:

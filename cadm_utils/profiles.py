@@ -9,7 +9,7 @@ from pathlib import Path
 import yaml
 
 from .errors import ConfigError
-from .settings import resolve_profile
+from .settings import Profile, resolve_profile
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PROFILE_DIR = REPO_ROOT / "profiles"
@@ -22,7 +22,7 @@ def profile_path(name_or_path: str | Path) -> Path:
     return PROFILE_DIR / f"{name_or_path}.yaml"
 
 
-def load_profile(name_or_path: str | Path) -> dict:
+def load_profile(name_or_path: str | Path) -> Profile:
     return resolve_profile(raw_profile(name_or_path))
 
 
@@ -57,8 +57,9 @@ def merged(base: dict, own: dict) -> dict:
     return out
 
 
-def pretrain_epochs(profile: dict, dataset: str) -> int:
-    epochs = profile["pretrain"]["epochs"]
+def pretrain_epochs(profile: Profile, dataset: str) -> int:
+    """The experts' length on `dataset` (pretrain.epochs, possibly given per data set)."""
+    epochs = profile.sections.pretrain.epochs
     return int(epochs.get(dataset, epochs["default"])) if isinstance(epochs, dict) else int(epochs)
 
 

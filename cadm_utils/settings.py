@@ -61,8 +61,9 @@ class Sections:
     analysis: AnalysisConfig
 
     @classmethod
-    def of(cls, profile: dict) -> "Sections":
-        return cls(**{name: section_class(**profile[name])
+    def of(cls, values: dict) -> "Sections":
+        """The sections of a resolved profile's values."""
+        return cls(**{name: section_class(**values[name])
                       for name, (section_class, _) in SECTIONS.items()})
 
 
@@ -115,7 +116,7 @@ RANGES = {
 }
 DATASET_KEYS = {"resolution": (8, None)}
 STAGE_KEYS = ("datasets", "targets", "methods", "ipcs", "full_data", "ablation", "nets",
-              "variants", "claims", "title", "kind")
+              "variants", "claims", "title", "kind", "seeds")
 
 # What a stage is: the one place that decides it (`stage_kind`, stored in the resolved
 # stage as `kind`). Planning (experiment/cells.py), tables (reporting/tables.py), summaries
@@ -253,9 +254,10 @@ def _check_list(name: str, key: str, value, item_check=None) -> list:
     return [item_check(v) if item_check else v for v in value]
 
 
-def resolve_profile(raw: dict) -> dict:
+def resolve_profile(raw: dict) -> "Profile":
     """The profile's settings over the defaults, every value checked (ConfigError names the
-    key). Data-set names, methods and networks are checked by the pipeline's planner."""
+    key), as one typed Profile. Data-set names, methods and networks are checked by the
+    pipeline's planner."""
     if not isinstance(raw, dict):
         raise ConfigError("a profile must be a YAML mapping")
     missing = [key for key in REQUIRED if key not in raw]
@@ -264,35 +266,30 @@ def resolve_profile(raw: dict) -> dict:
         raise ConfigError(f"profile '{name}' lacks {', '.join(missing)}")
     rest = {k: v for k, v in raw.items()
             if k not in ("name", "datasets", "stages", "second_evaluation")}
-    profile = _merge(name, defaults(), rest)
-    profile["second_evaluation"] = _check_overrides(name, "second_evaluation",
-                                                    raw.get("second_evaluation") or {})
-    profile["name"] = name
-    profile["datasets"] = _check_datasets(name, raw["datasets"])
-    profile["stages"] = _check_stages(name, raw["stages"])
-    _check_budget(name, profile["budget"])
-    _place_analysis(name, profile)
-    try:
-        Sections.of(profile)  # the sections' own checks across their fields
-    except ConfigError as error:
-        raise ConfigError(f"profile '{name}': {error}") from None
-    if profile["precision"] == "float64" and profile["cuda_path"]:
+    values = _merge(name, defaults(), rest)
+    values["second_evaluation"] = _check_overrides(name, "second_evaluation",
+                                                   raw.get("second_evaluation") or {})
+    values["name"] = name
+    values["datasets"] = _check_datasets(name, raw["datasets"])
+    values["stages"] = _check_stages(name, raw["stages"], values["seed"])
+    _check_budget(name, values["budget"])
+    _place_analysis(name, values)
+    if values["precision"] == "float64" and values["cuda_path"]:
         _fail(name, "cuda_path", "(bf16 autocast) cannot be combined with precision float64")
-    if profile["precision"] == "float64" and profile["device"] not in (None, "cpu"):
+    if values["precision"] == "float64" and values["device"] not in (None, "cpu"):
         _fail(name, "precision", "float64 is for the CPU only")
-    return profile
+    return Profile.of(values)
 
 
-def _place_analysis(name: str, profile: dict) -> None:
+def _place_analysis(name: str, values: dict) -> None:
     """The analysis split: the profile's first data set and its first target unless set."""
-    analysis = profile["analysis"]
-    analysis["dataset"] = analysis["dataset"] or next(iter(profile["datasets"]))
-    if analysis["dataset"] not in profile["datasets"]:
+    analysis, datasets = values["analysis"], values["datasets"]
+    analysis["dataset"] = analysis["dataset"] or next(iter(datasets))
+    if analysis["dataset"] not in datasets:
         _fail(name, "analysis.dataset", f"must be one of the profile's data sets "
-                                        f"({', '.join(profile['datasets'])}), "
+                                        f"({', '.join(datasets)}), "
                                         f"got {analysis['dataset']!r}")
-    analysis["target"] = (analysis["target"]
-                          or profile["datasets"][analysis["dataset"]]["targets"][0])
+    analysis["target"] = analysis["target"] or datasets[analysis["dataset"]]["targets"][0]
 
 
 def _check_budget(name: str, budget: dict) -> None:
@@ -325,7 +322,7 @@ def _check_datasets(name: str, datasets) -> dict:
     return out
 
 
-def _check_stages(name: str, stages) -> dict:
+def _check_stages(name: str, stages, default_seed: int) -> dict:
     if not isinstance(stages, dict) or not stages:
         _fail(name, "stages", f"must map stage names to settings, got {stages!r}")
     out = {}
@@ -349,6 +346,8 @@ def _check_stages(name: str, stages) -> dict:
             settings["variants"] = _check_variants(name, f"{key}.variants", settings["variants"])
         if "claims" in settings:
             settings["claims"] = _check_claims(name, f"{key}.claims", settings["claims"])
+        if "seeds" in settings:
+            _seeded(name, key, settings, default_seed)
         if settings.get("kind", "methods") not in STAGE_KINDS:
             _fail(name, f"{key}.kind", f"must be one of {', '.join(STAGE_KINDS)}, "
                                        f"got {settings['kind']!r}")
@@ -372,6 +371,47 @@ def _check_claims(name: str, key: str, claims) -> list[dict]:
             _fail(name, key, f"'{claim['label']}' pairs {len(first)} rows with {len(second)}")
         out.append({"label": str(claim["label"]), "first": first, "second": second})
     return out
+
+
+def seed_row(row: str, seed: int, default_seed: int) -> str:
+    """The name of `row` (a method, or method{variant}) re-made with pipeline seed `seed`:
+    itself at the profile's seed, else method{seedN} for a method's own row and
+    method{variant_seedN} for a variant's."""
+    if seed == default_seed:
+        return row
+    method, _, variant = row.partition("{")
+    variant = variant.rstrip("}")
+    return f"{method}{{{variant}_seed{seed}}}" if variant and variant != "reference" \
+        else f"{method}{{seed{seed}}}"
+
+
+def _seeded(name: str, key: str, settings: dict, default_seed: int) -> None:
+    """A stage's `seeds`: each of its rows once per pipeline seed (variants named as
+    `seed_row` names them, with `seed` among their overrides), and each of its claims, given
+    one row a side, paired over those seeds. The expanded rows and claims replace the
+    stage's; `seeds` itself is consumed."""
+    seeds = _check_list(name, f"{key}.seeds", settings.pop("seeds"),
+                        lambda v: check_number(name, f"{key}.seeds", v, (0, None), True))
+    variants = settings.get("variants") or {"reference": {}}
+    expanded = {}
+    for row, overrides in variants.items():
+        if "seed" in overrides:
+            _fail(name, f"{key}.variants.{row}", "sets seed although the stage has seeds")
+        for seed in seeds:
+            named = row if seed == default_seed else \
+                seed_row(f"m{{{row}}}", seed, default_seed)[2:-1]
+            expanded[named] = overrides if seed == default_seed else {**overrides, "seed": seed}
+    settings["variants"] = expanded
+    claims = []
+    for claim in settings.get("claims", ()):
+        if len(claim["first"]) != 1:
+            _fail(name, f"{key}.claims", f"'{claim['label']}' names several rows a side; in a "
+                                         "stage with seeds a claim names one, paired over them")
+        claims.append({"label": claim["label"],
+                       **{side: [seed_row(claim[side][0], seed, default_seed) for seed in seeds]
+                          for side in ("first", "second")}})
+    if claims:
+        settings["claims"] = claims
 
 
 # Settings outside a section that a variant row may override: `seed` re-seeds the whole
@@ -448,3 +488,83 @@ def parse_names(option: str, value) -> list[str]:
     if len(set(items)) != len(items):
         raise ConfigError(f"--{option} lists a value twice: '{value}'")
     return items
+
+
+# ---------------------------------------------------------------------------- the profile
+@dataclass(frozen=True)
+class DatasetSettings:
+    """A data set of the profile: its resolution (None: the data set's own) and targets."""
+    resolution: int | None
+    targets: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One experiment of a profile: its kind (STAGE_KINDS), its rows (methods, and named
+    setting overrides each, `variants`, with their pipeline seeds expanded) and the claims
+    the report compares."""
+    name: str
+    kind: str
+    datasets: tuple[str, ...]
+    ipcs: tuple[int, ...]
+    targets: tuple[str, ...] | None = None
+    methods: tuple[str, ...] | None = None
+    nets: tuple[str, ...] | None = None
+    variants: dict | None = None  # row name -> {setting path: value}
+    claims: tuple[dict, ...] = ()  # {label, first: [rows], second: [rows]}
+    title: str | None = None
+    full_data: bool = False
+    ablation: bool = False
+
+    @classmethod
+    def of(cls, name: str, settings: dict) -> "Stage":
+        listed = {key: tuple(settings[key]) for key in ("targets", "methods", "nets")
+                  if key in settings}
+        return cls(name, settings["kind"], tuple(settings["datasets"]), tuple(settings["ipcs"]),
+                   variants=settings.get("variants"), claims=tuple(settings.get("claims", ())),
+                   title=settings.get("title"), full_data=bool(settings.get("full_data")),
+                   ablation=bool(settings.get("ablation")), **listed)
+
+    def targets_of(self, datasets: dict, dataset: str) -> tuple[str, ...]:
+        """The stage's targets on `dataset`: its own, else the profile's."""
+        return self.targets or datasets[dataset].targets
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A resolved profile: its typed sections, data sets and stages, and the run-level
+    settings. `values` holds every resolved value as a mapping, for the cache-key view
+    (experiment/store.py) and for writing the profile out again."""
+    name: str
+    values: dict
+    sections: Sections
+    datasets: dict[str, DatasetSettings]
+    stages: dict[str, Stage]
+    seed: int
+    device: str | None
+    workers: int
+    launcher: str
+    slurm: dict
+    precision: str
+    cuda_path: bool
+    compare_with_paper: bool
+    second_evaluation: dict
+    earlier_evaluation: str | None
+    budget: dict
+
+    @classmethod
+    def of(cls, values: dict) -> "Profile":
+        name = values["name"]
+        try:
+            sections = Sections.of(values)  # the sections' own checks across their fields
+        except ConfigError as error:
+            raise ConfigError(f"profile '{name}': {error}") from None
+        return cls(name, values, sections,
+                   {d: DatasetSettings(s.get("resolution"), tuple(s["targets"]))
+                    for d, s in values["datasets"].items()},
+                   {stage: Stage.of(stage, s) for stage, s in values["stages"].items()},
+                   **{key: values[key] for key in RUN_DEFAULTS})
+
+    def with_overrides(self, overrides: dict) -> "Profile":
+        """This profile with dotted-path overrides applied (a variant row's)."""
+        return Profile.of(with_overrides(self.values, overrides))

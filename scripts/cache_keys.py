@@ -41,7 +41,7 @@ def profile_keys(name: str) -> dict[str, dict]:
         if cell.ipc and optimised(cell_runner, cell):
             entry["experts"] = [
                 cell_runner.store.expert_path(cell.dataset, split, cell.method, index).name
-                for index in range(cell_runner.profile["pretrain"]["experts"])]
+                for index in range(cell_runner.sections.pretrain.experts)]
         if cell.ipc:
             entry["set"] = cell_runner.store.synthetic_path(cell).name
         keys[label] = entry

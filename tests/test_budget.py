@@ -30,8 +30,8 @@ def test_bad_durations(text):
 def test_priority_starts_with_the_initialisation_and_the_whole_mechanism_on_acs_to_p():
     profile = load_profile("gpu-short")
     cells = plan_cells(profile, datasets="pacs")
-    targets = profile["datasets"]["pacs"]["targets"]
-    ordered = sorted(cells, key=lambda c: priority(c, targets, profile["budget"]))
+    targets = profile.datasets["pacs"].targets
+    ordered = sorted(cells, key=lambda c: priority(c, targets, profile.budget))
     entries = {}  # a table entry in two stages runs once, under its first stage
     for c in ordered:
         entries.setdefault((c.target, c.method.name, c.ipc, c.net), c)
@@ -57,7 +57,7 @@ def test_priority_starts_with_the_initialisation_and_the_whole_mechanism_on_acs_
 
 @pytest.mark.slow
 def test_budgeted_dry_run_exports_and_merges(tmp_path):
-    profile = load_profile("ci")
+    profile = load_profile("ci").values
     profile.update(name="ci_budget", precision="float32")
     profile["pretrain"]["epochs"] = 1
     profile["distill"].update(steps=2, checkpoint_every=1)
@@ -155,7 +155,7 @@ def test_the_gpu_window_script_runs_on_the_cpu(tmp_path):
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
-    profile = load_profile("ci")
+    profile = load_profile("ci").values
     name = f"ci_window_{os.getpid()}"  # its products go to runs/<name>, removed below
     profile.update(name=name, precision="float32")
     profile["pretrain"]["epochs"] = 1

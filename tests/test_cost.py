@@ -1,35 +1,41 @@
 """The one cost model (experiment/cost.py) that the scheduler, the budgeted run and the GPU
 estimate share: each job's work against a hand computation, and the estimate scaled by it."""
+from dataclasses import replace
+from types import SimpleNamespace
+
 import pytest
 
 from cadm_utils.experiment import cost
 from cadm_utils.experiment.cells import plan_cells
 from cadm_utils.experiment.runner import Runner
+from cadm_utils.method.distill import DistillConfig
 from cadm_utils.method.methods import get_method
+from cadm_utils.method.train import EvaluateConfig
 from cadm_utils.profiles import load_profile
 
-DISTILL = {"steps": 100, "real_per_class": 8, "factor": 2}
+DISTILL = DistillConfig(steps=100, real_per_class=8, factor=2)
 
 
 def test_the_work_of_each_job_kind_by_hand():
     # 100 steps × (8 real + 2 × 2² decoded synthetic images per class) × the method's cost
     assert cost.distill_work(DISTILL, get_method("mmd"), 2) == 100 * 16
     assert cost.distill_work(DISTILL, get_method("mmd_dam"), 2) == 100 * 16 * 2.2
-    assert cost.distill_work({**DISTILL, "steps": 0}, get_method("cadm"), 2) == 0.0
+    assert cost.distill_work(replace(DISTILL, steps=0), get_method("cadm"), 2) == 0.0
     assert cost.distill_work(DISTILL, get_method("random"), 2) == 0.0
-    evaluate = {"steps": 0, "epochs": 10, "batch_size": 64}
+    evaluate = EvaluateConfig(epochs=10, batch_size=64)
     # 10 epochs × ⌈100 / 64⌉ = 20 steps of 64 images; ResNet-50 counts 4 times
     assert cost.evaluation_work(evaluate, 100) == 20 * 64
     assert cost.evaluation_work(evaluate, 100, "resnet50") == 4 * 20 * 64
     assert cost.evaluation_work(evaluate, 40) == 10 * 40  # one batch of the whole set
     profile = load_profile("ci")
     assert cost.expert_work(profile, "embedded", get_method("cadm")) == \
-        profile["pretrain"]["epochs"] * get_method("cadm").expert_cost
+        profile.sections.pretrain.epochs * get_method("cadm").expert_cost
 
 
 def test_the_gpu_estimate_scales_the_timed_step_by_the_work():
     timing = {"real_per_class": 8, "ipc": 2, "distill_s": {"mmd/all": 0.5, "cadm/all": 0.8}}
-    profile = {"distill": {**DISTILL, "class_steps": "all"}}
+    profile = SimpleNamespace(sections=SimpleNamespace(
+        distill=replace(DISTILL, class_steps="all")))
     assert cost.distill_seconds(profile, get_method("mmd"), 2, timing) == pytest.approx(50.0)
     # DAM's views cost 2.2 times MMD's step; twice the IPC adds 8 of 16 images per class
     assert cost.distill_seconds(profile, get_method("mmd_dam"), 2, timing) == pytest.approx(110.0)

@@ -15,11 +15,11 @@ from cadm_utils.profiles import load_profile
 
 @pytest.mark.slow
 def test_every_method_runs_with_bf16_autocast_and_channels_last(tmp_path, monkeypatch):
-    profile = load_profile("ci")
+    profile = load_profile("ci").values
     profile.update(name="ci_cuda_path", precision="float32", cuda_path=True)
     profile["pretrain"]["epochs"] = 1
     # the experts train with the paper profile's optimiser, as they will on the GPU
-    profile["pretrain"]["protocol"] = load_profile("paper")["pretrain"]["protocol"]
+    profile["pretrain"]["protocol"] = load_profile("paper").sections.pretrain.protocol
     profile["distill"].update(steps=2, checkpoint_every=1)
     profile["evaluate"].update(steps=2, seeds=1)
     path = tmp_path / "ci_cuda_path.yaml"

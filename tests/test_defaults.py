@@ -18,7 +18,7 @@ def test_a_default_changed_in_its_one_home_reaches_the_mask_draw(tmp_path, monke
     home = next(spec for spec in fields(MaskingConfig) if spec.name == "p_mask")
     monkeypatch.setattr(home, "default", 0.5)
     profile = load_profile("ci")  # sets no masking value
-    assert profile["masking"]["p_mask"] == 0.5
+    assert profile.sections.masking.p_mask == 0.5
     runner = Runner(profile, results_dir=tmp_path, run_dir=tmp_path, device="cpu",
                     progress=False)
     drawn = []

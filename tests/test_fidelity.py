@@ -238,7 +238,7 @@ def test_evaluation_networks_do_not_start_from_the_experts_weights(tmp_path, mon
     run_cell(runner, cells[0], [0, 1])
     task = runner.task("embedded", "P")
     for seed, state in enumerate(started):
-        expert_init = new_model(runner, task, runner.profile["seed"] + seed).state_dict()
+        expert_init = new_model(runner, task, runner.profile.seed + seed).state_dict()
         assert not torch.equal(state["stem.0.weight"], expert_init["stem.0.weight"])
     assert not torch.equal(started[0]["stem.0.weight"], started[1]["stem.0.weight"])
 
@@ -280,7 +280,7 @@ def test_evaluation_protocol_enters_the_records_key_only_when_not_dm(tmp_path):
 
     runner, cells = open_run("ci", stages="table1", results_dir=tmp_path / "r",
                              run_dir=tmp_path / "w", progress=False)
-    assert runner.profile["evaluate"]["protocol"] == "dm"  # the default
+    assert runner.sections.evaluate.protocol == "dm"  # the default
     cell = next(c for c in cells if c.method.name == "cadm" and c.ipc == 1)
     ncfm = runner.variant((("evaluate.lr", 0.01), ("evaluate.protocol", "ncfm")))
     assert ncfm.store.config_hash("embedded", 1) != runner.store.config_hash("embedded", 1)
@@ -330,7 +330,7 @@ def test_a_seed_row_reseeds_the_experts_and_the_sets_not_the_evaluation(tmp_path
     by_name = {c.method.name: c for c in cells}
     assert set(by_name) == {"random", "mmd", "random{seed1}", "mmd{seed1}"}
     seeded = runner.variant(by_name["mmd{seed1}"].overrides)
-    assert seeded.profile["seed"] == 1 and runner.profile["seed"] == 0
+    assert seeded.profile.seed == 1 and runner.profile.seed == 0
     method, task = by_name["mmd"].method, "ACS→P"
     assert seeded.store.expert_path("embedded", task, method) != \
         runner.store.expert_path("embedded", task, method)
@@ -383,7 +383,7 @@ def test_a_best_val_expert_keeps_its_curve_and_its_best_epoch(tmp_path):
     task = runner.task("embedded", "P")
     _, info = expert(runner, "embedded", task, get_method("mmd"))
     curve = info["source_val_by_epoch"]
-    assert len(curve) == runner.profile["pretrain"]["epochs"]
+    assert len(curve) == runner.sections.pretrain.epochs
     assert info["source_val_acc"] == pytest.approx(max(curve))
     assert last.store.expert_path("embedded", task.name, get_method("mmd")) \
         != runner.store.expert_path("embedded", task.name, get_method("mmd"))
@@ -430,7 +430,7 @@ def test_pretraining_protocol_changes_the_experts_only_when_not_dm(tmp_path):
 
     base = Runner(load_profile("ci"), results_dir=tmp_path / "r", run_dir=tmp_path / "w",
                   progress=False)
-    assert base.profile["pretrain"]["protocol"] == "dm"
+    assert base.sections.pretrain.protocol == "dm"
     assert "protocol" not in base.store.expert_settings("embedded", get_method("cadm"))
     domaindrop = base.variant((("pretrain.protocol", "domaindrop"),))
     for name in ("mmd", "cadm"):

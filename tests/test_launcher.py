@@ -12,7 +12,7 @@ from cadm_utils.profiles import load_profile
 
 @pytest.mark.slow
 def test_submitit_local_executor_runs_the_ci_cells(tmp_path):
-    profile = load_profile("ci")
+    profile = load_profile("ci").values
     profile.update(name="ci_submitit", precision="float32", launcher="submitit-local")
     profile["pretrain"]["epochs"] = 1
     profile["distill"].update(steps=2, checkpoint_every=1)

@@ -15,21 +15,22 @@ from cadm_utils.experiment.evaluation import run_cell
 
 def test_paper_profile_is_complete_and_plans_every_table():
     profile = load_profile("paper")
-    assert profile["compare_with_paper"] is True
-    assert profile["datasets"]["pacs"]["resolution"] == 64
-    assert profile["pretrain"]["epochs"] == {"default": 60, "officehome": 120, "domainnet_sub": 120}
-    assert set(profile["stages"]) == {"table1", "table2", "table3", "table4", "loop",
-                                      "eval_protocol", "init", "mechanism"}
-    assert profile["evaluate"]["protocol"] == "dm"  # NCFM's only in the eval_protocol check
-    assert profile["pretrain"]["protocol"] == "domaindrop"  # every expert, MMD's too
-    assert profile["stages"]["table1"]["methods"] == ["random", "mmd", "mmd_irm", "mmd_fact",
-                                                      "mmd_dam", "cadm"]
-    assert profile["evaluate"]["stack_seeds"] is True  # the route below trains them stacked
+    assert profile.compare_with_paper is True
+    assert profile.datasets["pacs"].resolution == 64
+    assert profile.sections.pretrain.epochs == {"default": 60, "officehome": 120,
+                                                "domainnet_sub": 120}
+    assert set(profile.stages) == {"table1", "table2", "table3", "table4", "loop",
+                                   "eval_protocol", "init", "mechanism"}
+    assert profile.sections.evaluate.protocol == "dm"  # NCFM's only in the eval_protocol check
+    assert profile.sections.pretrain.protocol == "domaindrop"  # every expert, MMD's too
+    assert profile.stages["table1"].methods == ("random", "mmd", "mmd_irm", "mmd_fact",
+                                                "mmd_dam", "cadm")
+    assert profile.sections.evaluate.stack_seeds is True  # the route below trains them stacked
 
 
 @pytest.mark.slow
 def test_paper_route_on_pacs_with_tiny_steps(pacs_root, tmp_path):
-    profile = copy.deepcopy(load_profile("paper"))
+    profile = load_profile("paper").values
     profile.update(name="paper_tiny", device="cpu")
     profile["model"]["width"] = 4
     profile["pretrain"].update(epochs=1, experts=1)  # NCFM's pool of 20 is the ci tests' job
@@ -63,7 +64,7 @@ def test_paper_route_on_pacs_with_tiny_steps(pacs_root, tmp_path):
 def test_pacs_cpu_route_on_pacs_with_tiny_steps(pacs_root, tmp_path):
     """profiles/pacs-cpu.yaml's exact route (32 px, width from the profile, the reference
     behaviours) on the real PACS copy, with tiny step counts and a narrower network."""
-    profile = copy.deepcopy(load_profile("pacs-cpu"))
+    profile = load_profile("pacs-cpu").values
     assert profile["datasets"]["pacs"]["resolution"] == 32
     assert profile["stages"]["table1"]["methods"] == ["random", "mmd", "cadm"]
     profile.update(name="pacs_cpu_tiny", workers=1)
@@ -106,11 +107,11 @@ def test_the_full_data_row_trains_like_the_experts_with_their_optimiser(tmp_path
     assert n_images == len(runner.task("embedded", "P").train.images)
     assert (config.protocol, config.lr, config.augment) == ("domaindrop", 0.03, "crop_flip")
     assert config == pretraining_config(variant, "embedded")
-    assert config.epochs == variant.profile["pretrain"]["epochs"]
+    assert config.epochs == variant.sections.pretrain.epochs
 
 
 def test_gpu_short_is_the_paper_profile_with_three_cuts(tmp_path):
-    full, short = load_profile("paper"), load_profile("gpu-short")
+    full, short = load_profile("paper").values, load_profile("gpu-short").values
     assert (full["distill"]["steps"], full["distill"]["real_per_class"],
             full["pretrain"]["experts"]) == (20000, 1024, 20)  # NCFM's ipc10 configs
     cut = copy.deepcopy(full)

@@ -1,3 +1,4 @@
+import dataclasses
 
 import pytest
 import torch
@@ -336,7 +337,7 @@ def _products_of_one_run(dirs: dict) -> list:
 
     runner, cells = open_run("ci", stages="table1", methods="mmd,cadm", targets="P", ipcs="1",
                              progress=False, **dirs)
-    runner.profile["workers"] = 1
+    runner.profile = dataclasses.replace(runner.profile, workers=1)
     experts = [(row["expert_id"], row["source_val_acc"]) for row in
                pretrain_experts(runner, cells)]
     sets = [row["set_id"] for row in distill_cells(runner, cells)]

@@ -1,5 +1,6 @@
 """The reproduction report (reporting/report.py): each verdict rule, the interval of a claim
 against a hand computation on made-up records, and the pairing of re-seeded rows."""
+import dataclasses
 import math
 
 import pytest
@@ -19,6 +20,14 @@ def test_each_verdict_rule():
     # no paper number: below 0 is the bar
     assert verdict({"n": 4, "low": -3.0, "high": -0.1}, None) == "not supported at this scale"
     assert verdict({"n": 4, "low": -3.0, "high": 0.1}, None) == "inconclusive"
+
+
+def _profile(stages: dict, **settings):
+    """A resolved profile of PACS on P and C with these stages."""
+    from cadm_utils.settings import resolve_profile
+
+    return resolve_profile({"name": "t", "datasets": {"pacs": {"targets": ["P", "C"]}},
+                            "evaluate": {"steps": 10}, "stages": stages, **settings})
 
 
 def _record(method, split, seed, acc, val, ipc=10):
@@ -53,12 +62,13 @@ def test_a_claim_row_pairs_units_and_matches_a_hand_interval():
 
 
 def test_reseeded_rows_pair_by_seed_and_other_variants_do_not():
-    profile = {"seed": 0, "stages": {
+    profile = _profile({
         "table1": {"methods": ["mmd", "cadm"], "datasets": ["pacs"], "ipcs": [10]},
-        "replicates": {"methods": ["mmd", "cadm"], "variants": {
-            "reference": {}, "seed1": {"seed": 1}, "seed2": {"seed": 2}}},
-        "other": {"methods": ["cadm"], "variants": {"seed3": {"seed": 3},
-                                                    "lr": {"distill.lr": 0.1, "seed": 4}}}}}
+        "replicates": {"methods": ["mmd", "cadm"], "datasets": ["pacs"], "ipcs": [10],
+                       "variants": {"reference": {}, "seed1": {"seed": 1},
+                                    "seed2": {"seed": 2}}},
+        "other": {"methods": ["cadm"], "datasets": ["pacs"], "ipcs": [10],
+                  "variants": {"seed3": {"seed": 3}, "lr": {"distill.lr": 0.1, "seed": 4}}}})
     assert paired_rows(profile, "cadm", "mmd") == (("cadm", "cadm{seed1}", "cadm{seed2}"),
                                                    ("mmd", "mmd{seed1}", "mmd{seed2}"))
 
@@ -66,12 +76,12 @@ def test_reseeded_rows_pair_by_seed_and_other_variants_do_not():
 def test_initialisation_rows_pair_each_method_with_the_initial_set_of_its_seed():
     from cadm_utils.reporting.report import initialisation_claims
 
-    profile = {"seed": 0, "datasets": {"pacs": {"targets": ["P", "C"]}}, "stages": {
+    profile = _profile({
         "table1": {"methods": ["mmd", "cadm"], "datasets": ["pacs"], "ipcs": [10],
                    "variants": {"reference": {}, "seed1": {"seed": 1}, "seed2": {"seed": 2}}},
         "init": {"methods": ["mmd"], "datasets": ["pacs"], "ipcs": [10], "variants": {
             "init": {"distill.steps": 0}, "init_seed1": {"distill.steps": 0, "seed": 1},
-            "longer": {"distill.steps": 800, "seed": 1}}}}}
+            "longer": {"distill.steps": 800, "seed": 1}}}})
     claims = initialisation_claims(profile)
     assert [c.label for c in claims] == ["MMD above its initialisation",
                                          "CADM above its initialisation"]
@@ -82,8 +92,9 @@ def test_initialisation_rows_pair_each_method_with_the_initial_set_of_its_seed()
                for row, acc in (("mmd", 40.0), ("mmd{init}", 30.0), ("mmd{seed1}", 42.0),
                                 ("mmd{init_seed1}", 30.0))]
     assert claim_row(records, claims[0])[4:6] == ["+11.0 [-1.7, +23.7]", "2"]
-    del profile["stages"]["init"]
-    assert initialisation_claims(profile) == []
+    without = dict(profile.stages)
+    del without["init"]
+    assert initialisation_claims(dataclasses.replace(profile, stages=without)) == []
 
 
 def test_the_claims_of_a_profile_follow_its_stages():
@@ -203,15 +214,15 @@ def test_the_smoke_profiles_full_data_row_is_a_ceiling_on_source_val():
 def test_the_trend_pairs_each_length_by_seed_against_mmd_and_the_initialisation():
     from cadm_utils.reporting.report import trend_claims, trend_points
 
-    profile = {"seed": 0, "distill": {"steps": 400},
-               "datasets": {"pacs": {"targets": ["P", "C"]}}, "stages": {
+    profile = _profile({
         "table1": {"methods": ["mmd", "cadm"], "datasets": ["pacs"], "ipcs": [10],
                    "variants": {"reference": {}, "seed1": {"seed": 1}}},
         "init": {"methods": ["mmd"], "datasets": ["pacs"], "ipcs": [10], "variants": {
             "init": {"distill.steps": 0}, "init_seed1": {"distill.steps": 0, "seed": 1}}},
         "length": {"methods": ["mmd", "cadm"], "datasets": ["pacs"], "ipcs": [10], "variants": {
             "steps100": {"distill.steps": 100}, "steps100_seed1": {"distill.steps": 100, "seed": 1},
-            "lr": {"distill.steps": 100, "distill.lr": 1.0}}}}}  # not a length row: lr too
+            "lr": {"distill.steps": 100, "distill.lr": 1.0}}}},  # not a length row: lr too
+        distill={"steps": 400})
     claims = trend_claims(profile)
     assert [(c.steps, c.label) for c in claims] == [
         (100, "CADM above MMD, 100 distillation steps"),
@@ -240,8 +251,9 @@ def test_the_trend_pairs_each_length_by_seed_against_mmd_and_the_initialisation(
     assert points[("CADM above MMD", 400)]["mean"] == pytest.approx(3.0)  # 2 and 4
     assert points[("CADM above MMD", 400)]["paper"] == pytest.approx(48.7 - 40.8)  # ACS→P only
     assert points[("MMD above its initialisation", 400)]["paper"] is None
-    del profile["stages"]["length"]
-    assert trend_claims(profile) == []
+    without = dict(profile.stages)
+    del without["length"]
+    assert trend_claims(dataclasses.replace(profile, stages=without)) == []
 
 
 def test_a_headline_claim_maps_to_the_rows_of_the_second_evaluation():

@@ -77,10 +77,12 @@ def test_a_cell_stacked_gives_the_records_of_a_cell_run_seed_by_seed(tmp_path):
                                  stages="table1", results_dir=tmp_path / f"r{stacked}",
                                  run_dir=tmp_path / "w", progress=False)
         set_precision("float64")  # the same numbers up to rounding, not up to chaos
-        runner.profile["evaluate"]["stack_seeds"] = stacked
+        runner = Runner(runner.profile.with_overrides({"evaluate.stack_seeds": stacked}),
+                        results_dir=tmp_path / f"r{stacked}", run_dir=tmp_path / "w",
+                        progress=False)
         records = evaluate_cells(runner, cells)
         accuracies[stacked] = sorted((r["seed"], r["acc"], r["source_val_acc"]) for r in records)
-        assert current_records(runner) and len(records) == runner.profile["evaluate"]["seeds"]
+        assert current_records(runner) and len(records) == runner.sections.evaluate.seeds
     assert [seed for seed, *_ in accuracies[True]] == [0, 1]
     for (_, acc, val), (_, acc_stacked, val_stacked) in zip(accuracies[False], accuracies[True]):
         assert acc == pytest.approx(acc_stacked, abs=1e-6)
@@ -93,5 +95,5 @@ def test_stacking_is_not_part_of_the_records_key():
 
     profile = load_profile("ci")
     plain = Runner(profile, progress=False, device="cpu").store.config_hash("embedded", 10)
-    profile["evaluate"]["stack_seeds"] = True
-    assert Runner(profile, progress=False, device="cpu").store.config_hash("embedded", 10) == plain
+    stacked = profile.with_overrides({"evaluate.stack_seeds": True})
+    assert Runner(stacked, progress=False, device="cpu").store.config_hash("embedded", 10) == plain

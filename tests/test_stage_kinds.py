@@ -20,8 +20,8 @@ def _profile(stage: dict) -> dict:
 def test_every_kind_in_the_repository_profiles_is_inferred_as_before():
     from cadm_utils.profiles import load_profile
 
-    kinds = {(name, stage): s["kind"] for name in ("smoke", "bench", "pacs-cpu", "pacs-dm")
-             for stage, s in load_profile(name)["stages"].items()}
+    kinds = {(name, stage): s.kind for name in ("smoke", "bench", "pacs-cpu", "pacs-dm")
+             for stage, s in load_profile(name).stages.items()}
     assert kinds[("smoke", "table1")] == kinds[("smoke", "table4")] == "methods"
     assert kinds[("smoke", "table2")] == "ablation" and kinds[("smoke", "table3")] == "networks"
     assert kinds[("bench", "replicates")] == kinds[("pacs-dm", "init")] == "variants"
@@ -32,12 +32,12 @@ def test_a_new_stage_kind_is_declared_once_then_planned_tabled_and_reported(monk
                                                                             tmp_path):
     monkeypatch.setitem(settings.STAGE_KINDS, "toy", "one row per method, listed by name")
     monkeypatch.setitem(tables.STAGE_RENDERERS, "toy", lambda c: tables.Table(
-        c.title, ["Method", "splits"], [[m, str(len(c.splits))] for m in c.settings["methods"]]))
+        c.title, ["Method", "splits"], [[m, str(len(c.splits))] for m in c.settings.methods]))
     profile = _profile({"kind": "toy", "datasets": ["embedded"], "methods": ["mmd", "cadm"],
                         "ipcs": [1], "variants": {"a": {"seed": 1}},  # read by its kind only
                         "claims": [{"label": "CADM above MMD", "first": ["cadm"],
                                     "second": ["mmd"]}]})
-    assert profile["stages"]["toy_stage"]["kind"] == "toy"
+    assert profile.stages["toy_stage"].kind == "toy"
     cells = plan_cells(profile)
     assert [(c.method.name, c.target, c.overrides) for c in cells] == [
         ("mmd", "P", ()), ("cadm", "P", ()), ("mmd", "C", ()), ("cadm", "C", ())]
@@ -61,8 +61,8 @@ def test_fig1_draws_table1_of_every_repository_profile_methods_or_variants():
     chosen = {name: tables.figure_stage(load_profile(name))
               for name in ("smoke", "bench", "pacs-cpu", "pacs-dm", "bench-dm", "paper")}
     assert all(stage is not None for stage in chosen.values())
-    assert chosen["bench"]["kind"] == "methods"
-    assert chosen["pacs-dm"] == load_profile("pacs-dm")["stages"]["table1"]
+    assert chosen["bench"].kind == "methods"
+    assert chosen["pacs-dm"] == load_profile("pacs-dm").stages["table1"]
     only_variants = _profile({"datasets": ["embedded"], "methods": ["mmd", "cadm"],
                               "ipcs": [1], "variants": {"longer": {"distill.steps": 8}}})
     assert tables.figure_stage(only_variants) is None  # no row under the methods' own names

@@ -26,8 +26,7 @@ def ci_runner(seed: int, folder: Path):
     from cadm_utils.experiment.runner import Runner
     from cadm_utils.profiles import load_profile
 
-    profile = load_profile("ci")
-    profile["seed"] = seed
+    profile = load_profile("ci").with_overrides({"seed": seed})
     return Runner(profile, results_dir=folder / "results", run_dir=folder / "runs",
                   progress=False)
 
@@ -58,7 +57,7 @@ def outcomes(seed: int, folder: Path) -> dict[str, float]:
             real = model.embed(to_float(task.train.images, torch.device("cpu")))
 
             def distance(images):
-                factor = runner.profile["distill"]["factor"]
+                factor = runner.sections.distill.factor
                 syn = model.embed(decode(images, factor))
                 labels = synthetic.labels.repeat_interleave(factor ** 2)
                 return float(mmd_loss(real, task.train.labels, syn, labels, task.n_classes))

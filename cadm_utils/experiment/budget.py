@@ -58,10 +58,10 @@ def run_budgeted(runner, cells, budget_s: float, export_dir=None,
     from .pipeline import make_missing
 
     start = time.time()
-    targets = [t for d in runner.profile["datasets"].values() for t in d["targets"]]
+    targets = [t for d in runner.profile.datasets.values() for t in d.targets]
     earlier = load_records(runner.records_path)
     todo = sorted((c for c in cells if seeds_to_run(runner.for_cell(c), c, earlier)),
-                  key=lambda c: priority(c, targets, runner.profile["budget"]))
+                  key=lambda c: priority(c, targets, runner.profile.budget))
     before = {str(p) for p in product_files(runner)}
     new_records = []
     for cell in todo:

@@ -8,7 +8,7 @@ from ..data import split_name
 from ..errors import ConfigError
 from ..method.methods import FULL_DATA, Method, ablation_variant, get_method
 from ..method.models import EVAL_NETS
-from ..settings import parse_ipcs, parse_names, stage_kind
+from ..settings import parse_ipcs, parse_names
 
 ABLATION_ROWS = ((False, False, False), (True, False, False), (False, True, False),
                  (False, True, True), (True, True, True))
@@ -45,7 +45,7 @@ def _split_arg(value, default, option: str = ""):
     return parse_names(option, value)
 
 
-def plan_cells(profile: dict, datasets=None, targets=None, methods=None, ipcs=None,
+def plan_cells(profile, datasets=None, targets=None, methods=None, ipcs=None,
                stages=None) -> list[Cell]:
     """All cells of the chosen stages, filtered; raises ConfigError on unknown or repeated
     names and on IPCs that are not integers >= 1."""
@@ -53,73 +53,72 @@ def plan_cells(profile: dict, datasets=None, targets=None, methods=None, ipcs=No
     chosen_methods = _split_arg(methods, [], "methods") if methods is not None else None
     chosen_targets = _split_arg(targets, [], "targets") if targets is not None else None
     cells = []
-    stage_settings = profile["stages"]
-    for stage in _split_arg(stages, stage_settings, "stages"):
-        if stage not in stage_settings:
-            raise ConfigError(f"unknown stage '{stage}': profile has {', '.join(stage_settings)}")
-        settings = stage_settings[stage]
-        _check_nets(settings)
-        for dataset in _split_arg(datasets, settings["datasets"], "datasets"):
-            if dataset not in profile["datasets"]:
+    for name in _split_arg(stages, list(profile.stages), "stages"):
+        if name not in profile.stages:
+            raise ConfigError(f"unknown stage '{name}': profile has {', '.join(profile.stages)}")
+        stage = profile.stages[name]
+        _check_nets(stage)
+        for dataset in _split_arg(datasets, list(stage.datasets), "datasets"):
+            if dataset not in profile.datasets:
                 raise ConfigError(f"data set '{dataset}' is not in the profile "
-                                  f"(has {', '.join(profile['datasets'])})")
-            if dataset not in settings["datasets"]:
+                                  f"(has {', '.join(profile.datasets)})")
+            if dataset not in stage.datasets:
                 continue
             for target in chosen_targets or []:
                 split_name(dataset, target)  # raises on an unknown domain
-            stage_targets = settings.get("targets") or profile["datasets"][dataset]["targets"]
+            stage_targets = list(stage.targets_of(profile.datasets, dataset))
             chosen = chosen_targets or stage_targets
             if stage_targets == ["in-domain"]:
                 chosen = stage_targets  # Table 4 has no target to choose
             for target in chosen:
                 if target not in stage_targets:
                     continue
-                for method, overrides in stage_rows(settings, chosen_methods):
-                    for ipc in chosen_ipcs or settings["ipcs"]:
-                        for net in settings.get("nets", ["resnet18"]):
-                            cells.append(Cell(stage, dataset, target, method, int(ipc), net,
+                for method, overrides in stage_rows(stage, chosen_methods):
+                    for ipc in chosen_ipcs or stage.ipcs:
+                        for net in stage.nets or ("resnet18",):
+                            cells.append(Cell(name, dataset, target, method, int(ipc), net,
                                               overrides))
-                if settings.get("full_data") and (chosen_methods is None
-                                                  or "full" in chosen_methods):
-                    cells.append(Cell(stage, dataset, target, FULL_DATA, 0))
+                if stage.full_data and (chosen_methods is None or "full" in chosen_methods):
+                    cells.append(Cell(name, dataset, target, FULL_DATA, 0))
     return cells
 
 
-def _check_nets(settings: dict) -> None:
-    for net in settings.get("nets", []):
+def _check_nets(stage) -> None:
+    for net in stage.nets or ():
         if net not in EVAL_NETS:
             raise ConfigError(f"unknown evaluation network '{net}': "
                               f"expected one of {', '.join(EVAL_NETS)}")
 
 
-def stage_methods(settings: dict, chosen) -> list[Method]:
+def stage_methods(stage, chosen) -> list[Method]:
     """The stage's methods in profile order, restricted to `chosen` (names checked)."""
-    return [method for method, _ in stage_rows(settings, chosen)]
+    return [method for method, _ in stage_rows(stage, chosen)]
 
 
-def stage_rows(settings: dict, chosen) -> list[tuple[Method, tuple]]:
+def stage_rows(stage, chosen) -> list[tuple[Method, tuple]]:
     """(method, overrides) per row of the stage, as its kind plans them (ROWS_BY_KIND; a kind
     without an entry: one row per method), in profile order, restricted to `chosen`."""
-    return ROWS_BY_KIND.get(stage_kind(settings), method_rows)(settings, chosen)
+    return ROWS_BY_KIND.get(stage.kind, method_rows)(stage, chosen)
 
 
-def method_rows(settings: dict, chosen) -> list[tuple[Method, tuple]]:
+def method_rows(stage, chosen) -> list[tuple[Method, tuple]]:
     """One row per method of the stage, restricted to `chosen` (names checked)."""
     for name in chosen or []:
         if name != "full":
             get_method(name)  # raises on an unknown name
-    wanted = chosen if chosen is not None else settings["methods"]
-    return [(get_method(m), ()) for m in settings["methods"] if m in wanted]
+    methods = stage.methods or ()
+    wanted = chosen if chosen is not None else methods
+    return [(get_method(m), ()) for m in methods if m in wanted]
 
 
-def variant_rows(settings: dict, chosen) -> list[tuple[Method, tuple]]:
+def variant_rows(stage, chosen) -> list[tuple[Method, tuple]]:
     """Each method under each of the stage's named `variants` (setting overrides)."""
     return [(variant_method(base, row, overrides), tuple(sorted(overrides.items())))
-            for base, _ in method_rows(settings, chosen)
-            for row, overrides in settings["variants"].items()]
+            for base, _ in method_rows(stage, chosen)
+            for row, overrides in stage.variants.items()]
 
 
-def ablation_rows(settings: dict, chosen) -> list[tuple[Method, tuple]]:
+def ablation_rows(stage, chosen) -> list[tuple[Method, tuple]]:
     """Table 2's loss ablation: CADM with its terms on one by one."""
     return [(ablation_variant(*row), ()) for row in ABLATION_ROWS]
 

@@ -13,6 +13,7 @@ the measured shape (`estimate_seconds`; expert pretraining and data loading not 
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 
 from ..method.methods import PROPOSED, REFERENCE, Method, get_method
@@ -25,26 +26,27 @@ NET_COST = {"resnet50": 4.0}  # an evaluation network's work against ResNet-18's
 
 
 # ----------------------------------------------------------------------------- work
-def expert_work(profile: dict, dataset: str, method: Method) -> float:
+def expert_work(profile, dataset: str, method: Method) -> float:
     return pretrain_epochs(profile, dataset) * method.expert_cost
 
 
-def distill_work(distill: dict, method: Method, ipc: int) -> float:
+def distill_work(distill, method: Method, ipc: int) -> float:
     """Steps × images per class through the network per step × the method's cost (0 for a
-    set that is not optimised)."""
-    if not method.distills or not distill["steps"]:
+    set that is not optimised); `distill` a DistillConfig."""
+    if not method.distills or not distill.steps:
         return 0.0
-    per_class = distill["real_per_class"] + ipc * distill["factor"] ** 2
-    return distill["steps"] * per_class * method.distill_cost
+    per_class = distill.real_per_class + ipc * distill.factor ** 2
+    return distill.steps * per_class * method.distill_cost
 
 
-def evaluation_steps(evaluate: dict, n_images: int) -> int:
-    return evaluate["steps"] or evaluate["epochs"] * math.ceil(n_images / evaluate["batch_size"])
+def evaluation_steps(evaluate, n_images: int) -> int:
+    """An evaluation network's optimiser steps on a set of `n_images` (an EvaluateConfig)."""
+    return evaluate.steps or evaluate.epochs * math.ceil(n_images / evaluate.batch_size)
 
 
-def evaluation_work(evaluate: dict, n_images: int, net: str = "resnet18") -> float:
+def evaluation_work(evaluate, n_images: int, net: str = "resnet18") -> float:
     """One evaluation network's steps × images per step (its set of `n_images`)."""
-    return (evaluation_steps(evaluate, n_images) * min(evaluate["batch_size"], n_images)
+    return (evaluation_steps(evaluate, n_images) * min(evaluate.batch_size, n_images)
             * NET_COST.get(net, 1.0))
 
 
@@ -59,7 +61,7 @@ def cell_evaluation_work(runner, cell) -> float:
         steps = config.epochs * math.ceil(len(task.train.labels) / config.batch_size)
         return steps * config.batch_size
     factor = runner.store.distill_config(cell.ipc, cell.method).factor
-    return evaluation_work(runner.profile["evaluate"], task.n_classes * cell.ipc * factor ** 2,
+    return evaluation_work(runner.sections.evaluate, task.n_classes * cell.ipc * factor ** 2,
                            cell.net)
 
 
@@ -93,25 +95,25 @@ def gpu_timing(path: Path = TIMINGS) -> dict | None:
     return records[-1] if records else None
 
 
-def distill_seconds(profile: dict, method: Method, ipc: int, timing: dict) -> float:
+def distill_seconds(profile, method: Method, ipc: int, timing: dict) -> float:
     """The measured step of MMD's or CADM's loop (what step_speed.py times; other methods
     take MMD's) scaled by the distillation's work against one timed step's work."""
-    settings = profile["distill"]
+    settings = profile.sections.distill
     timed = get_method(PROPOSED if method.family == PROPOSED else REFERENCE)
-    per_step = timing["distill_s"][f"{timed.name}/{settings['class_steps']}"]
-    measured = {**settings, "steps": 1, "real_per_class": timing["real_per_class"]}
+    per_step = timing["distill_s"][f"{timed.name}/{settings.class_steps}"]
+    measured = replace(settings, steps=1, real_per_class=timing["real_per_class"])
     return per_step * distill_work(settings, method, ipc) / distill_work(
         measured, timed, timing["ipc"])
 
 
-def evaluation_seconds(profile: dict, n_images: int, timing: dict) -> float:
-    evaluate = profile["evaluate"]
-    per_step = timing["eval_s"]["stacked" if evaluate["stack_seeds"] else "sequential"]
-    return evaluation_steps(evaluate, n_images) * per_step * evaluate["seeds"] / \
+def evaluation_seconds(profile, n_images: int, timing: dict) -> float:
+    evaluate = profile.sections.evaluate
+    per_step = timing["eval_s"]["stacked" if evaluate.stack_seeds else "sequential"]
+    return evaluation_steps(evaluate, n_images) * per_step * evaluate.seeds / \
         timing["eval_seeds"]
 
 
-def estimate_seconds(profile: dict, cells, timing: dict) -> float:
+def estimate_seconds(profile, cells, timing: dict) -> float:
     """Distillation (each set once) and evaluation of the cells, in seconds."""
     sets, total = set(), 0.0
     for cell in cells:
@@ -121,23 +123,23 @@ def estimate_seconds(profile: dict, cells, timing: dict) -> float:
         if cell.method.distills and key not in sets:
             sets.add(key)
             total += distill_seconds(profile, cell.method, cell.ipc, timing)
-        factor = profile["distill"]["factor"] if cell.method.distills else 1
+        factor = profile.sections.distill.factor if cell.method.distills else 1
         # the decoded set's size at the measured number of classes
         total += evaluation_seconds(profile, timing["classes"] * cell.ipc * factor ** 2, timing)
     return total
 
 
-def estimate_line(profile: dict, cells, path: Path = TIMINGS) -> str:
+def estimate_line(profile, cells, path: Path = TIMINGS) -> str:
     timing = gpu_timing(path)
     if timing is None:
         return (f"GPU time: not estimated: no CUDA step timings in {path} (run "
                 "benchmarks/step_speed.py --device cuda --out results/step_speed.jsonl)")
     shape = (f"measured on {timing['device']} at width {timing['width']}, "
              f"{timing['resolution']} px, {timing['classes']} classes")
-    resolutions = {d.get("resolution") for d in profile["datasets"].values()}
-    if resolutions != {timing["resolution"]} or profile["model"]["width"] != timing["width"]:
+    resolutions = {d.resolution for d in profile.datasets.values()}
+    if resolutions != {timing["resolution"]} or profile.sections.model.width != timing["width"]:
         shape += "; the profile's shape differs, so a rough guide only"
     hours = estimate_seconds(profile, cells, timing) / 3600
     return (f"GPU time: about {hours:.1f} h of distillation and evaluation ({shape}; expert "
-            f"pretraining, {pretrain_epochs(profile, next(iter(profile['datasets'])))} epochs "
+            f"pretraining, {pretrain_epochs(profile, next(iter(profile.datasets)))} epochs "
             "per expert, not counted)")

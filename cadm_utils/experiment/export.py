@@ -82,7 +82,7 @@ def export(runner, records: list[dict], products: list[Path], folder: Path,
     starts = range(0, max(len(data), 1), part)
     paths = []
     for number, index in enumerate(starts):
-        path = folder / (f"{runner.profile['name']}-export.g{generation}.tar"
+        path = folder / (f"{runner.profile.name}-export.g{generation}.tar"
                          f".part{number}of{len(starts)}")
         write_atomic(path, lambda tmp, chunk=data[index:index + part]: tmp.write_bytes(chunk))
         paths.append(path)

@@ -25,7 +25,7 @@ from .store import short_hash
 def validate_cells(runner: Runner, cells: list[Cell]) -> None:
     """Everything that can fail before long work: data, targets, IPC, settings."""
     runner.workers  # raises on a bad number
-    resolve_stem(runner.profile["model"]["stem"], 64)
+    resolve_stem(runner.sections.model.stem, 64)
     evaluation_config(runner)
     for cell in cells:
         task = runner.task(cell.dataset, cell.target)
@@ -79,7 +79,7 @@ def make_missing(runner: Runner, cells: list[Cell], distill: bool = True) -> Non
     # the longest jobs first, so that the workers end together
     experts.sort(key=lambda key: -expert_work(runner.variant(key.overrides).profile,
                                               key.dataset, key.method))
-    sets.sort(key=lambda cell: -distill_work(runner.for_cell(cell).profile["distill"],
+    sets.sort(key=lambda cell: -distill_work(runner.for_cell(cell).sections.distill,
                                              cell.method, cell.ipc))
     run_jobs(_expert_job, [ExpertJob(handle, key) for key in experts], runner.workers,
              "pretrain", runner.progress, launcher=runner.launcher)
@@ -105,7 +105,7 @@ def trained_experts(runner: Runner, cells: list[Cell]) -> list[dict]:
     for key in needed_experts(runner, cells):
         path = expert_path(runner, key)
         if path.exists():
-            seed = runner.variant(key.overrides).profile["seed"] + key.index
+            seed = runner.variant(key.overrides).profile.seed + key.index
             rows.append({"overrides": dict(key.overrides), "seed": seed, "file": path.name,
                          **_expert_job(ExpertJob(runner, key))})
     return rows
@@ -124,7 +124,7 @@ def interpolation_agreements(runner: Runner, cells: list[Cell]) -> list[dict]:
 def _agreement_row(runner: Runner, key: ExpertKey) -> dict:
     task = runner.task(key.dataset, key.target)
     model, _ = expert(runner, key.dataset, task, key.method, key.index)
-    seed = runner.profile["seed"] + key.index
+    seed = runner.profile.seed + key.index
     initial = new_model(runner, task, seed).to(runner.device)
     blocks = interpolation_agreement(model, initial, to_float(task.val.images, runner.device),
                                      task.val.domains.to(runner.device),

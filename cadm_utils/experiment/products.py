@@ -51,7 +51,7 @@ def expert(runner, dataset: str, task: Task, method: Method,
 
 
 def _expert(runner, dataset: str, task: Task, method: Method, index: int, path):
-    seed = runner.profile["seed"] + index
+    seed = runner.profile.seed + index
     model = new_model(runner, task, seed)
     if path.exists():
         state = torch.load(path, weights_only=False)
@@ -100,7 +100,7 @@ def mechanism(runner, model: DomainAwareResNet, task: Task) -> list[dict]:
     damping at the profile's P_mask."""
     val = pooled_block_features(model, task.val.images)  # once for both
     masks = mask_diagnostics(model, task, runner.sections.masking.p_mask,
-                             seed=runner.profile["seed"], val=val)
+                             seed=runner.profile.seed, val=val)
     return [{**heads, **mask} for heads, mask in zip(head_diagnostics(model, task, val), masks)]
 
 
@@ -121,7 +121,7 @@ def expert_pool(runner, dataset: str, task: Task, method: Method) -> tuple[list,
     pool, infos = [], []
     for index in range(runner.sections.pretrain.experts):
         model, info = expert(runner, dataset, task, method, index)
-        pool.append((model, new_model(runner, task, runner.profile["seed"] + index)))
+        pool.append((model, new_model(runner, task, runner.profile.seed + index)))
         infos.append(info)
     return pool, infos
 
@@ -161,7 +161,7 @@ def _synthetic_set(runner, cell, task: Task, final) -> tuple[SyntheticSet, dict]
             info["extended_from_step"] = extend_shorter_run(runner, cell, checkpoint)
     start = time.time()
     synthetic, history = distill(pool, task, cell.method, config, runner.sections.masking,
-                                 runner.profile["seed"], runner.device, checkpoint=checkpoint,
+                                 runner.profile.seed, runner.device, checkpoint=checkpoint,
                                  progress=runner.progress)
     info.update(distill_s=time.time() - start, steps=config.steps,
                 history=history[:: max(1, len(history) // 50)],

@@ -99,7 +99,7 @@ def current_records(runner) -> list[dict]:
     seeds = runner.sections.evaluate.seeds
     groups = {}
     for r in load_records(runner.records_path):
-        if r.get("dataset") not in runner.profile["datasets"] or r.get("seed", 0) >= seeds:
+        if r.get("dataset") not in runner.profile.datasets or r.get("seed", 0) >= seeds:
             continue
         variant = runner.variant(tuple(tuple(o) for o in r.get("overrides", ())))
         if r.get("config") != variant.store.config_hash(r["dataset"], r.get("ipc", 0)):

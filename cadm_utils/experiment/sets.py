@@ -50,7 +50,7 @@ def export_sets(runner, out: Path, cells: list[Cell] | None = None, form: str = 
     by_path = {}  # one file per set: a row that changes only the evaluation shares its base's
     for cell in plan_cells(runner.profile) if cells is None else cells:
         if cell.ipc and cell.net == "resnet18" and \
-                seed in (None, runner.for_cell(cell).profile["seed"]):
+                seed in (None, runner.for_cell(cell).profile.seed):
             by_path.setdefault(runner.for_cell(cell).store.synthetic_path(cell), cell)
     by_path = {path: cell for path, cell in by_path.items() if path.exists()}
     if not by_path:
@@ -69,7 +69,7 @@ def export_sets(runner, out: Path, cells: list[Cell] | None = None, form: str = 
                         "run_file": path.name, "product": product_of(state["info"]),
                         "records": payload["info"]["records"]})
     write_atomic(out / "manifest.json", lambda tmp: tmp.write_text(
-        json.dumps({"format": FORMAT, "form": form, "profile": runner.profile["name"],
+        json.dumps({"format": FORMAT, "form": form, "profile": runner.profile.name,
                     "sets": entries}, indent=1, ensure_ascii=False) + "\n"))
     return entries
 
@@ -96,10 +96,10 @@ def set_info(runner, cell: Cell, split: str, set_id: str, records: list[dict]) -
             "dataset": cell.dataset, "split": split, "ipc": cell.ipc,
             "pixels": PIXELS, "class_names": list(task.train.class_names),
             "domain_names": list(task.train.domain_names),
-            "profile": profile["name"], "overrides": [list(o) for o in cell.overrides],
+            "profile": profile.name, "overrides": [list(o) for o in cell.overrides],
             "settings": json.loads(json.dumps(
-                {k: profile[k] for k in ("seed", "model", "pretrain", "distill",
-                                         "masking", "evaluate")}, default=str)),
+                {k: profile.values[k] for k in ("seed", "model", "pretrain", "distill",
+                                                "masking", "evaluate")}, default=str)),
             "commit": own[0]["commit"] if own else None,
             "records": [{"seed": r["seed"], "acc": r["acc"],
                          "source_val_acc": r.get("source_val_acc"),

@@ -22,9 +22,11 @@ def short_hash(obj) -> str:
 
 
 class ProductStore:
-    def __init__(self, profile: dict, sections: Sections, results_dir=None, run_dir=None):
-        self.profile, self.sections = profile, sections
-        name = profile["name"]
+    def __init__(self, profile, sections: Sections, results_dir=None, run_dir=None):
+        # the cache-key view: keys hash the resolved values as the profile states them
+        self.values, self.sections = profile.values, sections
+        self.profile = profile
+        name = profile.name
         self.results_dir = Path(results_dir or REPO_ROOT / "results" / name)
         self.run_dir = Path(run_dir or REPO_ROOT / "runs" / name)
         self.records_path = self.results_dir / "records.jsonl"
@@ -38,21 +40,21 @@ class ProductStore:
 
     def evaluation_values(self) -> dict:
         """The evaluate settings that decide an evaluation's numbers (HOW_NOT_WHAT left out)."""
-        return {k: v for k, v in self.profile["evaluate"].items() if k not in HOW_NOT_WHAT}
+        return {k: v for k, v in self.values["evaluate"].items() if k not in HOW_NOT_WHAT}
 
     def product_hash(self, dataset: str, ipc: int) -> str:
         """Everything that determines the experts and synthetic sets of a data set."""
-        p = self.profile
-        return short_hash([p["datasets"][dataset], p["model"], key_view("pretrain", p["pretrain"]),
-                           key_view("distill", p["distill"]) if ipc else None, p["masking"],
-                           p["seed"], p["precision"], code_constants()])
+        v = self.values
+        return short_hash([v["datasets"][dataset], v["model"], key_view("pretrain", v["pretrain"]),
+                           key_view("distill", v["distill"]) if ipc else None, v["masking"],
+                           v["seed"], v["precision"], code_constants()])
 
     def config_hash(self, dataset: str, ipc: int) -> str:
         """Everything that determines a cell's numbers; records of another hash are stale.
         (HOW_NOT_WHAT is left out: which records exist and how they are computed, not their
         values.)"""
         parts = [self.product_hash(dataset, ipc), key_view("evaluate", self.evaluation_values())]
-        full_data = key_view("full_data", self.profile["full_data"])
+        full_data = key_view("full_data", self.values["full_data"])
         if ipc == 0 and full_data:  # the full-data row's own length, where one is set
             parts.append(full_data)
         return short_hash(parts)
@@ -60,17 +62,18 @@ class ProductStore:
     def expert_settings(self, dataset: str, method: Method) -> dict:
         """The pretraining settings that make the method's expert (the method chooses; CADM's
         includes its masking)."""
-        settings = {k: v for k, v in key_view("pretrain", self.profile["pretrain"]).items()
+        settings = {k: v for k, v in key_view("pretrain", self.values["pretrain"]).items()
                     if k != "experts"}
         settings["epochs"] = pretrain_epochs(self.profile, dataset)
-        return method.expert_settings(settings, self.profile["masking"])
+        return method.expert_settings(settings, self.values["masking"])
 
     def expert_path(self, dataset: str, task_name: str, method: Method, index: int = 0) -> Path:
         kind = method.expert_kind
-        key = short_hash([dataset, task_name, kind, self.profile["model"],
+        v = self.values
+        key = short_hash([dataset, task_name, kind, v["model"],
                           self.expert_settings(dataset, method),
-                          self.profile["datasets"][dataset], self.profile["seed"] + index,
-                          self.profile["precision"], code_constants()])
+                          v["datasets"][dataset], v["seed"] + index,
+                          v["precision"], code_constants()])
         # The key holds seed + index, so pool member N of seed 0 and member 0 of seed N are
         # one file. Files of members >= 1 used to carry "-N" as well; those are still read.
         folder, stem = self.run_dir / "experts", f"{dataset}-{_safe(task_name)}-{kind}"

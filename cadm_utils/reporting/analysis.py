@@ -13,7 +13,7 @@ from ..data import split_name
 from ..errors import ConfigError
 from ..experiment.cells import Cell, plan_cells
 from ..experiment.products import expert, new_model, synthetic_set
-from ..experiment.records import current_records, matching
+from ..experiment.records import append_record, current_records, load_records, matching
 from ..experiment.store import short_hash
 from ..method.distill import RealSampler
 from ..method.masking import MaskDraw, activation_scores, channel_mask
@@ -34,9 +34,9 @@ from .features import ChannelActivation, channel_activation, embeddings, grid_im
 
 def analysis_cells(runner, methods) -> dict:
     """{method: its cell on the profile's analysis split and IPC}."""
-    settings = runner.profile["analysis"]
-    return {name: Cell("analysis", settings["dataset"], settings["target"], get_method(name),
-                       settings["ipc"]) for name in methods}
+    settings = runner.sections.analysis
+    return {name: Cell("analysis", settings.dataset, settings.target, get_method(name),
+                       settings.ipc) for name in methods}
 
 
 def current_set_ids(runner, methods) -> dict:
@@ -56,7 +56,7 @@ def stored_analysis(runner, kind: str, methods, compute) -> dict[str, dict[str, 
     """{method: {name: array}} of one analysis, from results/<profile>/analysis/ when it was
     made from the current sets, else `compute(runner, methods)` (which makes missing
     products) stored there."""
-    settings = runner.profile["analysis"]
+    settings = runner.store.values["analysis"]  # the stored analyses' keys hash it as stated
     key = short_hash([kind, settings, list(methods),
                       runner.store.product_hash(settings["dataset"], settings["ipc"])])
     path = runner.results_dir / "analysis" / f"{kind}-{key}.npz"
@@ -78,8 +78,8 @@ def stored_analysis(runner, kind: str, methods, compute) -> dict[str, dict[str, 
 def analysis_sets(runner, methods=(REFERENCE, PROPOSED)) -> tuple:
     """(task, {method: SyntheticSet}) for the profile's analysis split and IPC (made when
     missing)."""
-    settings = runner.profile["analysis"]
-    task = runner.task(settings["dataset"], settings["target"])
+    settings = runner.sections.analysis
+    task = runner.task(settings.dataset, settings.target)
     sets = {name: synthetic_set(runner, cell, task)[0]
             for name, cell in analysis_cells(runner, methods).items()}
     return task, sets
@@ -95,7 +95,7 @@ def activation_by_method(runner, methods=(REFERENCE, PROPOSED)) -> dict[str, Cha
 
 def _activation_arrays(runner, methods) -> dict:
     task, sets = analysis_sets(runner, methods)
-    probe, _ = expert(runner, runner.profile["analysis"]["dataset"], task, get_method(PROPOSED))
+    probe, _ = expert(runner, runner.sections.analysis.dataset, task, get_method(PROPOSED))
     out = {}
     for name, synthetic in sets.items():
         images, _, domains = synthetic.decoded()
@@ -119,19 +119,19 @@ def grid_by_method(runner, methods=(RANDOM, REFERENCE, PROPOSED), per_class: int
 
 
 def _umap_panels(runner, methods) -> dict[str, dict]:
-    settings = runner.profile["analysis"]
+    settings = runner.sections.analysis
     task, sets = analysis_sets(runner, methods)
-    target_class = settings["umap_class"]
+    target_class = settings.umap_class
     generator = torch.Generator().manual_seed(0)
     real_index = []
     for d in task.source_domains:
         pool = ((task.train.labels == target_class) & (task.train.domains == d)).nonzero().flatten()
         keep = pool[torch.randperm(len(pool), generator=generator)]
-        real_index.append(keep[: settings["umap_real_per_domain"]])
+        real_index.append(keep[: settings.umap_real_per_domain])
     real_index = torch.cat(real_index)
     panels = {}
     for name, synthetic in sets.items():
-        model, _ = expert(runner, settings["dataset"], task, get_method(name))
+        model, _ = expert(runner, settings.dataset, task, get_method(name))
         images, labels, domains = synthetic.decoded()
         chosen = labels == target_class
         real = embeddings(model, task.train.images[real_index])
@@ -177,7 +177,7 @@ def seeded_step(runner, cell, task, ipc: int, per_class: int) -> SeededStep:
     and whether it is active, then the real batch and the augmentation it shares with the
     synthetic batch; none of that is reproduced here."""
     factor = runner.store.distill_config(ipc, cell.method).factor
-    generator = torch.Generator().manual_seed(runner.profile["seed"])
+    generator = torch.Generator().manual_seed(runner.profile.seed)
     initial = init_from_real(task.train, task.source_domains, ipc, factor, generator)
     real = RealSampler(task, torch.device("cpu")).sample(per_class, generator)
     draw = MaskDraw(int(torch.randint(N_BLOCKS, (1,), generator=generator)), True)
@@ -222,11 +222,11 @@ def untrained_step_terms(runner, cells) -> dict[str, dict[str, float]]:
     in float64. Nothing here is trained, so the terms agree across processors far beyond
     3 significant digits, while P_mask, λ or the side a mask is applied to move them: the
     notebooks' regression check of the method."""
-    settings = runner.profile["analysis"]
-    task = runner.task(settings["dataset"], settings["target"])
+    settings = runner.sections.analysis
+    task = runner.task(settings.dataset, settings.target)
     first_cells = {cell.method.name: cell for cell in cells if cell.method.distills}
     with default_dtype(torch.float64):  # whatever the profile's precision
-        return {name: _untrained_terms(runner, cell, task, settings["ipc"])
+        return {name: _untrained_terms(runner, cell, task, settings.ipc)
                 for name, cell in first_cells.items()}
 
 
@@ -237,7 +237,7 @@ def _untrained_terms(runner, cell, task, ipc: int) -> dict[str, float]:
     step = seeded_step(runner, cell, task, ipc, config.real_per_class)
     (real_x, real_y, real_d, real_index), draw, generator = step.real, step.draw, step.generator
     initial, syn_y = step.initial, step.syn_y
-    model = new_model(runner, task, runner.profile["seed"]).eval()
+    model = new_model(runner, task, runner.profile.seed).eval()
     real_x, syn_x = method.transform(real_x, step.syn_x, generator)
     batch = method.start(task, initial, torch.device("cpu")).for_batch(real_index)
     match = method.matching_loss(model, masking, draw, task.n_classes, real_x, real_y, real_d,
@@ -270,6 +270,38 @@ def spread_units(runner, first: list[str], second: list[str], ipc: int) -> list[
             if values is not None:
                 units.append((split, a, values[0], b, values[1]))
     return units
+
+
+SPREAD_FILE = "spread.jsonl"  # results/<profile>/: Fig. 1(b)'s measured units, as data
+
+
+def recorded_spread_units(runner, first: list[str], second: list[str], ipc: int) -> list[tuple]:
+    """Fig. 1(b)'s units of the rows' current sets: each measured where the sets and the
+    probing expert are on disk (`spread_units`) and then recorded in
+    results/<profile>/spread.jsonl with both sets' content ids, else read from that file,
+    so that a fresh clone renders the row without a product. A recorded unit counts only
+    for the sets that the current records name (a remade set needs measuring again)."""
+    path = runner.results_dir / SPREAD_FILE
+    measured = spread_units(runner, first, second, ipc)
+    ids = _current_set_ids(runner, ipc)
+    for split, a, x, b, y in measured:
+        append_record(path, {"kind": "spread", "split": split, "ipc": ipc, "first": a,
+                             "first_set": ids.get((a, split)), "first_value": x, "second": b,
+                             "second_set": ids.get((b, split)), "second_value": y})
+    recorded = {}
+    for r in load_records(path):
+        if r.get("ipc") == ipc and r.get("first_set") == ids.get((r["first"], r["split"])) \
+                and r.get("second_set") == ids.get((r["second"], r["split"])):
+            recorded[(r["split"], r["first"], r["second"])] = (
+                r["split"], r["first"], r["first_value"], r["second"], r["second_value"])
+    return [recorded[(split, a, b)] for a, b in zip(first, second, strict=True)
+            for split in sorted({s for s, x, y in recorded if (x, y) == (a, b)})]
+
+
+def _current_set_ids(runner, ipc: int) -> dict[tuple[str, str], str]:
+    """{(row, split): content id of the set its current records evaluated}."""
+    return {(r["method"], r["split"]): r.get("set_id") for r in current_records(runner)
+            if r.get("ipc") == ipc and r.get("net", "resnet18") == "resnet18"}
 
 
 def _cells_by_row(runner, ipc: int) -> dict[str, dict[str, object]]:

@@ -10,7 +10,6 @@ from pathlib import Path
 from ..data import split_name
 from ..experiment.records import current_records, load_records, matching
 from ..method.methods import PROPOSED, REFERENCE, ablation_variant, method_label
-from ..settings import stage_kind
 from . import paper_numbers
 from .paired import interval_of, paired_difference
 from .tables import Table
@@ -88,18 +87,17 @@ def _with_interval(interval: dict) -> str:
 
 
 # ----------------------------------------------------------------------------- claims
-def seed_rows(profile: dict, method: str, fixed: dict | None = None) -> dict[int, str]:
+def seed_rows(profile, method: str, fixed: dict | None = None) -> dict[int, str]:
     """{pipeline seed: row} of a method's rows whose overrides, `seed` aside, are `fixed`
     (default none: its own cells and its re-seeded copies) anywhere in the profile."""
     fixed, rows = fixed or {}, {}
-    for settings in profile["stages"].values():
-        if method not in settings.get("methods", ()) or stage_kind(settings) == "ablation":
+    for stage in profile.stages.values():
+        if method not in (stage.methods or ()) or stage.kind == "ablation":
             continue
-        variants = settings.get("variants") or {"": {}}
-        for row, overrides in variants.items():
+        for row, overrides in (stage.variants or {"": {}}).items():
             if _without_seed(overrides) == fixed:
                 name = f"{method}{{{row}}}" if overrides else method
-                rows.setdefault(overrides.get("seed", profile["seed"]), name)
+                rows.setdefault(overrides.get("seed", profile.seed), name)
     return rows
 
 
@@ -113,24 +111,24 @@ LENGTH = "distill.steps"
 INITIALISATION = {LENGTH: 0}
 
 
-def initialisation_claims(profile: dict) -> list[Claim]:
+def initialisation_claims(profile) -> list[Claim]:
     """MMD, and CADM, above their initialisation: each method's set against the
     initialisation row (MMD's rows at distill.steps 0) of the same pipeline seed, so a reader
     sees whether the testbed can resolve a claim about the matching objective at all."""
     initial = seed_rows(profile, REFERENCE, INITIALISATION)
-    stages = [s for s in profile["stages"].values() if REFERENCE in s.get("methods", ())
-              and INITIALISATION in map(_without_seed, (s.get("variants") or {}).values())]
+    stages = [s for s in profile.stages.values() if REFERENCE in (s.methods or ())
+              and INITIALISATION in map(_without_seed, (s.variants or {}).values())]
     claims = []
-    for settings in stages[:1]:  # the first stage with initialisation rows
-        for dataset in settings["datasets"]:
-            for ipc in settings["ipcs"]:
+    for stage in stages[:1]:  # the first stage with initialisation rows
+        for dataset in stage.datasets:
+            for ipc in stage.ipcs:
                 for method in (REFERENCE, PROPOSED):
                     own = seed_rows(profile, method)
                     seeds = sorted(set(own) & set(initial))
                     claims.append(Claim(
                         f"{method_label(method)} above its initialisation", dataset, ipc,
                         tuple(own[s] for s in seeds), tuple(initial[s] for s in seeds),
-                        tuple(_splits(profile, settings, dataset)), {}))
+                        tuple(_splits(profile, stage, dataset)), {}))
     return claims
 
 
@@ -140,26 +138,26 @@ RESOLVING_GAP = 5.0
 TREND_FIGURE = "trend_length"  # figures/<profile>/trend_length.png, drawn by 06_tables
 
 
-def trend_claims(profile: dict) -> list[Claim]:
+def trend_claims(profile) -> list[Claim]:
     """CADM above MMD and MMD above its initialisation at each distillation length the
     profile has rows of both methods for (its own `distill.steps`, and each length that
     variant rows set with nothing else but a seed), paired by pipeline seed; none when it has
     one length only."""
-    default = profile["distill"]["steps"]
+    default = profile.sections.distill.steps
     lengths = sorted({default} | {
-        overrides[LENGTH] for settings in profile["stages"].values()
-        for overrides in (settings.get("variants") or {}).values()
+        overrides[LENGTH] for stage in profile.stages.values()
+        for overrides in (stage.variants or {}).values()
         if set(_without_seed(overrides)) == {LENGTH} and overrides[LENGTH] > 0})
     initial = seed_rows(profile, REFERENCE, INITIALISATION)
-    stage = next((s for s in profile["stages"].values() if REFERENCE in s.get("methods", ())
-                  and PROPOSED in s["methods"]), None)
+    stage = next((s for s in profile.stages.values() if REFERENCE in (s.methods or ())
+                  and PROPOSED in s.methods), None)
     if len(lengths) < 2 or stage is None:
         return []
     claims = []
-    for dataset in stage["datasets"]:
+    for dataset in stage.datasets:
         splits = tuple(_splits(profile, stage, dataset))
         paper = paper_numbers.table1(dataset)
-        for ipc in stage["ipcs"]:
+        for ipc in stage.ipcs:
             for length in lengths:
                 fixed = {} if length == default else {LENGTH: length}
                 ours = seed_rows(profile, PROPOSED, fixed)
@@ -179,7 +177,7 @@ def trend_claims(profile: dict) -> list[Claim]:
     return claims
 
 
-def trend_points(records: list[dict], profile: dict) -> list[dict]:
+def trend_points(records: list[dict], profile) -> list[dict]:
     """The trend figure's points: per trend claim, its comparison (the label before the
     length), length, paired interval (n, mean, low, high) and the paper's difference (None
     where the paper prints none)."""
@@ -192,7 +190,7 @@ def trend_points(records: list[dict], profile: dict) -> list[dict]:
     return points
 
 
-def paired_rows(profile: dict, first: str, second: str) -> tuple[tuple, tuple]:
+def paired_rows(profile, first: str, second: str) -> tuple[tuple, tuple]:
     """The two methods' rows at the pipeline seeds both have, in seed order."""
     ours, theirs = seed_rows(profile, first), seed_rows(profile, second)
     seeds = sorted(set(ours) & set(theirs))
@@ -208,18 +206,18 @@ def paper_difference(paper: dict, first: str, second: str, splits, ipc: int) -> 
 PAPER_TABLE_NAMES = {"table1": "Table 1", "table4": "Table 4"}  # the methods tables' stages
 
 
-def method_claims(profile: dict, stage: str) -> list[Claim]:
+def method_claims(profile, stage: str) -> list[Claim]:
     """Table 1 or 4: the proposed method above each other method of the stage, per data set
     and IPC."""
-    settings = profile["stages"][stage]
-    others = [m for m in settings["methods"] if m != PROPOSED]
-    if PROPOSED not in settings["methods"] or stage not in PAPER_TABLE_NAMES:
+    settings = profile.stages[stage]
+    others = [m for m in settings.methods if m != PROPOSED]
+    if PROPOSED not in settings.methods or stage not in PAPER_TABLE_NAMES:
         return []
     claims = []
-    for dataset in settings["datasets"]:
+    for dataset in settings.datasets:
         paper = paper_numbers.paper_values(stage, dataset)
         splits = _splits(profile, settings, dataset)
-        for ipc in settings["ipcs"]:
+        for ipc in settings.ipcs:
             for other in others:
                 first, second = paired_rows(profile, PROPOSED, other)
                 difference = paper_difference(paper, PROPOSED, other, splits, ipc)
@@ -230,17 +228,17 @@ def method_claims(profile: dict, stage: str) -> list[Claim]:
     return claims
 
 
-def ablation_claims(profile: dict, stage: str) -> list[Claim]:
+def ablation_claims(profile, stage: str) -> list[Claim]:
     """Table 2: each loss term adds (the paper's rows, each against the row without it)."""
-    settings = profile["stages"][stage]
+    settings = profile.stages[stage]
     steps = (((True, False, False), (False, False, False), "L_adm adds (to L_mmd + L_reg)"),
              ((False, True, False), (False, False, False), "masked L_reg adds"),
              ((False, True, True), (False, True, False), "L_cons adds"),
              ((True, True, True), (False, True, True), "L_adm adds (to masked L_reg + L_cons)"))
     claims = []
-    for dataset in settings["datasets"]:
+    for dataset in settings.datasets:
         split = _splits(profile, settings, dataset)[0]
-        for ipc in settings["ipcs"]:
+        for ipc in settings.ipcs:
             column = (1, 10).index(ipc) if ipc in (1, 10) else None
             for with_term, without, label in steps:
                 paper = {} if column is None or dataset != "pacs" else {
@@ -252,14 +250,14 @@ def ablation_claims(profile: dict, stage: str) -> list[Claim]:
     return claims
 
 
-def network_claims(profile: dict, stage: str) -> list[Claim]:
+def network_claims(profile, stage: str) -> list[Claim]:
     """Table 3: the proposed method above the reference on each evaluation network."""
-    settings = profile["stages"][stage]
+    settings = profile.stages[stage]
     claims = []
-    for dataset in settings["datasets"]:
+    for dataset in settings.datasets:
         split = _splits(profile, settings, dataset)[0]
-        for ipc in settings["ipcs"]:
-            for net in settings["nets"]:
+        for ipc in settings.ipcs:
+            for net in settings.nets:
                 paper = paper_numbers.table3()
                 ours, theirs = (PROPOSED, ipc), (REFERENCE, ipc)
                 difference = {split: paper[ours][net] - paper[theirs][net]} \
@@ -270,18 +268,18 @@ def network_claims(profile: dict, stage: str) -> list[Claim]:
     return claims
 
 
-def stated_claims(profile: dict, stage: str) -> list[Claim]:
+def stated_claims(profile, stage: str) -> list[Claim]:
     """A stage's own `claims` (first rows above second rows), per data set and IPC; the
     paper's difference is Table 1's between the rows' base methods where it has both (none
     between two rows of one method, nor against an initialisation row: the paper has none)."""
-    settings = profile["stages"][stage]
+    settings = profile.stages[stage]
     initial = initialisation_rows(profile)
     claims = []
-    for dataset in settings["datasets"]:
+    for dataset in settings.datasets:
         paper = paper_numbers.table1(dataset)
         splits = _splits(profile, settings, dataset)
-        for ipc in settings["ipcs"]:
-            for stated in settings.get("claims", ()):
+        for ipc in settings.ipcs:
+            for stated in settings.claims:
                 a, b = (_base(stated[side][0]) for side in ("first", "second"))
                 in_paper = a != b and not initial & {*stated["first"], *stated["second"]}
                 difference = paper_difference(paper, a, b, splits, ipc) if in_paper else {}
@@ -290,12 +288,12 @@ def stated_claims(profile: dict, stage: str) -> list[Claim]:
     return claims
 
 
-def initialisation_rows(profile: dict) -> set[str]:
+def initialisation_rows(profile) -> set[str]:
     """Every row whose overrides set distill.steps to 0 (an initialisation, evaluated as
     decoded), whatever else they set (an evaluation protocol, a seed)."""
-    return {f"{method}{{{row}}}" for settings in profile["stages"].values()
-            for row, overrides in (settings.get("variants") or {}).items()
-            if overrides.get(LENGTH) == 0 for method in settings.get("methods", ())}
+    return {f"{method}{{{row}}}" for stage in profile.stages.values()
+            for row, overrides in (stage.variants or {}).items()
+            if overrides.get(LENGTH) == 0 for method in stage.methods or ()}
 
 
 def _base(row: str) -> str:
@@ -308,43 +306,43 @@ CLAIMS_BY_KIND = {"methods": method_claims, "ablation": ablation_claims,
                   "networks": network_claims}
 
 
-def profile_claims(profile: dict) -> list[Claim]:
+def profile_claims(profile) -> list[Claim]:
     claims = []
-    for stage, settings in profile["stages"].items():
-        claims += stated_claims(profile, stage)
-        kind_claims = CLAIMS_BY_KIND.get(stage_kind(settings))
-        claims += kind_claims(profile, stage) if kind_claims else []
+    for name, stage in profile.stages.items():
+        claims += stated_claims(profile, name)
+        kind_claims = CLAIMS_BY_KIND.get(stage.kind)
+        claims += kind_claims(profile, name) if kind_claims else []
     # whether the testbed sees matching first; the trend's lengths other than the profile's
     # own (whose claims the stages carry) last
-    default = profile["distill"]["steps"]
+    default = profile.sections.distill.steps
     return initialisation_claims(profile) + claims + [
         c for c in trend_claims(profile) if c.steps != default]
 
 
-def _splits(profile: dict, settings: dict, dataset: str) -> list[str]:
-    targets = settings.get("targets") or profile["datasets"][dataset]["targets"]
+def _splits(profile, stage, dataset: str) -> list[str]:
+    targets = stage.targets_of(profile.datasets, dataset)
     return ["in-domain" if t == "in-domain" else split_name(dataset, t) for t in targets]
 
 
 # --------------------------------------------------------- headline claims, two evaluations
-def headline_claims(profile: dict) -> list[Claim]:
+def headline_claims(profile) -> list[Claim]:
     """The claims a reader looks at first: MMD and CADM above their initialisation, then the
     first stage's own claims (Table 1's CADM above MMD)."""
-    first_stage = next(iter(profile["stages"]))
+    first_stage = next(iter(profile.stages))
     return initialisation_claims(profile) + stated_claims(profile, first_stage)
 
 
-def row_overrides(profile: dict) -> dict[str, dict]:
+def row_overrides(profile) -> dict[str, dict]:
     """{row name: its setting overrides} of every row of the profile's stages."""
     rows = {}
-    for settings in profile["stages"].values():
-        for method in settings.get("methods", ()):
-            for row, overrides in (settings.get("variants") or {"": {}}).items():
+    for stage in profile.stages.values():
+        for method in stage.methods or ():
+            for row, overrides in (stage.variants or {"": {}}).items():
                 rows.setdefault(f"{method}{{{row}}}" if overrides else method, dict(overrides))
     return rows
 
 
-def counterpart(profile: dict, row: str, extra: dict) -> str | None:
+def counterpart(profile, row: str, extra: dict) -> str | None:
     """The row of the same method whose overrides are `row`'s plus `extra` (None if the
     profile has none)."""
     rows = row_overrides(profile)
@@ -353,9 +351,9 @@ def counterpart(profile: dict, row: str, extra: dict) -> str | None:
                  if _base(name) == _base(row) and overrides == wanted), None)
 
 
-def under_second_evaluation(profile: dict, claim: Claim) -> Claim | None:
+def under_second_evaluation(profile, claim: Claim) -> Claim | None:
     """The claim on the rows that read the same sets with `second_evaluation`."""
-    extra = profile["second_evaluation"]
+    extra = profile.second_evaluation
     first = [counterpart(profile, row, extra) for row in claim.first]
     second = [counterpart(profile, row, extra) for row in claim.second]
     if not extra or None in first + second:
@@ -393,7 +391,7 @@ def evaluations_table(runner, earlier_runner=None) -> Table | None:
     way, and the same claim on the `earlier_evaluation` profile's records. None for a
     profile with neither."""
     profile = runner.profile
-    if not profile["second_evaluation"] and earlier_runner is None:
+    if not profile.second_evaluation and earlier_runner is None:
         return None
     records = current_records(runner)
     earlier = current_records(earlier_runner) if earlier_runner is not None else []
@@ -409,9 +407,9 @@ def evaluations_table(runner, earlier_runner=None) -> Table | None:
                      else "not measured",
                      evaluations_agree(unseen, other_unseen),
                      _with_n(claim_units(earlier, claim)[1]) if earlier_runner else "–"])
-    second = ", ".join(f"{k} {v}" for k, v in profile["second_evaluation"].items()) or "none"
-    earlier_name = profile["earlier_evaluation"] or "none"
-    return Table(f"The headline claims under both evaluations of {profile['name']} (second: "
+    second = ", ".join(f"{k} {v}" for k, v in profile.second_evaluation.items()) or "none"
+    earlier_name = profile.earlier_evaluation or "none"
+    return Table(f"The headline claims under both evaluations of {profile.name} (second: "
                  f"{second}) and on the earlier records ({earlier_name}); unseen-domain "
                  "accuracy % unless marked, paired over split × distilled set",
                  EVALUATIONS_HEADER, rows)
@@ -452,16 +450,16 @@ def report_table(runner, extra_rows=()) -> Table:
     profile = runner.profile
     rows = [claim_row(current_records(runner), claim) for claim in profile_claims(profile)]
     rows += [domain_gap_row(runner.results_dir.parent / "domain_gap" / f"{dataset}.jsonl")
-             for dataset in profile["datasets"]]
+             for dataset in profile.datasets]
     rows = [row for row in rows + list(extra_rows) if row is not None]
-    return Table(f"Claims of the paper against the {profile['name']} profile's records "
+    return Table(f"Claims of the paper against the {profile.name} profile's records "
                  "(unseen-domain accuracy %; differences first − second, paired over split × "
                  "distilled set)", HEADER, rows)
 
 
 def earlier_runner(runner):
     """The runner of the profile's `earlier_evaluation` (its own records), or None."""
-    name = runner.profile["earlier_evaluation"]
+    name = runner.profile.earlier_evaluation
     if not name:
         return None
     from ..experiment.runner import Runner

@@ -15,7 +15,7 @@ from ..experiment.records import current_records, matching
 from ..experiment.runner import Runner
 from ..method.methods import FULL_DATA, ablation_variant, method_label, name_of_label
 from ..profiles import load_profile
-from ..settings import TOP_LEVEL_OVERRIDES, stage_kind
+from ..settings import TOP_LEVEL_OVERRIDES, Stage
 from .paper_numbers import (GPU_FULL_DATA_ANCHORS, PAPER_DATASETS, PAPER_ROWS, TABLE2,
                             paper_values, table1, table3, table4)
 
@@ -245,23 +245,23 @@ def summary_tables(runner: Runner) -> dict[str, Table]:
     """The mean over splits of every method-table stage (Tables 1 and 4) and of every
     variant stage on more than one split, keyed by file stem (`<stage>_<dataset>_summary`)."""
     records = current_records(runner)
-    compare = runner.profile.get("compare_with_paper", False)
+    compare = runner.profile.compare_with_paper
     tables = {}
-    for stage, settings in runner.profile["stages"].items():
-        if stage_kind(settings) not in SUMMARISED_KINDS:
+    for stage, settings in runner.profile.stages.items():
+        if settings.kind not in SUMMARISED_KINDS:
             continue
-        for dataset in settings["datasets"]:
-            targets = settings.get("targets") or runner.profile["datasets"][dataset]["targets"]
+        for dataset in settings.datasets:
+            targets = settings.targets_of(runner.profile.datasets, dataset)
             splits = [split_name(dataset, t) for t in targets]
-            variants = stage_kind(settings) == "variants"
+            variants = settings.kind == "variants"
             if variants and len(splits) == 1:
                 continue  # a check on one split: its stage table is the summary
             title = (f"{stage_title(stage, settings)}, mean over {len(splits)} splits: "
-                     f"{dataset} ({runner.profile['name']} profile)")
+                     f"{dataset} ({runner.profile.name} profile)")
             rows = stage_rows(settings, None)
             tables[f"{stage}_{dataset}_summary"] = split_summary_table(
                 records, title, dataset, splits, [m.name for m, _ in rows],
-                settings["ipcs"], paper_values(stage, dataset) if compare and not variants
+                settings.ipcs, paper_values(stage, dataset) if compare and not variants
                 else None, full_row=not variants,
                 pooled=replicate_groups(rows) if variants else None)
     return tables
@@ -274,10 +274,10 @@ def stage_tables(runner: Runner) -> dict[str, Table]:
     each stage drawn by the renderer of its kind (STAGE_RENDERERS)."""
     records = current_records(runner)
     tables = {}
-    for stage, settings in runner.profile["stages"].items():
-        for dataset in settings["datasets"]:
+    for stage, settings in runner.profile.stages.items():
+        for dataset in settings.datasets:
             context = StageContext(runner, records, stage, settings, dataset)
-            tables[f"{stage}_{dataset}"] = STAGE_RENDERERS[stage_kind(settings)](context)
+            tables[f"{stage}_{dataset}"] = STAGE_RENDERERS[settings.kind](context)
     return tables
 
 
@@ -287,51 +287,50 @@ class StageContext:
     runner: Runner
     records: list
     stage: str
-    settings: dict
+    settings: Stage
     dataset: str
 
     @property
     def splits(self) -> list[str]:
-        targets = (self.settings.get("targets")
-                   or self.runner.profile["datasets"][self.dataset]["targets"])
+        targets = self.settings.targets_of(self.runner.profile.datasets, self.dataset)
         return [split_name(self.dataset, t) for t in targets]
 
     @property
     def title(self) -> str:
         return (f"{stage_title(self.stage, self.settings)}: {self.dataset} "
-                f"({self.runner.profile['name']} profile)")
+                f"({self.runner.profile.name} profile)")
 
     @property
     def compare(self) -> bool:
-        return self.runner.profile.get("compare_with_paper", False)
+        return self.runner.profile.compare_with_paper
 
 
 def networks_stage(c: StageContext) -> Table:
     paper = table3() if c.compare and c.dataset == "pacs" else None
     return cross_architecture_table(c.records, c.title, c.dataset, c.splits[0],
                                     [m.name for m in stage_methods(c.settings, None)],
-                                    c.settings["ipcs"], c.settings["nets"], paper)
+                                    c.settings.ipcs, c.settings.nets, paper)
 
 
 def variants_stage(c: StageContext) -> Table:
     rows = [(method.name, ", ".join(f"{k}={v}" for k, v in overrides) or "reference")
             for method, overrides in stage_rows(c.settings, None)]
-    return variant_table(c.records, c.title, c.dataset, c.splits, c.settings["ipcs"], rows)
+    return variant_table(c.records, c.title, c.dataset, c.splits, c.settings.ipcs, rows)
 
 
 def ablation_stage(c: StageContext) -> Table:
     rows = [(ablation_variant(*row).name, *row) for row in ABLATION_ROWS]
     paper = TABLE2 if c.compare and c.dataset == "pacs" else None
-    return ablation_table(c.records, c.title, c.dataset, c.splits[0], c.settings["ipcs"], rows,
+    return ablation_table(c.records, c.title, c.dataset, c.splits[0], c.settings.ipcs, rows,
                           paper)
 
 
 def methods_stage(c: StageContext) -> Table:
-    resolution = c.runner.profile["datasets"][c.dataset].get("resolution")
+    resolution = c.runner.profile.datasets[c.dataset].resolution
     return method_table(
         c.records, c.title, c.dataset, c.splits,
-        [m.name for m in stage_methods(c.settings, None)], c.settings["ipcs"],
-        full_data=c.settings.get("full_data", False),
+        [m.name for m in stage_methods(c.settings, None)], c.settings.ipcs,
+        full_data=c.settings.full_data,
         paper=paper_values(c.stage, c.dataset) if c.compare else None,
         anchors=GPU_FULL_DATA_ANCHORS.get((c.dataset, resolution))
         if c.compare and c.stage == "table1" else None)
@@ -393,20 +392,20 @@ def paper_tables() -> dict[str, Table]:
     return tables
 
 
-def figure_stage(profile: dict) -> dict | None:
+def figure_stage(profile) -> Stage | None:
     """The stage whose methods Fig. 1(a) and 1(c) compare: the first methods table (Table 1),
     else the first stage that holds several methods under their own names (a variants stage
     with a row of no overrides, e.g. pacs-dm's Table 1 over two pipeline seeds); None where
     the profile has neither."""
-    stages = list(profile["stages"].values())
-    own_rows = [s for s in stages if s["kind"] == "variants" and len(s["methods"]) > 1
-                and {} in s["variants"].values()]
-    return next((s for s in stages if s["kind"] == "methods"), None) or \
+    stages = list(profile.stages.values())
+    own_rows = [s for s in stages if s.kind == "variants" and len(s.methods) > 1
+                and {} in s.variants.values()]
+    return next((s for s in stages if s.kind == "methods"), None) or \
         next(iter(own_rows), None)
 
 
-def stage_title(stage: str, settings: dict) -> str:
-    return settings.get("title") or STAGE_TITLES.get(stage, stage)
+def stage_title(stage: str, settings: Stage) -> str:
+    return settings.title or STAGE_TITLES.get(stage, stage)
 
 
 def write_tables(profile_name: str, results_dir=None, figures_dir=None,
