@@ -1,7 +1,8 @@
 """Profiles: YAML files in profiles/ that override the defaults of settings.py (smoke, paper).
 A profile may `extends: <profile>`: it is then that profile's YAML with its own values
 merged over it (mappings merged key by key, anything else replaced; a key set to null is
-dropped, so that an extending profile can leave out a stage)."""
+dropped, so that an extending profile can leave out a stage or a setting). The keys it
+lists under `replace` (e.g. [stages]) are its own alone, not merged."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -39,9 +40,14 @@ def raw_profile(name_or_path: str | Path, chain: tuple = ()) -> dict:
     if not isinstance(raw, dict) or "extends" not in raw:
         return raw
     base = raw.pop("extends")
+    replaced = raw.pop("replace", [])
     if path.resolve() in chain:
         raise ConfigError(f"profile {path} extends itself through '{base}'")
-    return merged(raw_profile(base, chain + (path.resolve(),)), raw)
+    if not isinstance(replaced, list) or not set(replaced) <= set(raw):
+        raise ConfigError(f"profile {path}: replace must list keys the profile sets, "
+                          f"got {replaced!r}")
+    inherited = raw_profile(base, chain + (path.resolve(),))
+    return merged({k: v for k, v in inherited.items() if k not in replaced}, raw)
 
 
 def merged(base: dict, own: dict) -> dict:
