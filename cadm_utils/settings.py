@@ -505,11 +505,11 @@ class Stage:
     the report compares."""
     name: str
     kind: str
-    datasets: tuple[str, ...]
-    ipcs: tuple[int, ...]
-    targets: tuple[str, ...] | None = None
-    methods: tuple[str, ...] | None = None
-    nets: tuple[str, ...] | None = None
+    datasets: list[str]
+    ipcs: list[int]
+    targets: list[str] | None = None
+    methods: list[str] | None = None
+    nets: list[str] | None = None
     variants: dict | None = None  # row name -> {setting path: value}
     claims: tuple[dict, ...] = ()  # {label, first: [rows], second: [rows]}
     title: str | None = None
@@ -518,16 +518,16 @@ class Stage:
 
     @classmethod
     def of(cls, name: str, settings: dict) -> "Stage":
-        listed = {key: tuple(settings[key]) for key in ("targets", "methods", "nets")
+        listed = {key: list(settings[key]) for key in ("targets", "methods", "nets")
                   if key in settings}
-        return cls(name, settings["kind"], tuple(settings["datasets"]), tuple(settings["ipcs"]),
+        return cls(name, settings["kind"], list(settings["datasets"]), list(settings["ipcs"]),
                    variants=settings.get("variants"), claims=tuple(settings.get("claims", ())),
                    title=settings.get("title"), full_data=bool(settings.get("full_data")),
                    ablation=bool(settings.get("ablation")), **listed)
 
-    def targets_of(self, datasets: dict, dataset: str) -> tuple[str, ...]:
+    def targets_of(self, datasets: dict, dataset: str) -> list[str]:
         """The stage's targets on `dataset`: its own, else the profile's."""
-        return self.targets or datasets[dataset].targets
+        return self.targets or list(datasets[dataset].targets)
 
 
 @dataclass(frozen=True)

@@ -23,8 +23,8 @@ def test_paper_profile_is_complete_and_plans_every_table():
                                    "eval_protocol", "init", "mechanism"}
     assert profile.sections.evaluate.protocol == "dm"  # NCFM's only in the eval_protocol check
     assert profile.sections.pretrain.protocol == "domaindrop"  # every expert, MMD's too
-    assert profile.stages["table1"].methods == ("random", "mmd", "mmd_irm", "mmd_fact",
-                                                "mmd_dam", "cadm")
+    assert profile.stages["table1"].methods == ["random", "mmd", "mmd_irm", "mmd_fact",
+                                                "mmd_dam", "cadm"]
     assert profile.sections.evaluate.stack_seeds is True  # the route below trains them stacked
 
 

@@ -130,6 +130,151 @@ def interpolate_parameters(out: torch.nn.Module, initial: torch.nn.Module,
         target.copy_(b)
 
 
+@dataclass
+class GroupInputs:
+    """One class group's matching inputs of a step (`group` None: all classes): its mask
+    draw, the augmented real batch and the augmented decoded synthetic images."""
+    group: int | None
+    draw: MaskDraw
+    real_x: torch.Tensor
+    real_y: torch.Tensor
+    real_d: torch.Tensor
+    real_index: torch.Tensor
+    syn_x: torch.Tensor
+    syn_y: torch.Tensor
+    syn_d: torch.Tensor
+
+
+class Distillation:
+    """One distillation run: the seeded generator and the initial set it draws first, then
+    (for a set that is optimised) the expert pool, the pixels and their optimiser and the
+    real sampler. `step()` is one step of the loop; the figures that show a step call the
+    same `group_inputs` and losses on the same generator, so they show the run's own step.
+    All randomness comes from the one generator, whose state a checkpoint keeps."""
+
+    def __init__(self, experts, task: Task, method: Method, config: DistillConfig,
+                 masking: MaskingConfig, seed: int, device: torch.device):
+        self.task, self.method, self.config, self.masking = task, method, config, masking
+        self.device = device
+        self.generator = torch.Generator().manual_seed(seed)
+        self.synthetic = init_from_real(task.train, task.source_domains, config.ipc,
+                                        config.factor, self.generator)
+        if not self.optimised:
+            return
+        if isinstance(experts, torch.nn.Module):
+            experts = [(experts, None)]
+        self.pool = ExpertPool(experts, device, config.interpolate, config.interpolation)
+        # the optimised pixels: a copy, so the run's initial set stays as it was drawn
+        self.pixels = self.synthetic.images.detach().clone().to(device).requires_grad_(True)
+        self.method_state = method.start(task, self.synthetic, device)
+        self.parameters = [self.pixels, *self.method_state.parameters]
+        self.optimizer = torch.optim.Adam(self.parameters, lr=config.lr)
+        self.real = RealSampler(task, device)
+        self.syn_labels = self.synthetic.labels.repeat_interleave(config.factor ** 2).to(device)
+        self.syn_domains = self.synthetic.sub_domains.to(device)
+        # the step's groups of classes: all at once, or one class after the other (NCFM)
+        self.groups = [None] if config.class_steps == "all" else list(range(task.n_classes))
+        labels = self.synthetic.labels
+        self.rows = {None: slice(None), **{c: (self.syn_labels == c).nonzero().flatten()
+                                           for c in range(task.n_classes)}}
+        self.image_rows = {None: slice(None), **{c: (labels == c).nonzero().flatten().to(device)
+                                                 for c in range(task.n_classes)}}
+
+    @property
+    def optimised(self) -> bool:
+        return self.method.distills and self.config.steps > 0
+
+    def augmented(self, x: torch.Tensor, params) -> torch.Tensor:
+        config = self.config
+        return augment_for_distillation(x, config.augment, params) if config.dsa else x
+
+    def decoded(self, group) -> torch.Tensor:
+        """The group's decoded synthetic rows, in the order of rows[group]."""
+        return decode(self.pixels[self.image_rows[group]], self.config.factor)
+
+    def group_inputs(self, group) -> GroupInputs:
+        """A group's draws, in the loop's order: its mask draw, its real batch, the
+        augmentation both batches share, the method's transform."""
+        generator = self.generator
+        draw = MaskDraw.sample(self.masking, generator)
+        real_x, real_y, real_d, real_index = self.real.sample(self.config.real_per_class,
+                                                              generator, group)
+        params = sample_augmentation(self.config.augment, generator)  # shared by both batches
+        real_x = self.augmented(real_x, params)
+        syn_x = self.augmented(self.decoded(group), params)
+        real_x, syn_x = self.method.transform(real_x, syn_x, generator)
+        return GroupInputs(group, draw, real_x, real_y, real_d, real_index, syn_x,
+                           self.syn_labels[self.rows[group]], self.syn_domains[self.rows[group]])
+
+    def matching_loss(self, model, inputs: GroupInputs) -> torch.Tensor:
+        with autocast(self.device):
+            return self.method.matching_loss(
+                model, self.masking, inputs.draw, self.task.n_classes, inputs.real_x,
+                inputs.real_y, inputs.real_d, inputs.syn_x, inputs.syn_y, self.generator,
+                self.method_state.for_batch(inputs.real_index, self.rows[inputs.group]))
+
+    def calibration_losses(self, model, draw: MaskDraw, syn_x, group) -> dict:
+        with autocast(self.device):
+            return self.method.calibration_losses(model, self.masking, draw, syn_x,
+                                                  self.syn_labels[self.rows[group]],
+                                                  self.syn_domains[self.rows[group]],
+                                                  self.generator)
+
+    def take_step(self, loss: torch.Tensor) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        with torch.no_grad():
+            self.pixels.clamp_(0, 1)
+
+    def step(self) -> dict[str, torch.Tensor]:
+        """One step of the loop: draw the expert; per class group a matching step (with the
+        calibration terms summed in, under phases "summed"); then `calib_steps` rounds of
+        calibration steps. Returns the step's terms over its groups (`combined`)."""
+        config = self.config
+        match_model, calib_model = self.pool.draw(self.generator)
+        draws, group_terms = [], []
+        for group in self.groups:
+            inputs = self.group_inputs(group)
+            match = self.matching_loss(match_model, inputs)
+            if config.phases == "summed":
+                terms = {"match": match, **self.calibration_losses(
+                    calib_model, inputs.draw, inputs.syn_x, group)}
+                self.take_step(total_loss(terms, self.masking))
+            else:
+                self.take_step(match)
+                terms = {"match": match.detach()}
+            draws.append(inputs.draw)
+            group_terms.append(terms)
+        for _ in range(config.calib_steps if config.phases == "separate" else 0):
+            for group, draw, terms in zip(self.groups, draws, group_terms):
+                if group is not None:  # one draw per step; "all" shares the matching draw
+                    draw = MaskDraw.sample(self.masking, self.generator)
+                syn_x = self.augmented(self.decoded(group),
+                                       sample_augmentation(config.augment, self.generator))
+                calib = self.calibration_losses(calib_model, draw, syn_x, group)
+                self.take_step(calibration_total(calib, self.masking))
+                terms.update(calib)
+        return combined(group_terms)
+
+    def resume(self, checkpoint: Path) -> tuple[list[dict], int]:
+        """(history, steps done) of a checkpoint, its parameters, optimiser and generator
+        state restored."""
+        state = torch.load(checkpoint, weights_only=False)
+        with torch.no_grad():
+            for tensor, saved in zip(self.parameters, state["parameters"]):
+                tensor.copy_(saved)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.generator.set_state(state["generator"])
+        return state["history"], state["step"]
+
+    def save(self, checkpoint: Path, history: list[dict], done: int) -> None:
+        save_atomic({"parameters": [p.detach().cpu() for p in self.parameters],
+                     "optimizer": self.optimizer.state_dict(),
+                     "generator": self.generator.get_state(), "history": history,
+                     "step": done}, checkpoint)
+
+
 def distill(experts, task: Task, method: Method, config: DistillConfig,
             masking: MaskingConfig, seed: int, device: torch.device,
             checkpoint: Path | None = None, progress: bool = True,
@@ -141,103 +286,25 @@ def distill(experts, task: Task, method: Method, config: DistillConfig,
     expert, interpolation, masking block, masks) comes from one generator whose state is
     checkpointed, so resuming reproduces the uninterrupted run on the CPU.
     `stop_after` ends early after that many steps (to test interruption)."""
-    generator = torch.Generator().manual_seed(seed)
-    synthetic = init_from_real(task.train, task.source_domains, config.ipc, config.factor,
-                               generator)
-    if not method.distills or config.steps == 0:
-        return synthetic, []
-    if isinstance(experts, torch.nn.Module):
-        experts = [(experts, None)]
-    pool = ExpertPool(experts, device, config.interpolate, config.interpolation)
-    pixels = synthetic.images.to(device).requires_grad_(True)
-    method_state = method.start(task, synthetic, device)
-    parameters = [pixels, *method_state.parameters]
-    optimizer = torch.optim.Adam(parameters, lr=config.lr)
+    run = Distillation(experts, task, method, config, masking, seed, device)
+    if not run.optimised:
+        return run.synthetic, []
     history, start = [], 0
     if checkpoint is not None and checkpoint.exists():
-        state = torch.load(checkpoint, weights_only=False)
-        with torch.no_grad():
-            for tensor, saved in zip(parameters, state["parameters"]):
-                tensor.copy_(saved)
-        optimizer.load_state_dict(state["optimizer"])
-        generator.set_state(state["generator"])
-        history, start = state["history"], state["step"]
-    real = RealSampler(task, device)
-    syn_labels = synthetic.labels.repeat_interleave(config.factor ** 2).to(device)
-    syn_domains = synthetic.sub_domains.to(device)
-
-    def augmented(x, params):
-        return augment_for_distillation(x, config.augment, params) if config.dsa else x
-
-    def take_step(loss):
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        with torch.no_grad():
-            pixels.clamp_(0, 1)
-
+        history, start = run.resume(checkpoint)
     bar = tqdm(range(start, config.steps), desc=f"distill {method.name} ipc{config.ipc}",
                disable=not progress, initial=start, total=config.steps, leave=False)
-    # the step's groups of classes: all at once, or one class after the other (NCFM)
-    groups = [None] if config.class_steps == "all" else list(range(task.n_classes))
-    rows = {None: slice(None), **{c: (syn_labels == c).nonzero().flatten()
-                                  for c in range(task.n_classes)}}
-    image_rows = {None: slice(None), **{c: (synthetic.labels == c).nonzero().flatten().to(device)
-                                        for c in range(task.n_classes)}}
-
-    def decoded(group):  # the group's decoded rows, in the order of rows[group]
-        return decode(pixels[image_rows[group]], config.factor)
-
     for step in bar:
-        match_model, calib_model = pool.draw(generator)
-        draws, group_terms = [], []
-        for group in groups:
-            draw = MaskDraw.sample(masking, generator)
-            real_x, real_y, real_d, real_index = real.sample(config.real_per_class, generator,
-                                                             group)
-            params = sample_augmentation(config.augment, generator)  # shared by both batches
-            real_x = augmented(real_x, params)
-            syn_x = augmented(decoded(group), params)
-            real_x, syn_x = method.transform(real_x, syn_x, generator)
-            syn_y, syn_d = syn_labels[rows[group]], syn_domains[rows[group]]
-            with autocast(device):
-                match = method.matching_loss(match_model, masking, draw, task.n_classes, real_x,
-                                             real_y, real_d, syn_x, syn_y, generator,
-                                             method_state.for_batch(real_index, rows[group]))
-            if config.phases == "summed":
-                with autocast(device):
-                    terms = {"match": match, **method.calibration_losses(
-                        calib_model, masking, draw, syn_x, syn_y, syn_d, generator)}
-                take_step(total_loss(terms, masking))
-            else:
-                take_step(match)
-                terms = {"match": match.detach()}
-            draws.append(draw)
-            group_terms.append(terms)
-        for _ in range(config.calib_steps if config.phases == "separate" else 0):
-            for group, draw, terms in zip(groups, draws, group_terms):
-                if group is not None:  # one draw per step; "all" shares the matching draw
-                    draw = MaskDraw.sample(masking, generator)
-                syn_x = augmented(decoded(group), sample_augmentation(config.augment, generator))
-                with autocast(device):
-                    calib = method.calibration_losses(calib_model, masking, draw, syn_x,
-                                                      syn_labels[rows[group]],
-                                                      syn_domains[rows[group]], generator)
-                take_step(calibration_total(calib, masking))
-                terms.update(calib)
-        terms = combined(group_terms)
-        history.append({k: v.detach() for k, v in terms.items()})
+        history.append({k: v.detach() for k, v in run.step().items()})
         done = step + 1
         if checkpoint is not None and (done % config.checkpoint_every == 0 or done == config.steps):
             history = [{k: float(v) for k, v in h.items()} for h in history]  # one host sync
-            save_atomic({"parameters": [p.detach().cpu() for p in parameters],
-                          "optimizer": optimizer.state_dict(),
-                          "generator": generator.get_state(), "history": history,
-                          "step": done}, checkpoint)
+            run.save(checkpoint, history, done)
         if stop_after is not None and done >= stop_after:
             break
     history = [{k: float(v) for k, v in h.items()} for h in history]
-    synthetic.images = pixels.detach().cpu()
+    synthetic = run.synthetic
+    synthetic.images = run.pixels.detach().cpu()
     return synthetic, history
 
 

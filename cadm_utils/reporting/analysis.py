@@ -4,7 +4,7 @@ products with reporting/features.py and stored under results/<profile>/analysis/
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -12,14 +12,13 @@ import torch
 from ..data import split_name
 from ..errors import ConfigError
 from ..experiment.cells import Cell, plan_cells
-from ..experiment.products import expert, new_model, synthetic_set
+from ..experiment.products import expert, expert_pool, new_model, synthetic_set
 from ..experiment.records import append_record, current_records, load_records, matching
 from ..experiment.store import short_hash
-from ..method.distill import RealSampler
+from ..method.distill import Distillation
 from ..method.masking import MaskDraw, activation_scores, channel_mask
 from ..method.methods import PROPOSED, RANDOM, REFERENCE, get_method
-from ..method.models import N_BLOCKS
-from ..method.synthetic import SyntheticSet, decode, init_from_real
+from ..method.synthetic import SyntheticSet
 from ..runtime import default_dtype, write_atomic
 from .features import ChannelActivation, channel_activation, embeddings, grid_images, \
     score_spread, umap_2d
@@ -147,105 +146,86 @@ def _umap_panels(runner, methods) -> dict[str, dict]:
 
 
 # ----------------------------------------------------------------------------- step anatomy
-def step_anatomy(runner, method: str = PROPOSED, per_class: int = 8) -> dict[str, np.ndarray]:
-    """One distillation step of `method` on the analysis split, taken apart (stored like
-    the other analyses): the drawn block, the Eq. 5 scores of a real batch at that block
-    (one row per image, with its domain), the Eq. 6 mask, the loss terms of that step on
-    the initial synthetic set, the initial and final stored images, and the run's loss
-    history per term."""
+def step_anatomy(runner, method: str = PROPOSED) -> dict[str, np.ndarray]:
+    """The first step of `method`'s distillation on the analysis split, taken apart (stored
+    like the other analyses): the block the run drew and whether it is masked, the Eq. 5
+    scores of the step's real batch at that block (one row per image, with its domain), the
+    Eq. 6 mask the step draws, the step's loss terms, the initial and final stored images,
+    and the run's loss history per term."""
     return stored_analysis(runner, "anatomy", [method],
-                           lambda r, m: {m[0]: _anatomy_arrays(r, m[0], per_class)})[method]
+                           lambda r, m: {m[0]: _anatomy_arrays(r, m[0])})[method]
 
 
-@dataclass
-class SeededStep:
-    """The seeded inputs of one distillation step: the initial synthetic set (and its decoded
-    images), a real batch, the drawn block (active), and the generator after those draws."""
-    initial: object
-    syn_x: torch.Tensor
-    syn_y: torch.Tensor
-    real: tuple  # (x, labels, domains, indices)
-    draw: object
-    generator: torch.Generator
+def first_step(runner, cell, task, experts, force_mask: bool = False) -> tuple:
+    """(the run, its matching model, its calibration model, the first class group's inputs)
+    of the cell's distillation at step 0: `Distillation` as `distill` builds it, then the
+    loop's own first draws (the expert and its interpolation, the block, the real batch, the
+    augmentation). `force_mask` masks the drawn block for certain (the block is the run's)."""
+    cell_runner = runner.for_cell(cell)
+    config = cell_runner.store.distill_config(cell.ipc, cell.method)
+    run = Distillation(experts, task, cell.method, config, cell_runner.sections.masking,
+                       cell_runner.profile.seed, torch.device("cpu"))
+    match_model, calib_model = run.pool.draw(run.generator)
+    inputs = run.group_inputs(run.groups[0])
+    if force_mask:
+        inputs.draw = MaskDraw(inputs.draw.block, True)
+    return run, match_model, calib_model, inputs
 
 
-def seeded_step(runner, cell, task, ipc: int, per_class: int) -> SeededStep:
-    """The inputs of an illustrative step, for the step anatomy and the untrained-step
-    check: the run's initial images (its generator's first draws, as in `distill`), then
-    a real batch of `per_class` images per class and a block, masked for certain. It is not
-    the run's step 0: `distill` next draws the expert and its interpolation, then the block
-    and whether it is active, then the real batch and the augmentation it shares with the
-    synthetic batch; none of that is reproduced here."""
-    factor = runner.store.distill_config(ipc, cell.method).factor
-    generator = torch.Generator().manual_seed(runner.profile.seed)
-    initial = init_from_real(task.train, task.source_domains, ipc, factor, generator)
-    real = RealSampler(task, torch.device("cpu")).sample(per_class, generator)
-    draw = MaskDraw(int(torch.randint(N_BLOCKS, (1,), generator=generator)), True)
-    return SeededStep(initial, decode(initial.images, factor),
-                      initial.labels.repeat_interleave(factor ** 2), real, draw, generator)
-
-
-def _anatomy_arrays(runner, method: str, per_class: int) -> dict[str, np.ndarray]:
+def _anatomy_arrays(runner, method: str) -> dict[str, np.ndarray]:
     cell = analysis_cells(runner, [method])[method]
     task = runner.task(cell.dataset, cell.target)
     synthetic, info = synthetic_set(runner, cell, task)
-    model, _ = expert(runner, cell.dataset, task, cell.method)
-    step = seeded_step(runner, cell, task, cell.ipc, per_class)
-    (real_x, real_y, real_d, _), draw, generator = step.real, step.draw, step.generator
-    initial, masking = step.initial, runner.sections.masking
-    model = model.cpu().eval()
+    pool, _ = expert_pool(runner, cell.dataset, task, cell.method)
+    run, match_model, calib_model, inputs = first_step(runner, cell, task, pool)
+    draw, masking = inputs.draw, runner.sections.masking
     with torch.no_grad():
-        features = model.run_blocks(real_x, 0, draw.block + 1)
-        scores = activation_scores(features, model.head_weight(draw.block), real_d)
-        mask = channel_mask(scores, masking.p_mask, generator)
-        match = cell.method.matching_loss(model, masking, draw, task.n_classes, real_x, real_y,
-                                          real_d, step.syn_x, step.syn_y, generator)
-        calib = cell.method.calibration_losses(model, masking, draw, step.syn_x, step.syn_y,
-                                               initial.sub_domains, generator)
+        features = match_model.run_blocks(inputs.real_x, 0, draw.block + 1)
+        scores = activation_scores(features, match_model.head_weight(draw.block), inputs.real_d)
+        mask_generator = torch.Generator().manual_seed(0)
+        mask_generator.set_state(run.generator.get_state())  # the draw the loss makes next
+        mask = channel_mask(scores, masking.p_mask, mask_generator) if draw.active else \
+            torch.ones_like(scores)
+        match = run.matching_loss(match_model, inputs)
+        calib = run.calibration_losses(calib_model, draw, inputs.syn_x, inputs.group)
     history = info["history"]
     names = ("match", "reg", "cons")
-    return {"block": np.array([draw.block]), "scores": scores.numpy(), "domains": real_d.numpy(),
-            "mask": mask.numpy(), "terms": np.array([float(match), float(calib["reg"]),
-                                                     float(calib["cons"])]),
+    return {"block": np.array([draw.block]), "active": np.array([draw.active]),
+            "scores": scores.numpy(), "domains": inputs.real_d.numpy(), "mask": mask.numpy(),
+            "terms": np.array([float(match), float(calib["reg"]), float(calib["cons"])]),
             "history": np.array([[h[k] for k in names] for h in history]),
             "history_steps": np.arange(len(history)) * max(1, info["steps"] // 50),
-            "initial": initial.images.permute(0, 2, 3, 1).numpy(),
+            "initial": run.synthetic.images.permute(0, 2, 3, 1).numpy(),
             "final": synthetic.images.permute(0, 2, 3, 1).numpy(),
             "labels": synthetic.labels.numpy()}
 
 
 # ----------------------------------------------------------------------------- untrained step
 def untrained_step_terms(runner, cells) -> dict[str, dict[str, float]]:
-    """Each distilling method's loss terms of one step before any training: the seeded
-    initial synthetic set of the analysis split against the expert's seeded initial weights
-    (no pretraining, no interpolation), its block masked (Eq. 6 on the untrained heads),
-    in float64. Nothing here is trained, so the terms agree across processors far beyond
-    3 significant digits, while P_mask, λ or the side a mask is applied to move them: the
-    notebooks' regression check of the method."""
+    """Each distilling method's loss terms of the first step of its distillation on the
+    analysis split, before any training: the loop's own step 0 (`first_step`) with the
+    expert's seeded initial weights in place of the trained expert, its drawn block masked
+    for certain, in float64. Nothing here is trained, so the terms agree across processors
+    far beyond 3 significant digits, while P_mask, λ or the side a mask is applied to move
+    them: the notebooks' regression check of the method."""
     settings = runner.sections.analysis
     task = runner.task(settings.dataset, settings.target)
     first_cells = {cell.method.name: cell for cell in cells if cell.method.distills}
     with default_dtype(torch.float64):  # whatever the profile's precision
-        return {name: _untrained_terms(runner, cell, task, settings.ipc)
+        return {name: _untrained_terms(runner, replace(cell, ipc=settings.ipc), task)
                 for name, cell in first_cells.items()}
 
 
 @torch.no_grad()
-def _untrained_terms(runner, cell, task, ipc: int) -> dict[str, float]:
-    method, masking = cell.method, runner.for_cell(cell).sections.masking
-    config = runner.store.distill_config(ipc, method)
-    step = seeded_step(runner, cell, task, ipc, config.real_per_class)
-    (real_x, real_y, real_d, real_index), draw, generator = step.real, step.draw, step.generator
-    initial, syn_y = step.initial, step.syn_y
-    model = new_model(runner, task, runner.profile.seed).eval()
-    real_x, syn_x = method.transform(real_x, step.syn_x, generator)
-    batch = method.start(task, initial, torch.device("cpu")).for_batch(real_index)
-    match = method.matching_loss(model, masking, draw, task.n_classes, real_x, real_y, real_d,
-                                 syn_x, syn_y, generator, batch)
-    calib = method.calibration_losses(model, masking, draw, syn_x, syn_y, initial.sub_domains,
-                                      generator)
+def _untrained_terms(runner, cell, task) -> dict[str, float]:
+    seed = runner.for_cell(cell).profile.seed
+    untrained = [(new_model(runner, task, seed), new_model(runner, task, seed))]
+    run, match_model, calib_model, inputs = first_step(runner, cell, task, untrained,
+                                                       force_mask=True)
+    match = run.matching_loss(match_model, inputs)
+    calib = run.calibration_losses(calib_model, inputs.draw, inputs.syn_x, inputs.group)
     return {"match": float(match), "reg": float(calib["reg"]),
-            "lam_cons": masking.lam * float(calib["cons"])}
+            "lam_cons": run.masking.lam * float(calib["cons"])}
 
 
 # ----------------------------------------------------------------------------- per set

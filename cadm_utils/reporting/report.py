@@ -381,6 +381,7 @@ def _with_n(interval: dict) -> str:
     return f"{_with_interval(interval)} (n {interval['n']}{half})"
 
 
+HEADLINE_FILE = "headline.md"  # figures/<profile>/: the evaluations table alone
 EVALUATIONS_HEADER = ["claim", "paper", "DM's evaluation", "source val", "second evaluation",
                       "source val", "the two evaluations", "earlier records"]
 
@@ -486,6 +487,8 @@ def write_report(runner, extra_rows=(), figures_dir=None) -> Path:
     evaluations = evaluations_table(runner, earlier_runner(runner))
     if evaluations is not None:
         text += "\n" + evaluations.markdown()
+        headline = path.parent / HEADLINE_FILE  # the README's table
+        write_atomic(headline, lambda tmp: tmp.write_text(evaluations.markdown()))
     if (path.parent / f"{TREND_FIGURE}.png").exists():  # drawn by 06_tables
         text += (f"\n![The paired differences against the distillation length, 95 % "
                  f"intervals](<{TREND_FIGURE}.png>)\n")
