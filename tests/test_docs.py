@@ -40,8 +40,36 @@ def test_a_whole_include_keeps_its_links_pointing_at_their_files(tmp_path, monke
     assert "![trend](<figures/p/trend.png>)" in sync_docs.synced(text, tmp_path / "README.md")
 
 
-def test_the_readme_is_short_and_the_docs_speak_of_the_project_only():
-    assert len((REPO_ROOT / "README.md").read_text().splitlines()) <= 250
+def test_the_readme_is_a_front_door():
+    lines = (REPO_ROOT / "README.md").read_text().splitlines()
+    assert len(lines) <= 130
+    assert any("./run_all.sh" in line for line in lines[:40])
+    assert any("./run_tests.sh" in line for line in lines[:40])
+
+
+def test_every_figure_the_readmes_notebook_table_names_exists():
+    """The table's figures are those the README's named profile's notebooks wrote."""
+    text = (REPO_ROOT / "README.md").read_text()
+    profile = re.search(r"carry the outputs of the (\S+) profile", text).group(1)
+    table = text[text.index("| paper | notebook | figures |"):]
+    table = table[:table.index("\n\n")]
+    named = {name for row in table.splitlines()[2:] for name in
+             re.findall(r"`([a-z0-9_]+)`", row.split("|")[3])}
+    assert named, "no figure named"
+    folder = REPO_ROOT / "figures" / profile
+    missing = sorted(n for n in named if not (folder / f"{n}.png").exists()
+                     and not (folder / f"{n}.md").exists())
+    assert not missing, f"{folder}: {missing}"
+
+
+def test_the_reference_docs_say_what_is():
+    history = re.compile(r"[0-9a-f]{7}\b|from now on|first try|What comes next|found later")
+    for path in sorted((REPO_ROOT / "docs").glob("*.md")):
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            assert not history.search(line), f"{path.name}:{number}: {line}"
+
+
+def test_the_docs_speak_of_the_project_only():
     narration = re.compile(r"\bissue \d+|\bissue's\b|GPU window|device tool|\bsession\b",
                            re.I)
     for path in sync_docs.documents():

@@ -27,7 +27,9 @@ def test_reader_copies_open_on_a_readable_profile():
     for path in READER:
         cells = json.loads(path.read_text())["cells"]
         parameters = next(c for c in cells if "parameters" in c["metadata"].get("tags", []))
-        assert "".join(parameters["source"]).startswith('profile = "bench"')
+        assert "".join(parameters["source"]).startswith('profile = "smoke"')
+        injected = [c for c in cells if "injected-parameters" in c["metadata"].get("tags", [])]
+        assert all('profile = "smoke"' in "".join(c["source"]) for c in injected)
 
 
 @pytest.mark.parametrize("path", READER + sorted((ROOT / "tests" / "notebooks").glob("*.ipynb")),

@@ -119,23 +119,43 @@ def test_the_report_command_writes_its_table(tmp_path, capsys):
     assert "Verdicts: *supported*" in text and "written:" in capsys.readouterr().out
 
 
-def test_the_spread_row_needs_sets_on_disk_and_writes_nothing_without_them(tmp_path, capsys,
-                                                                          monkeypatch):
+def test_the_spread_row_is_measured_recorded_and_rendered_again_without_sets(tmp_path,
+                                                                           capsys,
+                                                                           monkeypatch):
+    """Fig. 1(b)'s units are measured where the sets are on disk and recorded with the
+    sets' ids in results/<profile>/spread.jsonl; without the sets, the recorded units of
+    the current sets render the row; with neither, one line and exit 2, nothing written."""
+    import shutil
+
     from cadm_utils.__main__ import main
     from cadm_utils.reporting import analysis
+    from .conftest import REPO_ROOT
 
-    argv = ["report", "--profile", "bench", "--spread", "--figures-dir", str(tmp_path)]
+    results = tmp_path / "results"
+    results.mkdir()
+    shutil.copy(REPO_ROOT / "results" / "bench" / "records.jsonl", results / "records.jsonl")
+    argv = ["report", "--profile", "bench", "--spread", "--figures-dir", str(tmp_path / "f"),
+            "--results-dir", str(results)]
     monkeypatch.setattr(analysis, "spread_units", lambda runner, first, second, ipc: [])
     assert main(argv) == 2
     error = capsys.readouterr().err
     assert error.startswith("error: --spread: no split has") and error.count("\n") == 1
-    assert not (tmp_path / "report.md").exists()
-    units = [("P", "mmd", 0.004, "cadm", 0.002), ("C", "mmd", 0.005, "cadm", 0.001)]
+    assert not (tmp_path / "f" / "report.md").exists()
+    units = [("ACS→P", "mmd", 0.004, "cadm", 0.002), ("APS→C", "mmd", 0.005, "cadm", 0.001)]
     monkeypatch.setattr(analysis, "spread_units", lambda runner, first, second, ipc: units)
     assert main(argv) == 0
-    row = next(line for line in (tmp_path / "report.md").read_text().splitlines()
-               if line.startswith("| Fig. 1(b)"))
-    assert "| +3.0 [" in row and "| 2 |" in row  # mean of (2, 4) ×1000, two units
+
+    def spread_row():
+        return next(line for line in (tmp_path / "f" / "report.md").read_text().splitlines()
+                    if line.startswith("| Fig. 1(b)"))
+    assert "| +3.0 [" in spread_row() and "| 2 |" in spread_row()  # (2, 4) ×1000, two units
+    monkeypatch.setattr(analysis, "spread_units", lambda runner, first, second, ipc: [])
+    (tmp_path / "f" / "report.md").unlink()
+    assert main(argv) == 0  # no set on disk: the recorded units of the current sets
+    assert "| +3.0 [" in spread_row() and "| 2 |" in spread_row()
+    (results / "records.jsonl").write_text(
+        (results / "records.jsonl").read_text().replace('"set_id": "', '"set_id": "x'))
+    assert main(argv) == 2  # the sets were remade: the recorded units are not theirs
 
 
 def test_a_stage_states_its_own_claims_with_table_1s_difference_between_base_methods():

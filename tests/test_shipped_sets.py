@@ -60,7 +60,7 @@ def test_a_shipped_set_loads_and_carries_its_committed_records(profile, path, en
         content["stored"]["factor"] ** 2
 
 
-@pytest.mark.slow
+@pytest.mark.heavy
 def test_evaluate_set_reproduces_a_shipped_records_accuracy(pacs_root, tmp_path):
     profile, path, entry = next(e for e in shipped_entries() if e[2]["dataset"] == "pacs")
     record = own_records(profile, entry)[0]

@@ -4,7 +4,7 @@ ours over paired units (split × distilled set, evaluation seeds averaged inside
 from __future__ import annotations
 
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..data import split_name
@@ -374,6 +374,13 @@ def evaluations_agree(one: dict, other: dict) -> str:
     return f"both {sides[0]}" if sides[0] == sides[1] else f"{sides[0]} / {sides[1]}"
 
 
+def _on_splits_of(records: list[dict], claim: Claim, units: list[tuple]) -> dict:
+    """The claim's interval on `records`, over the splits that `units` cover (all of the
+    claim's where `units` is empty), so that two evaluations are read on the same units."""
+    splits = tuple(sorted({unit[0] for unit in units})) or claim.splits
+    return claim_units(records, replace(claim, splits=splits))[1]
+
+
 def _with_n(interval: dict) -> str:
     if interval.get("n", 0) == 0:
         return "not measured"
@@ -398,7 +405,7 @@ def evaluations_table(runner, earlier_runner=None) -> Table | None:
     earlier = current_records(earlier_runner) if earlier_runner is not None else []
     rows = []
     for claim in headline_claims(profile):
-        unseen = claim_units(records, claim)[1]
+        units, unseen = claim_units(records, claim)
         other = under_second_evaluation(profile, claim)
         other_unseen = claim_units(records, other)[1] if other else {"n": 0}
         rows.append([claim.label, _signed(paper_mean(claim, claim_units(records, claim)[0])),
@@ -407,12 +414,14 @@ def evaluations_table(runner, earlier_runner=None) -> Table | None:
                      _with_n(claim_units(records, other, "source_val_acc")[1]) if other
                      else "not measured",
                      evaluations_agree(unseen, other_unseen),
-                     _with_n(claim_units(earlier, claim)[1]) if earlier_runner else "–"])
+                     _with_n(_on_splits_of(earlier, claim, units)) if earlier_runner
+                     else "–"])
     second = ", ".join(f"{k} {v}" for k, v in profile.second_evaluation.items()) or "none"
     earlier_name = profile.earlier_evaluation or "none"
     return Table(f"The headline claims under both evaluations of {profile.name} (second: "
-                 f"{second}) and on the earlier records ({earlier_name}); unseen-domain "
-                 "accuracy % unless marked, paired over split × distilled set",
+                 f"{second}) and on the earlier records ({earlier_name}, on the same splits as "
+                 "DM's evaluation here); unseen-domain accuracy % unless marked, paired over "
+                 "split × distilled set",
                  EVALUATIONS_HEADER, rows)
 
 
