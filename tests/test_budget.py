@@ -88,7 +88,7 @@ def test_budgeted_dry_run_exports_and_merges(tmp_path):
 
 
 def fake_runner(tmp_path, name):
-    return SimpleNamespace(profile={"name": name}, records_path=tmp_path / name / "records.jsonl",
+    return SimpleNamespace(profile=SimpleNamespace(name=name), records_path=tmp_path / name / "records.jsonl",
                            run_dir=tmp_path / name / "runs")
 
 
@@ -143,7 +143,7 @@ def test_an_export_cut_off_mid_write_leaves_the_previous_one(tmp_path):
         merge_export(home, folder)
 
 
-@pytest.mark.slow
+@pytest.mark.heavy  # about a CPU-minute: .ci/run
 def test_the_gpu_window_script_runs_on_the_cpu(tmp_path):
     """scripts/gpu_window.sh, the one command of a budgeted GPU slice, with the ci profile, tiny step
     timings on the CPU and a budget of one second: the log names the commit and both exit
@@ -192,7 +192,7 @@ def test_estimate_counts_only_the_products_still_missing(tmp_path):
     """A cell whose set is on disk costs its evaluations only; one whose experts are on disk
     but whose set is not adds a distillation, not a second expert training."""
     from cadm_utils.experiment.cost import measured_seconds as estimate
-    from cadm_utils.experiment.pipeline import _expert_path, missing_products
+    from cadm_utils.experiment.planning import expert_path, missing_products
 
     runner, cells = open_run("ci", stages="table1", results_dir=tmp_path / "r",
                              run_dir=tmp_path / "w", progress=False)
@@ -203,7 +203,7 @@ def test_estimate_counts_only_the_products_still_missing(tmp_path):
     assert estimate(runner, cell, 3, done) == 3 * 2.0 + 30.0 + 100.0
     experts, sets = missing_products(runner, [cell])
     for key in experts:
-        path = _expert_path(runner, key)
+        path = expert_path(runner, key)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.touch()
     assert estimate(runner, cell, 3, done) == 3 * 2.0 + 30.0

@@ -10,7 +10,7 @@ from cadm_utils.experiment.records import load_records
 from cadm_utils.profiles import load_profile
 
 
-@pytest.mark.slow
+@pytest.mark.heavy  # about a CPU-minute: .ci/run
 def test_submitit_local_executor_runs_the_ci_cells(tmp_path):
     profile = load_profile("ci").values
     profile.update(name="ci_submitit", precision="float32", launcher="submitit-local")

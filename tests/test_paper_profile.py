@@ -28,7 +28,7 @@ def test_paper_profile_is_complete_and_plans_every_table():
     assert profile.sections.evaluate.stack_seeds is True  # the route below trains them stacked
 
 
-@pytest.mark.slow
+@pytest.mark.heavy  # about a CPU-minute: .ci/run
 def test_paper_route_on_pacs_with_tiny_steps(pacs_root, tmp_path):
     profile = load_profile("paper").values
     profile.update(name="paper_tiny", device="cpu")
@@ -44,7 +44,7 @@ def test_paper_route_on_pacs_with_tiny_steps(pacs_root, tmp_path):
     assert [(c.method.name, c.ipc) for c in cells] == [("mmd", 10), ("cadm", 10)]
     records = [r for cell in cells for r in run_cell(runner, cell)]
     assert len(records) == 6 and {r["split"] for r in records} == {"ACS→P"}
-    table = stage_tables(Runner(profile, results_dir=tmp_path / "r", progress=False))
+    table = stage_tables(Runner(load_profile(path), results_dir=tmp_path / "r", progress=False))
     row = next(r for r in table["table1_pacs"].rows if r[0] == "cadm")
     assert "(3)" in row[2] and "[paper 48.7]" in row[2]  # column 2: ACS→P IPC 10
     # the evaluation check's NCFM row evaluates Table 1's set again: nothing is distilled
@@ -82,7 +82,7 @@ def test_pacs_cpu_route_on_pacs_with_tiny_steps(pacs_root, tmp_path):
     records = evaluate_cells(runner, cells)
     assert {(r["method"], r["ipc"]) for r in records} == {("random", 1), ("mmd", 1),
                                                            ("cadm", 1), ("full", 0)}
-    table = stage_tables(Runner(profile, results_dir=tmp_path / "r", progress=False))
+    table = stage_tables(Runner(load_profile(path), results_dir=tmp_path / "r", progress=False))
     full = next(r for r in table["table1_pacs"].rows if r[0] == "Full dataset")
     assert "[paper 61.1]" in full[1] and "[our GPU 53.7]" in full[1]
 

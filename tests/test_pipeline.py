@@ -154,13 +154,16 @@ def test_replicate_rows_are_pooled_per_method():
     from cadm_utils.experiment.cells import stage_rows
     from cadm_utils.reporting.tables import replicate_groups, split_summary_table
 
-    rows = stage_rows({"methods": ["mmd", "cadm"], "variants": {
-        "reference": {}, "seed1": {"seed": 1}, "seed2": {"seed": 2}}}, None)
+    from cadm_utils.settings import Stage
+
+    rows = stage_rows(Stage("s", "variants", ["pacs"], [10], methods=["mmd", "cadm"], variants={
+        "reference": {}, "seed1": {"seed": 1}, "seed2": {"seed": 2}}), None)
     groups = replicate_groups(rows)
     assert groups == {"mmd, 3 seeds pooled": ["mmd", "mmd{seed1}", "mmd{seed2}"],
                       "cadm, 3 seeds pooled": ["cadm", "cadm{seed1}", "cadm{seed2}"]}
-    assert replicate_groups(stage_rows({"methods": ["mmd"], "variants": {
-        "reference": {}, "other": {"distill.lr": 0.1}}}, None)) is None
+    other = Stage("s", "variants", ["pacs"], [10], methods=["mmd"],
+                  variants={"reference": {}, "other": {"distill.lr": 0.1}})
+    assert replicate_groups(stage_rows(other, None)) is None
     splits = ["ACS→P", "APS→C"]
     accs = {("mmd", "ACS→P"): [30.0, 32.0], ("mmd{seed1}", "ACS→P"): [40.0],
             ("mmd{seed2}", "ACS→P"): [], ("mmd", "APS→C"): [50.0],
@@ -203,7 +206,7 @@ def test_tables_show_the_paper_value_beside_ours():
     assert t3.rows == [["10", "cadm", "41.0 ± 1.0 (3) [paper 45.7]"]]
 
 
-@pytest.mark.slow
+@pytest.mark.heavy  # about a CPU-minute: .ci/run
 def test_two_worker_processes_give_the_same_cells_as_one(tmp_path):
     """Jobs spread over spawned single-thread processes: every record written once, the
     synthetic sets of a single-thread serial run, and a second run reuses everything.

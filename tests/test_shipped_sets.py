@@ -54,8 +54,7 @@ def test_a_shipped_set_loads_and_carries_its_committed_records(profile, path, en
         [(r["seed"], r["acc"]) for r in info["records"]] == \
         [(r["seed"], r["acc"]) for r in entry["records"]]
     images, labels = read_set_file(path, len(info["class_names"]),
-                                   load_profile(profile)["datasets"][entry["dataset"]]
-                                   ["resolution"])
+                                   load_profile(profile).datasets[entry["dataset"]].resolution)
     assert len(labels) == entry["ipc"] * len(info["class_names"]) * \
         content["stored"]["factor"] ** 2
 

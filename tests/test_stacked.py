@@ -69,6 +69,7 @@ def test_stacked_training_runs_the_cuda_path_on_the_cpu():
 
 def test_a_cell_stacked_gives_the_records_of_a_cell_run_seed_by_seed(tmp_path):
     from cadm_utils.experiment.pipeline import evaluate_cells, open_run
+    from cadm_utils.experiment.runner import Runner
     from cadm_utils.runtime import set_precision
 
     accuracies = {}
@@ -76,10 +77,10 @@ def test_a_cell_stacked_gives_the_records_of_a_cell_run_seed_by_seed(tmp_path):
         runner, cells = open_run("ci", methods="random", ipcs="10", targets="P",
                                  stages="table1", results_dir=tmp_path / f"r{stacked}",
                                  run_dir=tmp_path / "w", progress=False)
-        set_precision("float64")  # the same numbers up to rounding, not up to chaos
         runner = Runner(runner.profile.with_overrides({"evaluate.stack_seeds": stacked}),
                         results_dir=tmp_path / f"r{stacked}", run_dir=tmp_path / "w",
                         progress=False)
+        set_precision("float64")  # the same numbers up to rounding, not up to chaos
         records = evaluate_cells(runner, cells)
         accuracies[stacked] = sorted((r["seed"], r["acc"], r["source_val_acc"]) for r in records)
         assert current_records(runner) and len(records) == runner.sections.evaluate.seeds
