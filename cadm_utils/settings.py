@@ -380,9 +380,13 @@ def seed_row(row: str, seed: int, default_seed: int) -> str:
     if seed == default_seed:
         return row
     method, _, variant = row.partition("{")
-    variant = variant.rstrip("}")
-    return f"{method}{{{variant}_seed{seed}}}" if variant and variant != "reference" \
-        else f"{method}{{seed{seed}}}"
+    return f"{method}{{{seeded_variant(variant.rstrip('}'), seed)}}}"
+
+
+def seeded_variant(variant: str, seed: int) -> str:
+    """A variant row's name at pipeline seed `seed`: seedN for the method's own row ("" or
+    reference), variant_seedN for any other."""
+    return f"{variant}_seed{seed}" if variant not in ("", "reference") else f"seed{seed}"
 
 
 def _seeded(name: str, key: str, settings: dict, default_seed: int) -> None:
@@ -398,8 +402,7 @@ def _seeded(name: str, key: str, settings: dict, default_seed: int) -> None:
         if "seed" in overrides:
             _fail(name, f"{key}.variants.{row}", "sets seed although the stage has seeds")
         for seed in seeds:
-            named = row if seed == default_seed else \
-                seed_row(f"m{{{row}}}", seed, default_seed)[2:-1]
+            named = row if seed == default_seed else seeded_variant(row, seed)
             expanded[named] = overrides if seed == default_seed else {**overrides, "seed": seed}
     settings["variants"] = expanded
     claims = []

@@ -408,7 +408,7 @@ def evaluations_table(runner, earlier_runner=None) -> Table | None:
         units, unseen = claim_units(records, claim)
         other = under_second_evaluation(profile, claim)
         other_unseen = claim_units(records, other)[1] if other else {"n": 0}
-        rows.append([claim.label, _signed(paper_mean(claim, claim_units(records, claim)[0])),
+        rows.append([claim.label, _signed(paper_mean(claim, units)),
                      _with_n(unseen), _with_n(claim_units(records, claim, "source_val_acc")[1]),
                      _with_n(other_unseen),
                      _with_n(claim_units(records, other, "source_val_acc")[1]) if other
