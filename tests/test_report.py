@@ -315,3 +315,22 @@ def test_the_earlier_records_read_the_same_claims_as_before():
     table = evaluations_table(runner, earlier)
     assert table.rows[0][0] == "MMD above its initialisation"
     assert table.rows[0][2] == "not measured" and "(n 8," in table.rows[0][-1]
+
+
+def test_the_headline_shows_the_networks_share_of_a_claims_variance():
+    """The same hand numbers as test_paired's network_noise check: 31/61 of the units'
+    variance comes from the evaluation networks; records outside the claim's splits, data
+    set or IPC do not count."""
+    from cadm_utils.reporting.report import network_share
+
+    def records(method, split, values, **extra):
+        return [{**_record(method, split, i, v, 50.0), **extra} for i, v in enumerate(values)]
+
+    rows = (records("a", "ACS→P", [50, 54]) + records("b", "ACS→P", [40, 42])
+            + records("a", "APS→C", [30, 36]) + records("b", "APS→C", [31, 31])
+            + records("a", "CPS→A", [20, 22]) + records("b", "CPS→A", [10, 18])
+            + records("a", "ACP→S", [0, 99]) + records("b", "ACP→S", [0, 0])
+            + records("a", "ACS→P", [0, 99], ipc=1) + records("b", "ACS→P", [0, 0], ipc=1))
+    claim = Claim("a above b", "pacs", 10, ("a",), ("b",), ("ACS→P", "APS→C", "CPS→A"), {})
+    assert network_share(rows, claim) == f"{100 * 31 / 61:.0f} % (2 a set)"
+    assert network_share(rows, dataclasses.replace(claim, splits=("ACS→P",))) == "–"

@@ -11,7 +11,7 @@ from ..data import split_name
 from ..experiment.records import current_records, load_records, matching
 from ..method.methods import PROPOSED, REFERENCE, ablation_variant, method_label
 from . import paper_numbers
-from .paired import interval_of, paired_difference
+from .paired import interval_of, network_noise, paired_difference
 from .tables import Table
 
 VERDICT_RULE = ("*supported*: the 95 % interval of our difference lies above 0; *not supported "
@@ -389,13 +389,25 @@ def _with_n(interval: dict) -> str:
 
 
 HEADLINE_FILE = "headline.md"  # figures/<profile>/: the evaluations table alone
-EVALUATIONS_HEADER = ["claim", "paper", "DM's evaluation", "source val", "second evaluation",
-                      "source val", "the two evaluations", "earlier records"]
+EVALUATIONS_HEADER = ["claim", "paper", "DM's evaluation", "networks' share", "source val",
+                      "second evaluation", "source val", "the two evaluations", "earlier records"]
+
+
+def network_share(records: list[dict], claim: Claim) -> str:
+    """The evaluation networks' share of the claim's unit variance (paired.network_noise),
+    "–" with fewer than 2 units of 2 or more networks a set."""
+    own = [r for r in matching(records, dataset=claim.dataset) if r.get("split") in claim.splits]
+    noise = network_noise(own, list(claim.first), list(claim.second), networks=1,
+                          ipc=claim.ipc, net=claim.net)
+    if noise["n"] < 2:
+        return "–"
+    return f"{100 * noise['network_share']:.0f} % ({noise['networks']:.0f} a set)"
 
 
 def evaluations_table(runner, earlier_runner=None) -> Table | None:
     """Each headline claim under the profile's evaluation and its `second_evaluation`
-    (unseen domain and source val, interval, n, half-width), whether the two point the same
+    (unseen domain and source val, interval, n, half-width; the networks' share of the
+    variance under the first), whether the two point the same
     way, and the same claim on the `earlier_evaluation` profile's records. None for a
     profile with neither."""
     profile = runner.profile
@@ -409,7 +421,8 @@ def evaluations_table(runner, earlier_runner=None) -> Table | None:
         other = under_second_evaluation(profile, claim)
         other_unseen = claim_units(records, other)[1] if other else {"n": 0}
         rows.append([claim.label, _signed(paper_mean(claim, units)),
-                     _with_n(unseen), _with_n(claim_units(records, claim, "source_val_acc")[1]),
+                     _with_n(unseen), network_share(records, claim),
+                     _with_n(claim_units(records, claim, "source_val_acc")[1]),
                      _with_n(other_unseen),
                      _with_n(claim_units(records, other, "source_val_acc")[1]) if other
                      else "not measured",
