@@ -214,7 +214,9 @@ def report(args) -> None:
     from .reporting import report as claims
 
     runner = _runner(args, device="cpu")
-    extra = [_spread_row(runner, claims)] if args.spread else []
+    if args.train_probes and not args.spread:
+        raise ConfigError("--train-probes goes with --spread")
+    extra = [_spread_row(runner, claims, args.train_probes)] if args.spread else []
     path = claims.write_report(runner, extra, args.figures_dir)
     print(path.read_text(), end="")
     print(f"written: {path}")
@@ -273,18 +275,19 @@ def _where_products_come_from(runner, what: str) -> str:
             f"python -m cadm_utils run --profile {name} for chosen cells.")
 
 
-def _spread_row(runner, claims) -> list[str]:
+def _spread_row(runner, claims, train_probes: bool = False) -> list[str]:
     from .reporting.analysis import SPREAD_FILE, recorded_spread_units
 
     settings = runner.sections.analysis
     mmd, cadm = claims.paired_rows(runner.profile, "mmd", "cadm")
-    units = recorded_spread_units(runner, list(mmd), list(cadm), settings.ipc)
+    units = recorded_spread_units(runner, list(mmd), list(cadm), settings.ipc, train_probes)
     if not units:  # rather than a "not measured" row over one that was measured
         raise ConfigError(f"--spread: no split has Table 1's MMD and CADM sets and CADM's "
                           f"expert on disk under {runner.run_dir}/, nor a unit of the current "
                           f"sets in {runner.results_dir / SPREAD_FILE}: make them with python "
-                          f"-m cadm_utils run --profile {runner.profile.name} --stages table1, "
-                          "or report without --spread")
+                          f"-m cadm_utils run --profile {runner.profile.name} --stages table1 "
+                          "(then --train-probes where the sets came from sets/), or report "
+                          "without --spread")
     return claims.spread_row(units, settings.dataset, settings.ipc)
 
 
@@ -448,6 +451,9 @@ def build_parser() -> argparse.ArgumentParser:
     reporter.add_argument("--spread", action="store_true",
                           help="add Fig. 1(b)'s statistic of Table 1's MMD and CADM sets on "
                                "disk (needs --data-root for real data)")
+    reporter.add_argument("--train-probes", action="store_true",
+                          help="with --spread: train CADM's expert where a split's sets are on "
+                               "disk without it (sets taken from sets/ come without experts)")
     reporter.set_defaults(func=report)
 
     exporter = commands.add_parser("export-sets", help="write the profile's distilled sets on "

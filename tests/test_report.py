@@ -136,20 +136,20 @@ def test_the_spread_row_is_measured_recorded_and_rendered_again_without_sets(tmp
     shutil.copy(REPO_ROOT / "results" / "bench" / "records.jsonl", results / "records.jsonl")
     argv = ["report", "--profile", "bench", "--spread", "--figures-dir", str(tmp_path / "f"),
             "--results-dir", str(results)]
-    monkeypatch.setattr(analysis, "spread_units", lambda runner, first, second, ipc: [])
+    monkeypatch.setattr(analysis, "spread_units", lambda runner, first, second, ipc, **_: [])
     assert main(argv) == 2
     error = capsys.readouterr().err
     assert error.startswith("error: --spread: no split has") and error.count("\n") == 1
     assert not (tmp_path / "f" / "report.md").exists()
     units = [("ACS→P", "mmd", 0.004, "cadm", 0.002), ("APS→C", "mmd", 0.005, "cadm", 0.001)]
-    monkeypatch.setattr(analysis, "spread_units", lambda runner, first, second, ipc: units)
+    monkeypatch.setattr(analysis, "spread_units", lambda runner, first, second, ipc, **_: units)
     assert main(argv) == 0
 
     def spread_row():
         return next(line for line in (tmp_path / "f" / "report.md").read_text().splitlines()
                     if line.startswith("| Fig. 1(b)"))
     assert "| +3.0 [" in spread_row() and "| 2 |" in spread_row()  # (2, 4) ×1000, two units
-    monkeypatch.setattr(analysis, "spread_units", lambda runner, first, second, ipc: [])
+    monkeypatch.setattr(analysis, "spread_units", lambda runner, first, second, ipc, **_: [])
     (tmp_path / "f" / "report.md").unlink()
     assert main(argv) == 0  # no set on disk: the recorded units of the current sets
     assert "| +3.0 [" in spread_row() and "| 2 |" in spread_row()

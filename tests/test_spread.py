@@ -50,3 +50,27 @@ def test_spread_units_read_both_sets_with_cadms_heads_and_need_a_cadm_row(tmp_pa
     assert cadm == pytest.approx(score_spread(probe, sets["cadm"]))
     with pytest.raises(ConfigError, match="has a CADM expert"):
         spread_units(runner, ["mmd"], ["random"], 1)
+
+
+def test_a_missing_probe_is_trained_only_when_asked_and_must_be_the_sets_own(tmp_path):
+    """Sets taken from sets/ come without their experts: `train_probes` trains CADM's again,
+    and the unit counts only where it is the expert that made CADM's set."""
+    from cadm_utils.errors import DataError
+    from cadm_utils.experiment.pipeline import open_run
+
+    runner, cells = open_run("ci", stages="table1", methods="mmd,cadm", targets="P", ipcs="1",
+                             results_dir=tmp_path / "r", run_dir=tmp_path / "w", progress=False)
+    task = runner.task("embedded", "P")
+    for cell in cells:
+        synthetic_set(runner, cell, task)
+    before = spread_units(runner, ["mmd"], ["cadm"], 1)
+    for path in (tmp_path / "w" / "experts").iterdir():
+        path.unlink()
+    assert spread_units(runner, ["mmd"], ["cadm"], 1) == []
+    assert spread_units(runner, ["mmd"], ["cadm"], 1, train_probes=True) == before
+    cadm_set = runner.store.synthetic_path(cells[-1])
+    state = torch.load(cadm_set, weights_only=False)
+    state["info"]["expert_ids"] = ["another"]
+    torch.save(state, cadm_set)
+    with pytest.raises(DataError, match="is not the one that made the set"):
+        spread_units(runner, ["mmd"], ["cadm"], 1)

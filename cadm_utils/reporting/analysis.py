@@ -10,8 +10,9 @@ import numpy as np
 import torch
 
 from ..data import split_name
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError
 from ..experiment.cells import Cell, plan_cells
+from ..experiment.parallel import job_threads
 from ..experiment.products import expert, expert_pool, new_model, synthetic_set
 from ..experiment.records import append_record, current_records, load_records, matching
 from ..experiment.store import short_hash
@@ -19,7 +20,7 @@ from ..method.distill import Distillation
 from ..method.masking import MaskDraw, activation_scores, channel_mask
 from ..method.methods import PROPOSED, RANDOM, REFERENCE, get_method
 from ..method.synthetic import SyntheticSet
-from ..runtime import default_dtype, write_atomic
+from ..runtime import default_dtype, torch_threads, write_atomic
 from .features import ChannelActivation, channel_activation, embeddings, grid_images, \
     score_spread, umap_2d
 
@@ -229,11 +230,13 @@ def _untrained_terms(runner, cell, task) -> dict[str, float]:
 
 
 # ----------------------------------------------------------------------------- per set
-def spread_units(runner, first: list[str], second: list[str], ipc: int) -> list[tuple]:
+def spread_units(runner, first: list[str], second: list[str], ipc: int,
+                 train_probes: bool = False) -> list[tuple]:
     """Fig. 1(b)'s statistic of the i-th rows' sets on every split where both sets and the
-    probing expert are on disk (nothing is trained or distilled): (split, first row, value,
-    second row, value). Both sets of a unit are read by the same heads, those of the expert
-    of whichever row of the pair is CADM's (expert kind "domain")."""
+    probing expert are on disk (nothing is distilled; with `train_probes` a missing probing
+    expert is trained, as a set taken from sets/ comes without its expert): (split, first
+    row, value, second row, value). Both sets of a unit are read by the same heads, those
+    of the expert of whichever row of the pair is CADM's (expert kind "domain")."""
     cells = _cells_by_row(runner, ipc)
     units = []
     for a, b in zip(first, second, strict=True):
@@ -246,7 +249,7 @@ def spread_units(runner, first: list[str], second: list[str], ipc: int) -> list[
             cell_b, probe_cell = cells[b].get(split), cells[probe_row].get(split)
             if cell_b is None:
                 continue
-            values = _spreads(runner, (cell_a, cell_b), probe_cell)
+            values = _spreads(runner, (cell_a, cell_b), probe_cell, train_probes)
             if values is not None:
                 units.append((split, a, values[0], b, values[1]))
     return units
@@ -255,14 +258,15 @@ def spread_units(runner, first: list[str], second: list[str], ipc: int) -> list[
 SPREAD_FILE = "spread.jsonl"  # results/<profile>/: Fig. 1(b)'s measured units, as data
 
 
-def recorded_spread_units(runner, first: list[str], second: list[str], ipc: int) -> list[tuple]:
+def recorded_spread_units(runner, first: list[str], second: list[str], ipc: int,
+                          train_probes: bool = False) -> list[tuple]:
     """Fig. 1(b)'s units of the rows' current sets: each measured where the sets and the
     probing expert are on disk (`spread_units`) and then recorded in
     results/<profile>/spread.jsonl with both sets' content ids, else read from that file,
     so that a fresh clone renders the row without a product. A recorded unit counts only
     for the sets that the current records name (a remade set needs measuring again)."""
     path = runner.results_dir / SPREAD_FILE
-    measured = spread_units(runner, first, second, ipc)
+    measured = spread_units(runner, first, second, ipc, train_probes=train_probes)
     ids = _current_set_ids(runner, ipc)
     for split, a, x, b, y in measured:
         append_record(path, {"kind": "spread", "split": split, "ipc": ipc, "first": a,
@@ -294,13 +298,19 @@ def _cells_by_row(runner, ipc: int) -> dict[str, dict[str, object]]:
     return rows
 
 
-def _spreads(runner, cells, probe_cell) -> tuple[float, ...] | None:
+def _spreads(runner, cells, probe_cell, train_probe: bool = False) -> tuple[float, ...] | None:
     paths = [runner.for_cell(cell).store.synthetic_path(cell) for cell in cells]
     probe_runner = runner.for_cell(probe_cell)
     task = runner.task(probe_cell.dataset, probe_cell.target)
     expert_path = probe_runner.store.expert_path(probe_cell.dataset, task.name, probe_cell.method)
-    if not expert_path.exists() or not all(p.exists() for p in paths):
+    if not all(p.exists() for p in paths) or not (train_probe or expert_path.exists()):
         return None
-    probe, _ = expert(probe_runner, probe_cell.dataset, task, probe_cell.method)
-    sets = [SyntheticSet.from_state(torch.load(p, weights_only=False)["set"]) for p in paths]
+    states = [torch.load(p, weights_only=False) for p in paths]
+    made_by = states[list(cells).index(probe_cell)]["info"].get("expert_ids", [])
+    with torch_threads(job_threads(runner.workers)):  # the threads the pipeline trains on
+        probe, info = expert(probe_runner, probe_cell.dataset, task, probe_cell.method)
+    if made_by and info["expert_id"] not in made_by:
+        raise DataError(f"{expert_path.name}: expert {info['expert_id']} is not the one that "
+                        f"made the set it should read ({', '.join(made_by)})")
+    sets = [SyntheticSet.from_state(state["set"]) for state in states]
     return tuple(score_spread(probe, synthetic) for synthetic in sets)
