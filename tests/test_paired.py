@@ -76,6 +76,26 @@ def test_network_noise_splits_the_units_variance_by_hand():
     assert network_noise(rows, ["a"], ["nothing"], networks=4) == {"n": 0}
 
 
+def test_more_networks_never_widen_units_that_vary_less_than_their_networks():
+    from cadm_utils.reporting.paired import network_noise
+
+    def records(method, split, values):
+        return [{"method": method, "split": split, "seed": i, "acc": v, "net": "resnet18"}
+                for i, v in enumerate(values)]
+
+    rows = (records("a", "P", [40, 46]) + records("b", "P", [30, 30])
+            + records("a", "C", [20, 28]) + records("b", "C", [14, 14]))
+    # differences 13 and 10: variance 4.5; networks' part (18/2 + 32/2) / 2 = 12.5 > 4.5, so
+    # the sets' part is 0; one network's spread (18 + 32) / 2 = 25; with 8 networks a set the
+    # variance is 4.5 · (25/8) / 12.5
+    noise = network_noise(rows, ["a"], ["b"], networks=8)
+    t = 12.706204736174698 / math.sqrt(2)                      # t(0.975, 1) / √n
+    assert noise["network_share"] == 1.0
+    assert math.isclose(noise["half_width"], t * math.sqrt(4.5))
+    assert math.isclose(noise["projected_half_width"], t * math.sqrt(4.5 * 25 / 8 / 12.5))
+    assert noise["projected_half_width"] < noise["half_width"]
+
+
 def test_compare_reads_the_network_noise_and_refuses_a_count_below_one(capsys):
     from cadm_utils.__main__ import main
 

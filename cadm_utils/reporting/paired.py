@@ -82,6 +82,8 @@ def network_noise(records: list[dict], first: list[str], second: list[str], netw
     The network part is each unit's (s²a/ka + s²b/kb), averaged over units; τ² is the
     units' observed variance less that part (at least 0). With K networks a set the
     variance becomes τ² + (σa² + σb²)/K, and the half-width t(n−1)·sd/√n at the same n.
+    Where the observed variance falls below the network part (few units), τ² is 0 and the
+    observed variance is scaled by the same ratio, so that more networks never widen it.
     Units with a single network on either side have no spread to read and are left out."""
     ipc = chosen_ipc(records, first + second, ipc)
     pairs = []
@@ -98,9 +100,12 @@ def network_noise(records: list[dict], first: list[str], second: list[str], netw
     per_network = statistics.fmean(statistics.variance(x) + statistics.variance(y)
                                    for x, y in pairs)
     sets_part = max(0.0, observed - network_part)
+    modelled = sets_part + network_part  # the observed variance unless that is the smaller
+    projected = observed * (sets_part + per_network / networks) / modelled if modelled > 0 \
+        else 0.0
     t = stats.t.ppf(0.975, len(pairs) - 1) / len(pairs) ** 0.5
     return {"n": len(pairs), "networks": statistics.fmean(len(x) + len(y) for x, y in pairs) / 2,
             "network_share": min(1.0, network_part / observed) if observed > 0 else 1.0,
             "half_width": t * observed ** 0.5,
             "projected_networks": networks,
-            "projected_half_width": t * (sets_part + per_network / networks) ** 0.5}
+            "projected_half_width": t * projected ** 0.5}
