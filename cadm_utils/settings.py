@@ -149,7 +149,8 @@ def stage_kind(settings: dict) -> str:
 KEYED_UNLESS = {"distill.class_steps": "all", "evaluate.protocol": "dm",
                 "pretrain.keep": "last", "pretrain.protocol": "dm",
                 "pretrain.heads": "trained", "distill.interpolation": "all",
-                "full_data.epochs": 0, "evaluate.dsa": "pixels"}
+                "full_data.epochs": 0, "evaluate.dsa": "pixels",
+                "evaluate.dsa_draws": "image", "evaluate.dsa_operations": "one"}
 # evaluate settings that decide which records exist or how they are computed, not their
 # values (stacked networks end where sequential ones do, tests/test_stacked.py): in no key
 HOW_NOT_WHAT = ("seeds", "stack_seeds")

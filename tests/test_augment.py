@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from cadm_utils.method.augment import DsaParams, OPS, apply_dsa, crop_flip, sample_dsa
@@ -141,3 +142,56 @@ def test_the_evaluation_trains_with_the_dsa_its_profile_names():
 
     assert EvaluateConfig(epochs=2).train_config().augment == "dsa"
     assert EvaluateConfig(epochs=2, dsa="pixels").train_config().augment == "dsa_pixels"
+
+
+def test_a_batch_draw_moves_every_image_of_the_batch_alike():
+    """draws "batch" (DiffAugment's batchmode): copies of one image stay copies under every
+    operation; draws "image" (DM's evaluation) sends them apart."""
+    from cadm_utils.method.augment import dsa
+
+    x = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(5)).expand(6, -1, -1, -1)
+    apart = []
+    for seed in range(12):
+        shared = dsa(x, torch.Generator().manual_seed(seed), draws="batch", operations="all")
+        assert torch.allclose(shared, shared[:1].expand_as(shared), atol=1e-6)
+        own = dsa(x, torch.Generator().manual_seed(seed), draws="image")
+        apart.append(not torch.allclose(own, own[:1].expand_as(own), atol=1e-6))
+    assert any(apart)
+
+
+def test_all_operations_run_every_operation_in_diffaugments_order(monkeypatch):
+    """operations "all" (DiffAugment's mode 'M') applies the strategy
+    'color_crop_cutout_flip_scale_rotate' in that order; "one" (mode 'S') one operation."""
+    from cadm_utils.method import augment
+
+    applied = []
+    real = augment.apply_dsa
+    monkeypatch.setattr(augment, "apply_dsa", lambda x, p: applied.append(p.op) or real(x, p))
+    x = torch.rand(4, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    augment.dsa(x, torch.Generator().manual_seed(1), operations="all")
+    assert applied == "color_crop_cutout_flip_scale_rotate".split("_")
+    applied.clear()
+    augment.dsa(x, torch.Generator().manual_seed(1))
+    assert len(applied) == 1
+
+
+def test_every_ablated_draw_keeps_a_mean_colour_image_within_half_a_std():
+    from cadm_utils.method.train import augment_batch
+
+    generator = torch.Generator().manual_seed(4)
+    for draws in ("image", "batch"):
+        for operations in ("one", "all"):
+            for _ in range(12):
+                moved = largest_departure(augment_batch(mean_colour_images(), "dsa", generator,
+                                                        draws, operations))
+                assert (moved <= 0.5 + 1e-5).all(), (draws, operations)
+
+
+def test_an_unknown_dsa_draw_is_refused_by_name():
+    from cadm_utils.errors import ConfigError
+    from cadm_utils.method.train import EvaluateConfig, TrainConfig
+
+    with pytest.raises(ConfigError, match="dsa_draws must be one of image, batch"):
+        EvaluateConfig(epochs=10, dsa_draws="row")
+    with pytest.raises(ConfigError, match="unknown DSA draws 'row'"):
+        TrainConfig(epochs=1, augment="dsa", dsa_draws="row")

@@ -118,12 +118,31 @@ def augment_for_distillation(x: torch.Tensor, kind: str, params: list[DsaParams]
     return in_normalised_space(x, params) if kind == "ncfm" else apply_all(x, params)
 
 
-def dsa(x: torch.Tensor, generator: torch.Generator, normalised: bool = True) -> torch.Tensor:
+# How the evaluation's DSA draws: DRAWS, parameters per image (DiffAugment's seed −1, DM's
+# evaluation) or one draw shared by the batch (DiffAugment's batchmode); OPERATIONS, one
+# operation a batch (its mode 'S', DM's ParamDiffAug) or every operation of the strategy in
+# its order (mode 'M'; VICO-UoE/DatasetCondensation utils.py DiffAugment)
+DRAWS, OPERATIONS = ("image", "batch"), ("one", "all")
+
+
+def sample_evaluation_dsa(n: int, generator: torch.Generator, draws: str = "image",
+                          operations: str = "one") -> list[DsaParams]:
+    """The DSA draws of one evaluation batch of n images (see DRAWS and OPERATIONS)."""
+    size = 1 if draws == "batch" else n
+    if operations == "all":
+        return [DsaParams(op, {name: torch.rand(size, generator=generator) for name in "abcd"})
+                for op in OPS]
+    return [sample_dsa(n, generator, shared=draws == "batch")]
+
+
+def dsa(x: torch.Tensor, generator: torch.Generator, normalised: bool = True,
+        draws: str = "image", operations: str = "one") -> torch.Tensor:
     """DM's evaluation augmentation (utils.py `epoch(..., aug=True)` → `DiffAugment(img,
     args.dsa_strategy, param=args.dsa_param)`, seed −1, mode 'S'): one of the six operations
     a batch, its parameters drawn per image, on normalised images (`normalised=False`: on
-    [0, 1] pixels, this project's evaluation before it followed DM there)."""
-    params = [sample_dsa(len(x), generator, shared=False)]
+    [0, 1] pixels, this project's evaluation before it followed DM there). `draws` and
+    `operations` depart from DM's evaluation where an ablation asks."""
+    params = sample_evaluation_dsa(len(x), generator, draws, operations)
     return in_normalised_space(x, params) if normalised else apply_all(x, params)
 
 

@@ -14,7 +14,7 @@ from tqdm import tqdm
 from ..errors import ConfigError
 from ..runtime import autocast, prepare_model, to_float
 from ..schema import check_fields, setting
-from .augment import crop_flip, cutmix, dsa
+from .augment import DRAWS, OPERATIONS, crop_flip, cutmix, dsa
 
 # "dsa": DM's evaluation augmentation on normalised images (augment.dsa); "dsa_pixels": the
 # same on [0, 1] pixels (fills black, brightness ±0.5 px), kept for the profiles that pin it
@@ -42,6 +42,8 @@ class TrainConfig:
     weight_decay: float = 5e-4
     augment: str = "crop_flip"
     protocol: str = "dm"
+    dsa_draws: str = "image"  # with augment dsa/dsa_pixels: augment.DRAWS
+    dsa_operations: str = "one"  # augment.OPERATIONS
 
     def __post_init__(self):
         if (self.epochs < 1) == (self.steps < 1) or self.batch_size < 2 or self.lr <= 0:
@@ -54,6 +56,10 @@ class TrainConfig:
         if self.protocol not in PROTOCOLS:
             raise ConfigError(f"unknown training protocol '{self.protocol}': "
                               f"expected one of {', '.join(PROTOCOLS)}")
+        if self.dsa_draws not in DRAWS or self.dsa_operations not in OPERATIONS:
+            raise ConfigError(f"unknown DSA draws '{self.dsa_draws}' or operations "
+                              f"'{self.dsa_operations}': expected one of {', '.join(DRAWS)} "
+                              f"and one of {', '.join(OPERATIONS)}")
 
     def epochs_for(self, n_images: int) -> int:
         if self.epochs:
@@ -80,6 +86,11 @@ class EvaluateConfig:
     # loaded; fills are the mean colour, brightness ±0.5 std); "pixels": on [0, 1] pixels
     # (black fills, brightness ±0.5), the records of the profiles that pin it
     dsa: str = setting("normalised", choices=("normalised", "pixels"))
+    # DSA's parameters drawn per image ("image", DM's evaluate_synset: DiffAugment's seed −1)
+    # or once a batch ("batch"); one operation a batch ("one", DM's mode 'S') or all six in
+    # DiffAugment's order ("all", its mode 'M'): settings for an ablation, DM's by default
+    dsa_draws: str = setting("image", choices=DRAWS)
+    dsa_operations: str = setting("one", choices=OPERATIONS)
 
     def __post_init__(self):
         check_fields(self, "evaluate.")
@@ -94,7 +105,8 @@ class EvaluateConfig:
         under protocol "ncfm"."""
         return TrainConfig(epochs=self.epochs, steps=self.steps, batch_size=self.batch_size,
                            lr=self.lr, protocol=self.protocol,
-                           augment="dsa" if self.dsa == "normalised" else "dsa_pixels")
+                           augment="dsa" if self.dsa == "normalised" else "dsa_pixels",
+                           dsa_draws=self.dsa_draws, dsa_operations=self.dsa_operations)
 
 
 @dataclass(frozen=True)
@@ -122,11 +134,12 @@ class DomainGapConfig:
         check_fields(self, "domain_gap.")
 
 
-def augment_batch(x: torch.Tensor, kind: str, generator: torch.Generator) -> torch.Tensor:
+def augment_batch(x: torch.Tensor, kind: str, generator: torch.Generator,
+                  dsa_draws: str = "image", dsa_operations: str = "one") -> torch.Tensor:
     if kind == "crop_flip":
         return crop_flip(x, generator)
     if kind in ("dsa", "dsa_pixels"):
-        return dsa(x, generator, normalised=kind == "dsa")
+        return dsa(x, generator, kind == "dsa", dsa_draws, dsa_operations)
     return x
 
 
@@ -272,7 +285,8 @@ def epoch_batches(images, labels, domains, config: TrainConfig, generator: torch
         index = order[start:start + config.batch_size]
         if len(index) < 2:  # BatchNorm needs two samples
             continue
-        x = augment_batch(to_float(images[index], device), config.augment, generator)
+        x = augment_batch(to_float(images[index], device), config.augment, generator,
+                          config.dsa_draws, config.dsa_operations)
         yield (x, labels[index].to(device),
                domains[index].to(device) if domains is not None else None)
 
