@@ -12,7 +12,7 @@ import torch
 from cadm_utils.__main__ import main
 from .conftest import REPO_ROOT
 
-SHIPPED = REPO_ROOT / "sets" / "pacs-dm-pixels" / "mmd" / "pacs" / "ACS-to-P" / "IPC10.pt"
+SHIPPED = REPO_ROOT / "sets" / "pacs-dm" / "mmd" / "pacs" / "ACS-to-P" / "IPC10.pt"
 
 
 def one_error_line(capsys) -> str:
@@ -43,7 +43,7 @@ def test_a_data_set_the_profile_lacks_is_one_line(tmp_path, capsys, profile, dat
 
 
 def test_a_target_the_set_was_made_from_is_refused_with_its_split(tmp_path, capsys):
-    assert main(["evaluate-set", str(SHIPPED), "--profile", "pacs-dm-pixels", "--target", "S",
+    assert main(["evaluate-set", str(SHIPPED), "--profile", "pacs-dm", "--target", "S",
                  "--data-root", str(tmp_path / "no-data-needed"),
                  "--results-dir", str(tmp_path / "r"), "--quiet"]) == 2
     line = one_error_line(capsys)
@@ -55,7 +55,7 @@ def test_a_target_the_set_was_made_from_is_refused_with_its_split(tmp_path, caps
 def test_the_target_defaults_to_the_one_the_set_was_made_for(tmp_path, capsys):
     """With no --target (and no --dataset) the file's split decides; the data root is then
     the first thing missing."""
-    assert main(["evaluate-set", str(SHIPPED), "--profile", "pacs-dm-pixels", "--results-dir",
+    assert main(["evaluate-set", str(SHIPPED), "--profile", "pacs-dm", "--results-dir",
                  str(tmp_path / "r"), "--data-root", str(tmp_path / "absent"), "--quiet"]) == 2
     assert "data root not found" in one_error_line(capsys)
 

@@ -1,5 +1,6 @@
 """The distilled sets a clone ships (sets/<profile>/, written by `export-sets --form stored`):
-at most 10 MiB in all, each file what its manifest says, loadable with
+at most 24 MiB in all (pacs-dm's 24 sets in float32: float16 does not reproduce a record,
+docs/findings/evaluation.md), each file what its manifest says, loadable with
 `torch.load(weights_only=True)`, its accuracies those of the committed records, and
 `evaluate-set` reproducing one record on the same seed and threads."""
 import json
@@ -15,7 +16,7 @@ from cadm_utils.runtime import file_sha256
 from .conftest import REPO_ROOT
 
 SETS = REPO_ROOT / "sets"
-MAX_BYTES = 10 * 2 ** 20
+MAX_BYTES = 24 * 2 ** 20
 MANIFESTS = sorted(SETS.glob("*/manifest.json"))
 
 
@@ -33,7 +34,7 @@ def own_records(profile: str, entry: dict) -> list[dict]:
                   key=lambda r: r["seed"])
 
 
-def test_a_clone_ships_sets_within_10_mib():
+def test_a_clone_ships_sets_within_24_mib():
     files = [p for p in SETS.rglob("*") if p.is_file()]
     assert MANIFESTS and any(p.suffix == ".pt" for p in files)
     assert sum(p.stat().st_size for p in files) <= MAX_BYTES
