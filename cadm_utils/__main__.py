@@ -449,8 +449,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_profile_options(reporter)
     reporter.add_argument("--figures-dir", default=None)
     reporter.add_argument("--spread", action="store_true",
-                          help="add Fig. 1(b)'s statistic of Table 1's MMD and CADM sets on "
-                               "disk (needs --data-root for real data)")
+                          help="add Fig. 1(b)'s statistic of Table 1's MMD and CADM sets: "
+                               "measured on the sets on disk (needs --data-root for real data), "
+                               "else read from results/<profile>/spread.jsonl (needs no data)")
     reporter.add_argument("--train-probes", action="store_true",
                           help="with --spread: train CADM's expert where a split's sets are on "
                                "disk without it (sets taken from sets/ come without experts)")

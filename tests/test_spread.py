@@ -74,3 +74,23 @@ def test_a_missing_probe_is_trained_only_when_asked_and_must_be_the_sets_own(tmp
     torch.save(state, cadm_set)
     with pytest.raises(DataError, match="is not the one that made the set"):
         spread_units(runner, ["mmd"], ["cadm"], 1)
+
+
+def test_recorded_units_render_on_a_fresh_clone_without_data_or_products(tmp_path):
+    """pacs-dm's committed spread.jsonl holds every unit of its current sets: with no data
+    root and an empty run folder, the units come from the file, and nothing is loaded."""
+    import shutil
+
+    from cadm_utils.experiment.runner import Runner
+    from cadm_utils.profiles import load_profile
+    from cadm_utils.reporting.analysis import recorded_spread_units
+    from .conftest import REPO_ROOT
+
+    results = tmp_path / "results"
+    shutil.copytree(REPO_ROOT / "results" / "pacs-dm", results)
+    runner = Runner(load_profile("pacs-dm"), data_root=None, results_dir=results,
+                    run_dir=tmp_path / "runs", device="cpu", progress=False)
+    units = recorded_spread_units(runner, ["mmd", "mmd{seed1}"], ["cadm", "cadm{seed1}"], 10)
+    assert len(units) == 8 and {u[0] for u in units} == {"ACS→P", "APS→C", "CPS→A", "ACP→S"}
+    assert (results / "spread.jsonl").read_text() == \
+        (REPO_ROOT / "results" / "pacs-dm" / "spread.jsonl").read_text()  # nothing appended

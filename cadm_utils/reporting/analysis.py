@@ -301,10 +301,11 @@ def _cells_by_row(runner, ipc: int) -> dict[str, dict[str, object]]:
 def _spreads(runner, cells, probe_cell, train_probe: bool = False) -> tuple[float, ...] | None:
     paths = [runner.for_cell(cell).store.synthetic_path(cell) for cell in cells]
     probe_runner = runner.for_cell(probe_cell)
-    task = runner.task(probe_cell.dataset, probe_cell.target)
-    expert_path = probe_runner.store.expert_path(probe_cell.dataset, task.name, probe_cell.method)
+    split = split_name(probe_cell.dataset, probe_cell.target)
+    expert_path = probe_runner.store.expert_path(probe_cell.dataset, split, probe_cell.method)
     if not all(p.exists() for p in paths) or not (train_probe or expert_path.exists()):
-        return None
+        return None  # decided before any data is loaded: a fresh clone needs no data root
+    task = runner.task(probe_cell.dataset, probe_cell.target)
     states = [torch.load(p, weights_only=False) for p in paths]
     made_by = states[list(cells).index(probe_cell)]["info"].get("expert_ids", [])
     with torch_threads(job_threads(runner.workers)):  # the threads the pipeline trains on
