@@ -31,11 +31,14 @@ class DsaParams:
     values: dict  # tensors of shape (n,) or (1,) for shared parameters
 
 
+def uniform_draws(size: int, generator: torch.Generator) -> dict:
+    """An operation's four uniform parameters a, b, c, d, `size` values each (1: shared)."""
+    return {name: torch.rand(size, generator=generator) for name in ("a", "b", "c", "d")}
+
+
 def sample_dsa(n: int, generator: torch.Generator, shared: bool = True) -> DsaParams:
     op = OPS[int(torch.randint(len(OPS), (1,), generator=generator))]
-    size = 1 if shared else n
-    rand = {name: torch.rand(size, generator=generator) for name in ("a", "b", "c", "d")}
-    return DsaParams(op, rand)
+    return DsaParams(op, uniform_draws(1 if shared else n, generator))
 
 
 def apply_dsa(x: torch.Tensor, params: DsaParams) -> torch.Tensor:
@@ -88,8 +91,7 @@ def sample_augmentation(kind: str, generator: torch.Generator) -> list[DsaParams
     'ncfm' draws color, crop and cutout (applied in sequence, as DSA's DiffAugment does
     for a strategy without its one-of mode); 'dsa' one of the six DSA operations."""
     if kind == "ncfm":
-        return [DsaParams(op, {name: torch.rand(1, generator=generator)
-                               for name in ("a", "b", "c", "d")}) for op in NCFM_OPS]
+        return [DsaParams(op, uniform_draws(1, generator)) for op in NCFM_OPS]
     return [sample_dsa(1, generator, shared=True)]
 
 
@@ -130,8 +132,7 @@ def sample_evaluation_dsa(n: int, generator: torch.Generator, draws: str = "imag
     """The DSA draws of one evaluation batch of n images (see DRAWS and OPERATIONS)."""
     size = 1 if draws == "batch" else n
     if operations == "all":
-        return [DsaParams(op, {name: torch.rand(size, generator=generator) for name in "abcd"})
-                for op in OPS]
+        return [DsaParams(op, uniform_draws(size, generator)) for op in OPS]
     return [sample_dsa(n, generator, shared=draws == "batch")]
 
 
