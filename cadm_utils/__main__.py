@@ -450,8 +450,9 @@ def build_parser() -> argparse.ArgumentParser:
     reporter.add_argument("--figures-dir", default=None)
     reporter.add_argument("--spread", action="store_true",
                           help="add Fig. 1(b)'s statistic of Table 1's MMD and CADM sets: "
-                               "measured on the sets on disk (needs --data-root for real data), "
-                               "else read from results/<profile>/spread.jsonl (needs no data)")
+                               "read from results/<profile>/spread.jsonl (needs no data); a "
+                               "unit not recorded there for the current sets is measured on "
+                               "the sets on disk (needs --data-root for real data) and recorded")
     reporter.add_argument("--train-probes", action="store_true",
                           help="with --spread: train CADM's expert where a split's sets are on "
                                "disk without it (sets taken from sets/ come without experts)")

@@ -94,3 +94,35 @@ def test_recorded_units_render_on_a_fresh_clone_without_data_or_products(tmp_pat
     assert len(units) == 8 and {u[0] for u in units} == {"ACS→P", "APS→C", "CPS→A", "ACP→S"}
     assert (results / "spread.jsonl").read_text() == \
         (REPO_ROOT / "results" / "pacs-dm" / "spread.jsonl").read_text()  # nothing appended
+
+
+def test_a_recorded_unit_is_read_again_not_measured_and_appended_again(tmp_path, monkeypatch):
+    """With the sets on disk, `report --spread` measures a unit once: a second report reads
+    the recorded unit (nothing loaded, nothing appended); a remade set is measured again."""
+    import json
+
+    from cadm_utils.experiment.pipeline import open_run
+    from cadm_utils.reporting import analysis
+
+    runner, cells = open_run("ci", stages="table1", methods="mmd,cadm", targets="P", ipcs="1",
+                             results_dir=tmp_path / "r", run_dir=tmp_path / "w", progress=False)
+    task = runner.task("embedded", "P")
+    for cell in cells:
+        synthetic_set(runner, cell, task)
+    path = tmp_path / "r" / analysis.SPREAD_FILE
+    first = analysis.recorded_spread_units(runner, ["mmd"], ["cadm"], 1)
+    assert len(first) == 1 and len(path.read_text().splitlines()) == 1
+
+    measure = analysis._spreads
+
+    def measured_again(*args, **kwargs):  # None: a pair whose sets are not on disk
+        if measure(*args, **kwargs) is not None:
+            raise AssertionError("a recorded unit was measured again")
+
+    monkeypatch.setattr(analysis, "_spreads", measured_again)
+    assert analysis.recorded_spread_units(runner, ["mmd"], ["cadm"], 1) == first
+    assert len(path.read_text().splitlines()) == 1
+    record = json.loads(path.read_text())
+    path.write_text(json.dumps({**record, "second_set": "a remade set"}) + "\n")
+    with pytest.raises(AssertionError, match="measured again"):
+        analysis.recorded_spread_units(runner, ["mmd"], ["cadm"], 1)

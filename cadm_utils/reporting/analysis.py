@@ -231,12 +231,13 @@ def _untrained_terms(runner, cell, task) -> dict[str, float]:
 
 # ----------------------------------------------------------------------------- per set
 def spread_units(runner, first: list[str], second: list[str], ipc: int,
-                 train_probes: bool = False) -> list[tuple]:
+                 train_probes: bool = False, skip: frozenset = frozenset()) -> list[tuple]:
     """Fig. 1(b)'s statistic of the i-th rows' sets on every split where both sets and the
     probing expert are on disk (nothing is distilled; with `train_probes` a missing probing
     expert is trained, as a set taken from sets/ comes without its expert): (split, first
-    row, value, second row, value). Both sets of a unit are read by the same heads, those
-    of the expert of whichever row of the pair is CADM's (expert kind "domain")."""
+    row, value, second row, value), leaving out the (split, first row, second row) units in
+    `skip`. Both sets of a unit are read by the same heads, those of the expert of whichever
+    row of the pair is CADM's (expert kind "domain")."""
     cells = _cells_by_row(runner, ipc)
     units = []
     for a, b in zip(first, second, strict=True):
@@ -247,7 +248,7 @@ def spread_units(runner, first: list[str], second: list[str], ipc: int,
                               "read the sets")
         for split, cell_a in sorted(cells.get(a, {}).items()):
             cell_b, probe_cell = cells[b].get(split), cells[probe_row].get(split)
-            if cell_b is None:
+            if cell_b is None or (split, a, b) in skip:
                 continue
             values = _spreads(runner, (cell_a, cell_b), probe_cell, train_probes)
             if values is not None:
@@ -260,26 +261,34 @@ SPREAD_FILE = "spread.jsonl"  # results/<profile>/: Fig. 1(b)'s measured units, 
 
 def recorded_spread_units(runner, first: list[str], second: list[str], ipc: int,
                           train_probes: bool = False) -> list[tuple]:
-    """Fig. 1(b)'s units of the rows' current sets: each measured where the sets and the
-    probing expert are on disk (`spread_units`) and then recorded in
-    results/<profile>/spread.jsonl with both sets' content ids, else read from that file,
-    so that a fresh clone renders the row without a product. A recorded unit counts only
-    for the sets that the current records name (a remade set needs measuring again)."""
+    """Fig. 1(b)'s units of the rows' current sets, read from results/<profile>/spread.jsonl;
+    a unit not recorded there for the sets that the current records name (a remade set
+    needs measuring again) is measured where its sets and probing expert are on disk
+    (`spread_units`) and then recorded with both sets' content ids. So a fresh clone renders
+    the row without a product, and a unit is measured and recorded once."""
     path = runner.results_dir / SPREAD_FILE
-    measured = spread_units(runner, first, second, ipc, train_probes=train_probes)
     ids = _current_set_ids(runner, ipc)
-    for split, a, x, b, y in measured:
+    recorded = _recorded_spreads(path, ipc, ids)
+    for split, a, x, b, y in spread_units(runner, first, second, ipc, train_probes=train_probes,
+                                          skip=frozenset(recorded)):
         append_record(path, {"kind": "spread", "split": split, "ipc": ipc, "first": a,
                              "first_set": ids.get((a, split)), "first_value": x, "second": b,
                              "second_set": ids.get((b, split)), "second_value": y})
+        recorded[(split, a, b)] = (split, a, x, b, y)
+    return [recorded[(split, a, b)] for a, b in zip(first, second, strict=True)
+            for split in sorted({s for s, x, y in recorded if (x, y) == (a, b)})]
+
+
+def _recorded_spreads(path, ipc: int, ids: dict) -> dict[tuple, tuple]:
+    """{(split, first row, second row): unit} of the recorded units whose two sets are the
+    ones the current records name."""
     recorded = {}
     for r in load_records(path):
         if r.get("ipc") == ipc and r.get("first_set") == ids.get((r["first"], r["split"])) \
                 and r.get("second_set") == ids.get((r["second"], r["split"])):
             recorded[(r["split"], r["first"], r["second"])] = (
                 r["split"], r["first"], r["first_value"], r["second"], r["second_value"])
-    return [recorded[(split, a, b)] for a, b in zip(first, second, strict=True)
-            for split in sorted({s for s, x, y in recorded if (x, y) == (a, b)})]
+    return recorded
 
 
 def _current_set_ids(runner, ipc: int) -> dict[tuple[str, str], str]:
