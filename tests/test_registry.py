@@ -66,8 +66,8 @@ def test_a_toy_method_runs_through_the_ci_profile(toy_registered, tmp_path):
     assert [row[0] for row in table.rows] == ["mmd", "toy"]
 
 
-@pytest.mark.parametrize("profile_name", ["smoke", "bench", "pacs-cpu", "pacs-dm-pixels",
-                                          "bench-dm-pixels"])
+@pytest.mark.parametrize("profile_name", ["smoke", "bench", "pacs-cpu", "pacs-dm",
+                                          "pacs-dm-pixels", "bench-dm", "bench-dm-pixels"])
 def test_committed_records_stay_current(profile_name, tmp_path):
     """On a fresh clone (no products on disk) every cell with committed records needs no
     work: a changed cache key (method key, expert kind, settings) would make them stale."""
