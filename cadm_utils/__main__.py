@@ -241,9 +241,10 @@ def export_sets(args) -> None:
 def evaluate_set(args) -> None:
     import statistics
 
-    from .experiment.sets import evaluate_set as evaluate, set_file_info
+    from .experiment.sets import SetFile, evaluate_set as evaluate
 
-    info = set_file_info(Path(args.file))
+    set_file = SetFile.load(Path(args.file))  # read once: its metadata, then its images
+    info = set_file.info
     dataset = args.dataset or (info or {}).get("dataset")
     split = str((info or {}).get("split") or "")
     target = args.target or (split.split("→")[1] if "→" in split else None)
@@ -258,7 +259,7 @@ def evaluate_set(args) -> None:
         print(f"note: {args.file} was made under profile '{info['profile']}' and is "
               f"evaluated here under profile '{runner.profile.name}'")
     seeds = list(range(args.seeds)) if args.seeds else None
-    records = evaluate(runner, Path(args.file), dataset, target, seeds, out=out,
+    records = evaluate(runner, set_file, dataset, target, seeds, out=out,
                        threads=args.threads)
     for r in records:
         print(f"seed {r['seed']}: unseen domain {r['acc']:.1f} %, source val "

@@ -97,6 +97,23 @@ def test_the_records_go_where_git_ignores_them(tmp_path, capsys):
     assert ignored.returncode == 0
 
 
+def test_evaluate_set_reads_the_file_once(tmp_path, capsys, monkeypatch):
+    """Its metadata (split, profile) and its images come from one torch.load."""
+    info = {"profile": "ci", "dataset": "embedded", "split": "ACS→P"}
+    path = tiny_set_file(tmp_path / "ci-set.pt", info)
+    loads_of_the_file, real_load = [], torch.load
+
+    def counting_load(source, *args, **kwargs):
+        if str(source) == str(path):
+            loads_of_the_file.append(source)
+        return real_load(source, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", counting_load)
+    assert main(["evaluate-set", str(path), "--profile", "ci", "--seeds", "1",
+                 "--results-dir", str(tmp_path / "r"), "--quiet"]) == 0
+    assert len(loads_of_the_file) == 1
+
+
 def unwritable_folder(tmp_path) -> str:
     """A folder no file can be made in: read-only for a user, sysfs for root."""
     if os.geteuid() == 0:

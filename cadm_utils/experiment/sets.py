@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -107,25 +108,48 @@ def set_info(runner, cell: Cell, split: str, set_id: str, records: list[dict]) -
 
 
 # ----------------------------------------------------------------------------- evaluate
+@dataclass(frozen=True)
+class SetFile:
+    """A set file read once: what `torch.load` gave (tensors only) and where it came from."""
+    path: Path
+    content: object
+
+    @classmethod
+    def load(cls, path: Path) -> "SetFile":
+        """DataError (one line) where the file is missing or torch cannot load it safely."""
+        path = Path(path)
+        if not path.is_file():
+            raise DataError(f"set file not found: {path}")
+        try:
+            content = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as error:  # not a torch file, or one with code in it
+            raise DataError(f"not a tensor file that torch.load can read safely: {path} "
+                            f"({type(error).__name__})") from None
+        return cls(path, content)
+
+    @property
+    def info(self) -> dict | None:
+        """The metadata this project's files carry (`info`: split, profile, ...), None for a
+        file without it (DM's form from elsewhere, a bare pair)."""
+        info = self.content.get("info") if isinstance(self.content, dict) else None
+        return info if isinstance(info, dict) else None
+
+    def pair(self, n_classes: int, resolution: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(images, labels): this project's file in either form, DM's (`{"data": [..., (x,
+        y)]}`), a dict with `images` and `labels`, or an `(images, labels)` pair, checked
+        against the data set's classes and resolution. DataError (one line) otherwise."""
+        pair = _pair(self.content)
+        if pair is None:
+            raise DataError(f"{self.path}: expected {{'data': [(images, labels)]}}, "
+                            "{'images', 'labels'} or an (images, labels) pair")
+        images, labels = pair
+        _check_pair(self.path, images, labels, n_classes, resolution)
+        return images.float(), labels.long()
+
+
 def read_set_file(path: Path, n_classes: int, resolution: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(images, labels) of a set file: this project's in either form, DM's
-    (`{"data": [..., (x, y)]}`), a dict with `images` and `labels`, or an `(images, labels)`
-    pair. DataError (one line) on anything else."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"set file not found: {path}")
-    try:
-        content = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # not a torch file, or one with code in it
-        raise DataError(f"not a tensor file that torch.load can read safely: {path} "
-                        f"({type(error).__name__})") from None
-    pair = _pair(content)
-    if pair is None:
-        raise DataError(f"{path}: expected {{'data': [(images, labels)]}}, {{'images', "
-                        "'labels'}} or an (images, labels) pair")
-    images, labels = pair
-    _check_pair(path, images, labels, n_classes, resolution)
-    return images.float(), labels.long()
+    """(images, labels) of a set file (SetFile.pair)."""
+    return SetFile.load(path).pair(n_classes, resolution)
 
 
 def _pair(content):
@@ -171,19 +195,8 @@ def _check_pair(path, images, labels, n_classes: int, resolution: int) -> None:
 
 
 def set_file_info(path: Path) -> dict | None:
-    """The metadata a set file of this project carries (`info`: split, profile, ...), None
-    for a file without it (DM's form from elsewhere, a bare pair). DataError as
-    read_set_file's where the file cannot be read."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"set file not found: {path}")
-    try:
-        content = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise DataError(f"not a tensor file that torch.load can read safely: {path} "
-                        f"({type(error).__name__})") from None
-    info = content.get("info") if isinstance(content, dict) else None
-    return info if isinstance(info, dict) else None
+    """The metadata a set file carries (SetFile.info)."""
+    return SetFile.load(path).info
 
 
 def check_unseen_target(path: Path, info: dict | None, dataset: str, target: str) -> None:
@@ -208,10 +221,10 @@ def check_unseen_target(path: Path, info: dict | None, dataset: str, target: str
                     "unseen-domain accuracy")
 
 
-def evaluate_set(runner, path: Path, dataset: str, target: str, seeds=None,
+def evaluate_set(runner, set_file: Path | SetFile, dataset: str, target: str, seeds=None,
                  out: Path | None = None, threads: int | None = None) -> list[dict]:
     """Train the profile's evaluation networks (ResNet-18, its protocol and seeds) on the
-    file's images and test each on the unseen domain and the source validation images;
+    file's images (`set_file`: its path, or the SetFile read already) and test each on the unseen domain and the source validation images;
     one record per seed, appended to `out` (default runs/<profile>/evaluated_sets.jsonl,
     which git ignores). A file that carries its split is refused on one of its source
     domains. Every input is checked before training. On the CPU each network trains on
@@ -220,10 +233,12 @@ def evaluate_set(runner, path: Path, dataset: str, target: str, seeds=None,
     from ..method.train import accuracy
 
     runner.check_dataset(dataset)
-    check_unseen_target(path, set_file_info(path), dataset, target)
+    loaded = set_file if isinstance(set_file, SetFile) else SetFile.load(set_file)
+    path = loaded.path
+    check_unseen_target(path, loaded.info, dataset, target)
     out = Path(out or runner.run_dir / "evaluated_sets.jsonl")
     task = runner.task(dataset, target)
-    images, labels = read_set_file(path, task.n_classes, task.train.resolution)
+    images, labels = loaded.pair(task.n_classes, task.train.resolution)
     writable_folder(out.parent, "records folder")
     seeds = list(range(runner.sections.evaluate.seeds)) if seeds is None else seeds
     method = RandomReal(f"file:{Path(path).name}")
