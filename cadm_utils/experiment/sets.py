@@ -194,11 +194,6 @@ def _check_pair(path, images, labels, n_classes: int, resolution: int) -> None:
                         f"expected classes 0..{n_classes - 1} of this data set")
 
 
-def set_file_info(path: Path) -> dict | None:
-    """The metadata a set file carries (SetFile.info)."""
-    return SetFile.load(path).info
-
-
 def check_unseen_target(path: Path, info: dict | None, dataset: str, target: str) -> None:
     """A set is scored on a domain it was not made from: DataError naming the set's split
     where `target` is one of its source domains (or its data set differs)."""
@@ -224,12 +219,13 @@ def check_unseen_target(path: Path, info: dict | None, dataset: str, target: str
 def evaluate_set(runner, set_file: Path | SetFile, dataset: str, target: str, seeds=None,
                  out: Path | None = None, threads: int | None = None) -> list[dict]:
     """Train the profile's evaluation networks (ResNet-18, its protocol and seeds) on the
-    file's images (`set_file`: its path, or the SetFile read already) and test each on the unseen domain and the source validation images;
-    one record per seed, appended to `out` (default runs/<profile>/evaluated_sets.jsonl,
-    which git ignores). A file that carries its split is refused on one of its source
-    domains. Every input is checked before training. On the CPU each network trains on
-    `threads` threads (default: what one of the profile's workers has, as in its run),
-    since the trained network depends on them."""
+    file's images (`set_file`: its path, or the SetFile read already) and test each on the
+    unseen domain and the source validation images; one record per seed, appended to
+    `out` (default runs/<profile>/evaluated_sets.jsonl, which git ignores). A file that
+    carries its split is refused on one of its source domains. Every input is checked
+    before training. On the CPU each network trains on `threads` threads (default: what
+    one of the profile's workers has, as in its run), since the trained network depends
+    on them."""
     from ..method.train import accuracy
 
     runner.check_dataset(dataset)
