@@ -76,6 +76,27 @@ def test_network_noise_splits_the_units_variance_by_hand():
     assert network_noise(rows, ["a"], ["nothing"], networks=4) == {"n": 0}
 
 
+def test_network_sd_units_pair_each_sets_spread_by_hand():
+    from cadm_utils.reporting.paired import interval_of, network_sd_units
+
+    def records(method, split, values):
+        return [{"method": method, "split": split, "seed": i, "acc": v, "net": "resnet18"}
+                for i, v in enumerate(values)]
+
+    rows = (records("a", "P", [50, 54]) + records("b", "P", [40, 40, 46])
+            + records("a", "C", [30, 36, 33]) + records("b", "C", [31, 31])
+            + records("a", "S", [20]) + records("b", "S", [10, 18]))   # one network: left out
+    units = network_sd_units(rows, ["a"], ["b"])
+    # sd of (50, 54): √8; of (40, 40, 46): √12; of (30, 36, 33): 3; of (31, 31): 0
+    assert [u[0] for u in units] == ["C", "P"]
+    by_split = {u[0]: (u[2], u[4]) for u in units}
+    assert all(math.isclose(x, y) for x, y in zip(by_split["P"], (math.sqrt(8), math.sqrt(12))))
+    assert by_split["C"] == (3.0, 0.0)
+    spread = interval_of(units)
+    assert spread["n"] == 2 and math.isclose(spread["mean"],
+                                             (3.0 + math.sqrt(8) - math.sqrt(12)) / 2)
+
+
 def test_more_networks_never_widen_units_that_vary_less_than_their_networks():
     from cadm_utils.reporting.paired import network_noise
 

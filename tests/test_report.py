@@ -62,6 +62,7 @@ def test_a_claim_row_pairs_units_and_matches_a_hand_interval():
 
 
 def test_reseeded_rows_pair_by_seed_and_other_variants_do_not():
+    second = {"evaluate.lr": 0.5}  # a profile that studies its evaluation
     profile = _profile({
         "table1": {"methods": ["mmd", "cadm"], "datasets": ["pacs"], "ipcs": [10]},
         "replicates": {"methods": ["mmd", "cadm"], "datasets": ["pacs"], "ipcs": [10],
@@ -76,6 +77,7 @@ def test_reseeded_rows_pair_by_seed_and_other_variants_do_not():
 def test_initialisation_rows_pair_each_method_with_the_initial_set_of_its_seed():
     from cadm_utils.reporting.report import initialisation_claims
 
+    second = {"evaluate.lr": 0.5}  # a profile that studies its evaluation
     profile = _profile({
         "table1": {"methods": ["mmd", "cadm"], "datasets": ["pacs"], "ipcs": [10],
                    "variants": {"reference": {}, "seed1": {"seed": 1}, "seed2": {"seed": 2}}},
@@ -234,6 +236,7 @@ def test_the_smoke_profiles_full_data_row_is_a_ceiling_on_source_val():
 def test_the_trend_pairs_each_length_by_seed_against_mmd_and_the_initialisation():
     from cadm_utils.reporting.report import trend_claims, trend_points
 
+    second = {"evaluate.lr": 0.5}  # a profile that studies its evaluation
     profile = _profile({
         "table1": {"methods": ["mmd", "cadm"], "datasets": ["pacs"], "ipcs": [10],
                    "variants": {"reference": {}, "seed1": {"seed": 1}}},
@@ -334,3 +337,83 @@ def test_the_headline_shows_the_networks_share_of_a_claims_variance():
     claim = Claim("a above b", "pacs", 10, ("a",), ("b",), ("ACS→P", "APS→C", "CPS→A"), {})
     assert network_share(rows, claim) == f"{100 * 31 / 61:.0f} % (2 a set)"
     assert network_share(rows, dataclasses.replace(claim, splits=("ACS→P",))) == "–"
+
+
+def test_the_ablation_pairs_each_evaluation_setting_with_the_profiles_own():
+    from cadm_utils.profiles import load_profile
+    from cadm_utils.reporting.report import evaluation_settings, setting_claims
+
+    profile = load_profile("pacs-dm")
+    settings = [setting for _, setting in evaluation_settings(profile)]
+    assert settings == [profile.second_evaluation, {"evaluate.dsa_draws": "batch"},
+                        {"evaluate.dsa_operations": "all"}, {"evaluate.epochs": 300}]
+    stage, batch = evaluation_settings(profile)[1]
+    (where, (sets, initial)), = setting_claims(profile, stage, batch).items()
+    assert where == ("pacs", 10)
+    assert (sets.first, sets.second) == (("mmd{batch_draws}", "mmd{batch_draws_seed1}"),
+                                         ("mmd", "mmd{seed1}"))
+    assert (initial.first, initial.second) == (
+        ("mmd{batch_draws_init}", "mmd{batch_draws_init_seed1}"), ("mmd{init}", "mmd{init_seed1}"))
+    assert len(sets.splits) == 4
+    assert evaluation_settings(load_profile("bench-dm")) == []
+    # a setting read on MMD's sets alone (no initialisation under it) gives no claims
+    gpu = load_profile("gpu-short")
+    assert [setting_claims(gpu, *found) for found in evaluation_settings(gpu)] == [{}]
+
+
+def _interval(mean, low, high, n=8):
+    return {"n": n, "mean": mean, "low": low, "high": high}
+
+
+def test_the_choice_rule_reads_spread_and_source_val_and_waits_for_every_unit():
+    from cadm_utils.reporting.report import Claim, setting_choice
+
+    claims = [Claim("k", "pacs", 10, ("a", "a1"), ("b", "b1"), ("P", "C"), {})] * 2  # 8 units
+    val_same = [_interval(-0.5, -2.0, +1.0), _interval(+0.2, -1.0, +1.4)]
+    tighter = _interval(-1.0, -1.6, -0.4)
+    assert setting_choice(claims, val_same, tighter) == "replaces the own"
+    assert setting_choice(claims, val_same, _interval(-1.0, -2.1, +0.1)) == "the own stays"
+    val_lower = [_interval(-1.5, -4.0, +1.0), val_same[1]]   # mean down by more than 1 point
+    assert setting_choice(claims, val_lower, tighter) == "the own stays"
+    assert setting_choice(claims, [val_same[0], {"n": 0}], tighter) == "the own stays"
+    assert setting_choice(claims, val_same, _interval(-1.0, -1.6, -0.4, n=3)) \
+        == "not chosen yet (n 3 of 8)"
+    assert setting_choice(claims, val_same, {"n": 1, "mean": -1.0}) == "not measured"
+
+
+def test_the_ablation_table_from_made_up_records(monkeypatch):
+    """One setting on two splits × two seeds: source val up 1 on MMD's sets and flat on the
+    initialisation; each set's networks spread 2.8 under the own evaluation, 0.7 under the
+    setting."""
+    from types import SimpleNamespace
+
+    from cadm_utils.reporting import report
+
+    second = {"evaluate.lr": 0.5}  # a profile that studies its evaluation
+    profile = _profile({
+        "table1": {"datasets": ["pacs"], "methods": ["mmd"], "ipcs": [10], "seeds": [0, 1]},
+        "init": {"datasets": ["pacs"], "methods": ["mmd"], "ipcs": [10], "seeds": [0, 1],
+                 "variants": {"init": {"distill.steps": 0}}},
+        "ablate": {"datasets": ["pacs"], "methods": ["mmd"], "ipcs": [10], "seeds": [0, 1],
+                   "variants": {"b": {"evaluate.epochs": 3},
+                                "b_init": {"distill.steps": 0, "evaluate.epochs": 3}}}},
+                       second_evaluation=second)
+    records = []
+    for own, setting, gain in (("mmd", "mmd{b}", 1.0), ("mmd{seed1}", "mmd{b_seed1}", 1.0),
+                               ("mmd{init}", "mmd{b_init}", 0.0),
+                               ("mmd{init_seed1}", "mmd{b_init_seed1}", 0.0)):
+        for split in ("ACS→P", "APS→C"):
+            records += [_record(own, split, 0, 0.0, 40.0), _record(own, split, 1, 0.0, 44.0),
+                        _record(setting, split, 0, 99.0, 41.5 + gain),
+                        _record(setting, split, 1, 99.0, 42.5 + gain)]
+    monkeypatch.setattr(report, "current_records", lambda runner: records)
+    table = report.ablation_table(SimpleNamespace(profile=profile))
+    assert [row[:3] for row in table.rows] == [["evaluate.epochs 3", "pacs", "10"]]
+    row = table.rows[0]
+    assert row[3] == "+1.0 [+1.0, +1.0] (n 4, ±0.0)" and row[4].startswith("+0.0 ")
+    # sd of (40, 44) is 2√2, of (41.5, 42.5) √0.5: 2.8 → 0.7 on all 8 units
+    assert row[5].startswith("2.8 → 0.7: -2.1 [-2.1, -2.1] (n 8,")
+    assert row[6] == "replaces the own"
+    # the same profile without a second evaluation does not study its evaluation
+    plain = dataclasses.replace(profile, second_evaluation={})
+    assert report.ablation_table(SimpleNamespace(profile=plain)) is None

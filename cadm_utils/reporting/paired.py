@@ -109,3 +109,19 @@ def network_noise(records: list[dict], first: list[str], second: list[str], netw
             "half_width": t * observed ** 0.5,
             "projected_networks": networks,
             "projected_half_width": t * projected ** 0.5}
+
+
+def network_sd_units(records: list[dict], first: list[str], second: list[str],
+                     field: str = "acc", ipc: int | None = None, net: str = "resnet18"
+                     ) -> list[tuple]:
+    """The evaluation networks' standard deviation around their set's mean, per unit: each
+    (split, first row, its networks' sd, second row, theirs), on the splits where both rows
+    have 2 or more networks; `interval_of` reads the paired difference of the two spreads."""
+    ipc = chosen_ipc(records, first + second, ipc)
+    units = []
+    for a, b in zip(first, second, strict=True):
+        ours = unit_networks(records, a, field, ipc, net)
+        theirs = unit_networks(records, b, field, ipc, net)
+        units += [(s, a, statistics.stdev(ours[s]), b, statistics.stdev(theirs[s]))
+                  for s in ours if s in theirs and len(ours[s]) > 1 and len(theirs[s]) > 1]
+    return units

@@ -11,7 +11,7 @@ from ..data import split_name
 from ..experiment.records import current_records, load_records, matching
 from ..method.methods import PROPOSED, REFERENCE, ablation_variant, method_label
 from . import paper_numbers
-from .paired import interval_of, network_noise, paired_difference
+from .paired import interval_of, network_noise, network_sd_units, paired_difference
 from .tables import Table
 
 VERDICT_RULE = ("*supported*: the 95 % interval of our difference lies above 0; *not supported "
@@ -49,11 +49,15 @@ class Claim:
     steps: int | None = None  # the distillation length of the trend's claims
 
 
+def _claim_records(records: list[dict], claim: Claim) -> list[dict]:
+    """The records of the claim's data set on its splits."""
+    return [r for r in matching(records, dataset=claim.dataset) if r.get("split") in claim.splits]
+
+
 def claim_units(records: list[dict], claim: Claim, field: str = "acc") -> tuple[list, dict]:
     """The claim's paired units of `field` and their interval (paired.paired_difference)."""
-    own = [r for r in matching(records, dataset=claim.dataset) if r.get("split") in claim.splits]
-    return paired_difference(own, list(claim.first), list(claim.second), field, claim.ipc,
-                             claim.net)
+    return paired_difference(_claim_records(records, claim), list(claim.first),
+                             list(claim.second), field, claim.ipc, claim.net)
 
 
 def paper_mean(claim: Claim, units: list[tuple]) -> float | None:
@@ -396,9 +400,8 @@ EVALUATIONS_HEADER = ["claim", "paper", "DM's evaluation", "networks' share", "s
 def network_share(records: list[dict], claim: Claim) -> str:
     """The evaluation networks' share of the claim's unit variance (paired.network_noise),
     "–" with fewer than 2 units of 2 or more networks a set."""
-    own = [r for r in matching(records, dataset=claim.dataset) if r.get("split") in claim.splits]
-    noise = network_noise(own, list(claim.first), list(claim.second), networks=1,
-                          ipc=claim.ipc, net=claim.net)
+    noise = network_noise(_claim_records(records, claim), list(claim.first),
+                          list(claim.second), networks=1, ipc=claim.ipc, net=claim.net)
     if noise["n"] < 2:
         return "–"
     return f"{100 * noise['network_share']:.0f} % ({noise['networks']:.0f} a set)"
@@ -436,6 +439,109 @@ def evaluations_table(runner, earlier_runner=None) -> Table | None:
                  "DM's evaluation here); unseen-domain accuracy % unless marked, paired over "
                  "split × distilled set",
                  EVALUATIONS_HEADER, rows)
+
+
+# ------------------------------------------------------------ the evaluation's ablation
+SOURCE_VAL_MARGIN = 1.0  # points a setting's mean source-val accuracy may fall (the length rule's)
+CHOICE_RULE = ("a setting replaces the profile's own evaluation (the reference) only where, "
+               "over every split × pipeline seed the stage names, its networks spread less on "
+               "source val (the paired interval of the networks' standard deviations, MMD's "
+               "sets and their initialisation pooled, lies below 0) and the mean source-val "
+               "accuracy of neither MMD's sets nor their initialisation falls by more than "
+               f"{SOURCE_VAL_MARGIN:.0f} point; otherwise the reference stays. The unseen "
+               "domain is never read for it")
+EVALUATION_PREFIX = "evaluate."  # an override of the evaluation alone
+SET_KINDS = (("MMD's sets", {}), ("their initialisation", INITIALISATION))
+
+
+def evaluation_settings(profile) -> list[tuple]:
+    """(stage, overrides) of each evaluation other than the profile's own that a stage reads
+    the reference method's sets with (rows that override `evaluate.*` alone, their seed and
+    distillation length aside), in the profile's order, each once."""
+    found = []
+    for stage in profile.stages.values():
+        for overrides in (stage.variants or {}).values() if REFERENCE in (stage.methods or ())\
+                else ():
+            changed = {k: v for k, v in overrides.items() if k not in ("seed", LENGTH)}
+            if changed and all(k.startswith(EVALUATION_PREFIX) for k in changed) \
+                    and changed not in [c for _, c in found]:
+                found.append((stage, changed))
+    return found
+
+
+def setting_claims(profile, stage, setting: dict) -> dict[tuple, list[Claim]]:
+    """{(data set, IPC) of `stage`: one claim per set kind (SET_KINDS)}: the reference
+    method's rows read with `setting` above the same rows read with the profile's own
+    evaluation; only where the profile has rows of both kinds under `setting`."""
+    pairs = []
+    for _, fixed in SET_KINDS:
+        own = list(seed_rows(profile, REFERENCE, fixed).values())
+        pairs.append([(a, b) for a, b in ((counterpart(profile, row, setting), row)
+                                          for row in own) if a is not None])
+    if not all(pairs):
+        return {}
+    return {(dataset, ipc): [Claim(kind, dataset, ipc, tuple(a for a, _ in kind_pairs),
+                                   tuple(b for _, b in kind_pairs),
+                                   tuple(_splits(profile, stage, dataset)), {})
+                             for (kind, _), kind_pairs in zip(SET_KINDS, pairs)]
+            for dataset in stage.datasets for ipc in stage.ipcs}
+
+
+def setting_choice(claims: list[Claim], val: list[dict], spread: dict) -> str:
+    """CHOICE_RULE on one setting's claims, their source-val intervals and the pooled
+    interval of the networks' spreads."""
+    expected = sum(len(c.splits) * len(c.first) for c in claims)
+    if spread.get("n", 0) < 2:
+        return "not measured"
+    if spread["n"] < expected:
+        return f"not chosen yet (n {spread['n']} of {expected})"
+    lower = any(i.get("n", 0) == 0 or i["mean"] < -SOURCE_VAL_MARGIN for i in val)
+    return "replaces the own" if spread["high"] < 0 and not lower else "the own stays"
+
+
+ABLATION_HEADER = ["evaluation setting", "data set", "IPC",
+                   "MMD's sets: source val, setting − own",
+                   "their initialisation: source val, setting − own",
+                   "networks' sd on source val, own → setting", "choice"]
+
+
+def _spread(units: list[tuple]) -> str:
+    if not units:
+        return "not measured"
+    before = statistics.fmean(u[4] for u in units)
+    after = statistics.fmean(u[2] for u in units)
+    return f"{before:.1f} → {after:.1f}: {_with_n(interval_of(units))}"
+
+
+def ablation_row(records: list[dict], setting: dict, claims: list[Claim], second: bool
+                 ) -> list[str]:
+    """One setting's row at one data set and IPC (ablation_table)."""
+    val = [claim_units(records, claim, "source_val_acc")[1] for claim in claims]
+    spread = [unit for claim in claims for unit in network_sd_units(
+        _claim_records(records, claim), list(claim.first), list(claim.second),
+        "source_val_acc", claim.ipc, claim.net)]
+    return [", ".join(f"{k} {v}" for k, v in setting.items()), claims[0].dataset,
+            str(claims[0].ipc), *map(_with_n, val), _spread(spread),
+            "the second evaluation, read beside" if second
+            else setting_choice(claims, val, interval_of(spread))]
+
+
+def ablation_table(runner) -> Table | None:
+    """For a profile that studies its evaluation (one with a `second_evaluation`): each
+    evaluation setting of it that reads both MMD's sets and their initialisation, against
+    the profile's own on source val only (the paired difference on each kind, the networks'
+    spread before and after) and CHOICE_RULE's choice; the second evaluation is read
+    beside, never chosen. None for any other profile."""
+    profile = runner.profile
+    if not profile.second_evaluation:
+        return None
+    records = current_records(runner)
+    rows = [ablation_row(records, setting, claims, setting == profile.second_evaluation)
+            for stage, setting in evaluation_settings(profile)
+            for claims in setting_claims(profile, stage, setting).values()]
+    return Table(f"{profile.name}'s evaluation settings against its own (the reference), on "
+                 "the source domains' held-out images only; paired over split × pipeline seed",
+                 ABLATION_HEADER, rows) if rows else None
 
 
 # ----------------------------------------------------------------------------- figures
@@ -511,6 +617,9 @@ def write_report(runner, extra_rows=(), figures_dir=None) -> Path:
         text += "\n" + evaluations.markdown()
         headline = path.parent / HEADLINE_FILE  # the README's table
         write_atomic(headline, lambda tmp: tmp.write_text(evaluations.markdown()))
+    ablation = ablation_table(runner)
+    if ablation is not None:
+        text += "\n" + ablation.markdown() + "\nChoice: " + CHOICE_RULE + ".\n"
     if (path.parent / f"{TREND_FIGURE}.png").exists():  # drawn by 06_tables
         text += (f"\n![The paired differences against the distillation length, 95 % "
                  f"intervals](<{TREND_FIGURE}.png>)\n")
