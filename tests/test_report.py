@@ -371,11 +371,11 @@ def test_the_choice_rule_reads_spread_and_source_val_and_waits_for_every_unit():
     claims = [Claim("k", "pacs", 10, ("a", "a1"), ("b", "b1"), ("P", "C"), {})] * 2  # 8 units
     val_same = [_interval(-0.5, -2.0, +1.0), _interval(+0.2, -1.0, +1.4)]
     tighter = _interval(-1.0, -1.6, -0.4)
-    assert setting_choice(claims, val_same, tighter) == "replaces the own"
-    assert setting_choice(claims, val_same, _interval(-1.0, -2.1, +0.1)) == "the own stays"
+    assert setting_choice(claims, val_same, tighter) == "replaces the reference"
+    assert setting_choice(claims, val_same, _interval(-1.0, -2.1, +0.1)) == "the reference stays"
     val_lower = [_interval(-1.5, -4.0, +1.0), val_same[1]]   # mean down by more than 1 point
-    assert setting_choice(claims, val_lower, tighter) == "the own stays"
-    assert setting_choice(claims, [val_same[0], {"n": 0}], tighter) == "the own stays"
+    assert setting_choice(claims, val_lower, tighter) == "the reference stays"
+    assert setting_choice(claims, [val_same[0], {"n": 0}], tighter) == "the reference stays"
     assert setting_choice(claims, val_same, _interval(-1.0, -1.6, -0.4, n=3)) \
         == "not chosen yet (n 3 of 8)"
     assert setting_choice(claims, val_same, {"n": 1, "mean": -1.0}) == "not measured"
@@ -413,7 +413,7 @@ def test_the_ablation_table_from_made_up_records(monkeypatch):
     assert row[3] == "+1.0 [+1.0, +1.0] (n 4, ±0.0)" and row[4].startswith("+0.0 ")
     # sd of (40, 44) is 2√2, of (41.5, 42.5) √0.5: 2.8 → 0.7 on all 8 units
     assert row[5].startswith("2.8 → 0.7: -2.1 [-2.1, -2.1] (n 8,")
-    assert row[6] == "replaces the own"
+    assert row[6] == "replaces the reference"
     # the same profile without a second evaluation does not study its evaluation
     plain = dataclasses.replace(profile, second_evaluation={})
     assert report.ablation_table(SimpleNamespace(profile=plain)) is None

@@ -460,8 +460,9 @@ def evaluation_settings(profile) -> list[tuple]:
     distillation length aside), in the profile's order, each once."""
     found = []
     for stage in profile.stages.values():
-        for overrides in (stage.variants or {}).values() if REFERENCE in (stage.methods or ())\
-                else ():
+        if REFERENCE not in (stage.methods or ()):
+            continue
+        for overrides in (stage.variants or {}).values():
             changed = {k: v for k, v in overrides.items() if k not in ("seed", LENGTH)}
             if changed and all(k.startswith(EVALUATION_PREFIX) for k in changed) \
                     and changed not in [c for _, c in found]:
@@ -496,16 +497,18 @@ def setting_choice(claims: list[Claim], val: list[dict], spread: dict) -> str:
     if spread["n"] < expected:
         return f"not chosen yet (n {spread['n']} of {expected})"
     lower = any(i.get("n", 0) == 0 or i["mean"] < -SOURCE_VAL_MARGIN for i in val)
-    return "replaces the own" if spread["high"] < 0 and not lower else "the own stays"
+    return "replaces the reference" if spread["high"] < 0 and not lower \
+        else "the reference stays"
 
 
 ABLATION_HEADER = ["evaluation setting", "data set", "IPC",
-                   "MMD's sets: source val, setting − own",
-                   "their initialisation: source val, setting − own",
-                   "networks' sd on source val, own → setting", "choice"]
+                   "MMD's sets: source val, setting − reference",
+                   "their initialisation: source val, setting − reference",
+                   "networks' sd on source val, reference → setting", "choice"]
 
 
 def _spread(units: list[tuple]) -> str:
+    """The units' mean spread under the reference → under the setting, then the interval."""
     if not units:
         return "not measured"
     before = statistics.fmean(u[4] for u in units)
