@@ -85,13 +85,7 @@ def network_noise(records: list[dict], first: list[str], second: list[str], netw
     Where the observed variance falls below the network part (few units), τ² is 0 and the
     observed variance is scaled by the same ratio, so that more networks never widen it.
     Units with a single network on either side have no spread to read and are left out."""
-    ipc = chosen_ipc(records, first + second, ipc)
-    pairs = []
-    for a, b in zip(first, second, strict=True):
-        ours = unit_networks(records, a, field, ipc, net)
-        theirs = unit_networks(records, b, field, ipc, net)
-        pairs += [(ours[s], theirs[s]) for s in ours
-                  if s in theirs and len(ours[s]) > 1 and len(theirs[s]) > 1]
+    pairs = [(x, y) for _, _, x, _, y in network_pairs(records, first, second, field, ipc, net)]
     if len(pairs) < 2:
         return {"n": len(pairs)}
     observed = statistics.variance([statistics.fmean(x) - statistics.fmean(y) for x, y in pairs])
@@ -111,17 +105,26 @@ def network_noise(records: list[dict], first: list[str], second: list[str], netw
             "projected_half_width": t * projected ** 0.5}
 
 
-def network_sd_units(records: list[dict], first: list[str], second: list[str],
-                     field: str = "acc", ipc: int | None = None, net: str = "resnet18"
-                     ) -> list[tuple]:
-    """The evaluation networks' standard deviation around their set's mean, per unit: each
-    (split, first row, its networks' sd, second row, theirs), on the splits where both rows
-    have 2 or more networks; `interval_of` reads the paired difference of the two spreads."""
+def network_pairs(records: list[dict], first: list[str], second: list[str],
+                  field: str = "acc", ipc: int | None = None, net: str = "resnet18"
+                  ) -> list[tuple]:
+    """Each unit's networks: (split, first row, its networks' values, second row, theirs),
+    on the splits where both rows have 2 or more networks (a spread to read)."""
     ipc = chosen_ipc(records, first + second, ipc)
     units = []
     for a, b in zip(first, second, strict=True):
         ours = unit_networks(records, a, field, ipc, net)
         theirs = unit_networks(records, b, field, ipc, net)
-        units += [(s, a, statistics.stdev(ours[s]), b, statistics.stdev(theirs[s]))
-                  for s in ours if s in theirs and len(ours[s]) > 1 and len(theirs[s]) > 1]
+        units += [(s, a, ours[s], b, theirs[s]) for s in ours
+                  if s in theirs and len(ours[s]) > 1 and len(theirs[s]) > 1]
     return units
+
+
+def network_sd_units(records: list[dict], first: list[str], second: list[str],
+                     field: str = "acc", ipc: int | None = None, net: str = "resnet18"
+                     ) -> list[tuple]:
+    """The evaluation networks' standard deviation around their set's mean, per unit: each
+    (split, first row, its networks' sd, second row, theirs), on network_pairs' units;
+    `interval_of` reads the paired difference of the two spreads."""
+    return [(s, a, statistics.stdev(x), b, statistics.stdev(y))
+            for s, a, x, b, y in network_pairs(records, first, second, field, ipc, net)]
